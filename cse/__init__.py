@@ -1,0 +1,33 @@
+"""Conditional Scale Entropy (CSE) for transformer layer updates.
+
+CSE is the normalized Shannon entropy of the distribution of a layer update's
+energy across wavelet scales, per token and per layer. See SPEC section 2 and
+`cse.conditional_scale_entropy`.
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "conditional_scale_entropy": "cse.measure",
+    "layer_updates": "cse.capture",
+    "capture_layer_updates": "cse.capture",
+    "find_blocks": "cse.capture",
+    "load_model": "cse.capture",
+    "compute": "cse.compute",
+    "open_result": "cse.io",
+    "CSEInputError": "cse._errors",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name):
+    # Lazy imports keep `import cse` and `cse --help` fast (torch and transformers
+    # take seconds to import).
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    if name in ("stats",):
+        return import_module(f"cse.{name}")
+    raise AttributeError(f"module 'cse' has no attribute {name!r}")

@@ -1,0 +1,113 @@
+"""Shared parameter resolution for every public entry point.
+
+Public functions validate, private functions compute: each public function calls
+these helpers, which raise `CSEInputError` (a `ValueError`) or `TypeError` with a
+one-line message naming the parameter, what was expected and what was received.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pywt
+
+from ._errors import CSEInputError
+
+AXES = ("depth", "token", "hidden")
+BOUNDARIES = ("reflect", "periodic")
+NORMALIZATIONS = ("unit", "none")
+DEFAULT_WAVELET = {"depth": "haar", "token": "haar", "hidden": "db4"}
+DEFAULT_LEVEL = {"depth": 3, "token": 3}
+DEFAULT_NORMALIZE = {"depth": "unit", "token": "unit", "hidden": "none"}
+
+
+def check_choice(name: str, value, choices) -> str:
+    """Return `value` if it is one of `choices`, else raise a one-line error."""
+    if value not in choices:
+        expected = ", ".join(repr(c) for c in choices)
+        raise CSEInputError(f"Invalid value for {name!r}: expected one of {expected}, got {value!r}")
+    return value
+
+
+def as_wavelet(name) -> pywt.Wavelet:
+    """Resolve a wavelet name to an orthogonal `pywt.Wavelet`.
+
+    Raises
+    ------
+    CSEInputError
+        If the name is unknown or the wavelet is not orthogonal (MODWT and the
+        orthonormal DWT energy identity need an orthogonal filter bank).
+    """
+    if isinstance(name, pywt.Wavelet):
+        wavelet = name
+    else:
+        if not isinstance(name, str) or name not in pywt.wavelist(kind="discrete"):
+            raise CSEInputError(
+                f"Invalid value for 'wavelet': expected a discrete PyWavelets wavelet name "
+                f"such as 'haar', 'db4', 'sym8', got {name!r}"
+            )
+        wavelet = pywt.Wavelet(name)
+    if not wavelet.orthogonal:
+        raise CSEInputError(
+            f"Invalid value for 'wavelet': {wavelet.name!r} is not orthogonal; use an orthogonal "
+            f"family (haar, dbN, symN, coifN)"
+        )
+    return wavelet
+
+
+def resolve_level(axis: str, level, n_steps: int, wavelet: pywt.Wavelet) -> int:
+    """Resolve the decomposition level J for a transform over `n_steps` samples.
+
+    `depth` and `token` (MODWT) default to J = 3 and require 2**J <= n_steps.
+    `hidden` (periodized DWT) defaults to ``pywt.dwt_max_level(n_steps, K)`` and
+    requires 1 <= J <= that maximum.
+    """
+    if level is not None and (isinstance(level, bool) or not isinstance(level, (int, np.integer))):
+        raise TypeError(f"Invalid type for 'level': expected an int or None, got {type(level).__name__}")
+    if axis == "hidden":
+        max_level = pywt.dwt_max_level(n_steps, wavelet.dec_len)
+        if level is None:
+            level = max_level
+        if max_level < 1 or not 1 <= level <= max_level:
+            raise CSEInputError(
+                f"Invalid value for 'level': the hidden axis of length {n_steps} with "
+                f"{wavelet.name!r} (filter length {wavelet.dec_len}) allows levels 1..{max_level}, got {level}"
+            )
+        return int(level)
+    if level is None:
+        level = DEFAULT_LEVEL[axis]
+    if level < 1:
+        raise CSEInputError(f"Invalid value for 'level': expected an integer >= 1, got {level}")
+    if 2**level > n_steps:
+        raise CSEInputError(
+            f"Invalid value for 'level': level {level} needs 2**{level} = {2**level} steps along the "
+            f"{axis!r} axis but it has {n_steps}; use --level {max(1, int(np.floor(np.log2(max(n_steps, 1)))))} or lower"
+        )
+    if axis == "token" and (wavelet.dec_len - 1) * (2 ** (level - 1)) + 1 > 2 * n_steps:
+        warnings.warn(
+            f"level {level} with {wavelet.name!r} has filters longer than the reflected series of "
+            f"{n_steps} tokens; boundary effects dominate",
+            stacklevel=3,
+        )
+    return int(level)
+
+
+def resolve_normalize(axis: str, normalize) -> str:
+    if normalize is None:
+        return DEFAULT_NORMALIZE[axis]
+    return check_choice("normalize", normalize, NORMALIZATIONS)
+
+
+def resolve_seed(seed) -> np.random.Generator:
+    """Turn `seed` (int, None or Generator) into a `numpy.random.Generator`."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise TypeError(f"Invalid type for 'seed': expected an int, got {type(seed).__name__}")
+    return np.random.default_rng(seed)
+
+
+def band_labels(level: int) -> list[str]:
+    """Band labels in storage order: ``d1..dJ`` (fine to coarse) then ``aJ``."""
+    return [f"d{j}" for j in range(1, level + 1)] + [f"a{level}"]
