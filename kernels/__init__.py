@@ -1,0 +1,1 @@
+"""Numeric kernels of cse (import name `cse_kernels`): NumPy reference, Numba kernels, torch twin."""
