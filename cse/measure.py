@@ -28,6 +28,10 @@ from ._params import (
 
 __all__ = ["conditional_scale_entropy"]
 
+#: Below this null standard deviation, CSE differences are rounding noise (CSE is in
+#: [0, 1] and computed in float64), so ``cse_z`` is NaN rather than a huge number.
+_NULL_STD_FLOOR = 1e-12
+
 #: Module computing the energies: the NumPy reference for now, Numba kernels later.
 DEFAULT_BACKEND = "cse_kernels.reference"
 
@@ -120,7 +124,8 @@ def conditional_scale_entropy(
         - ``update_norm`` (layer, token), float64, units of ``updates``: ||u[l, t]||.
         - with ``null_permutations > 0``: ``cse_null_mean``, ``cse_null_std`` (ddof=1)
           and ``cse_z = (cse - cse_null_mean) / cse_null_std`` (layer, token), float64,
-          units ``"1"``; ``cse_z`` is NaN where the null's standard deviation is 0.
+          units ``"1"``; ``cse_z`` is NaN where the null's standard deviation is 0 to
+          rounding (<= 1e-12, e.g. a constant vector).
 
         Attributes record ``axis``, ``wavelet``, ``level``, ``boundary`` (``'periodization'``
         on the hidden axis), ``normalize``, ``null_permutations`` and ``seed``.
@@ -163,7 +168,10 @@ def conditional_scale_entropy(
     transform. For :math:`a_l > 0`, :math:`a_l u[l, t] / \lVert a_l u[l, t] \rVert =
     u[l, t] / \lVert u[l, t] \rVert`, so the transform's input, and everything
     computed from it, is identical: the rescaling is removed before the transform.
-    (With ``'none'`` the depth and token axes are not invariant to such rescaling.)
+    The same holds for any positive rescaling of each vector u[l, t] separately.
+    (With ``'none'`` the depth axis is not invariant to per-layer rescaling, nor the
+    token axis to per-token rescaling: a layer's scale on the token axis is a global
+    scale of that layer's series and so cancels even without normalization.)
     On the hidden axis each cell is a single vector, so unit normalization is a
     global rescaling of that vector's signal and cannot change CSE.
 
@@ -310,7 +318,8 @@ def _conditional_scale_entropy(u, axis, wavelet, level, boundary, normalize, nul
         mean = null.mean(axis=-1)
         std = null.std(axis=-1, ddof=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.where(std > 0, (cse - mean) / np.where(std > 0, std, 1.0), np.nan)
+            spread = std > _NULL_STD_FLOOR
+            z = np.where(spread, (cse - mean) / np.where(spread, std, 1.0), np.nan)
         ds["cse_null_mean"] = (dims, mean, {"long_name": "mean CSE under hidden-dimension permutations", "units": "1"})
         ds["cse_null_std"] = (
             dims,

@@ -66,7 +66,8 @@ def _unit_normalize(x64: np.ndarray) -> np.ndarray:
     norms = update_norms(x64)[..., None]
     # A zero (or NaN) norm divides by 1: zero vectors stay zero, NaN stays NaN.
     # An infinite norm divides by inf, which leaves NaN in the vector (inf / inf).
-    np.divide(x64, np.where(norms > 0, norms, 1.0), out=x64)
+    with np.errstate(invalid="ignore"):
+        np.divide(x64, np.where(norms > 0, norms, 1.0), out=x64)
     return x64
 
 
@@ -124,7 +125,8 @@ def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True) -> n
     chunk = max(1, _CHUNK_ELEMENTS // max(1, ext * n_steps * d))
     for start in range(0, n_series, chunk):
         stop = min(start + chunk, n_series)
-        out[start:stop] = _modwt_energies_chunk(x[start:stop], g, h, level, boundary, unit)
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite input -> non-finite energies
+            out[start:stop] = _modwt_energies_chunk(x[start:stop], g, h, level, boundary, unit)
     return out
 
 
@@ -215,10 +217,11 @@ def dwt_energies(x, dec_lo, dec_hi, level) -> np.ndarray:
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         a = np.asarray(x[start:stop], dtype=np.float64)
-        for j in range(level):
-            a, detail = _periodized_analysis(a, lo, hi)
-            out[start:stop, j] = np.einsum("nd,nd->n", detail, detail)
-        out[start:stop, level] = np.einsum("nd,nd->n", a, a)
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite input -> non-finite energies
+            for j in range(level):
+                a, detail = _periodized_analysis(a, lo, hi)
+                out[start:stop, j] = np.einsum("nd,nd->n", detail, detail)
+            out[start:stop, level] = np.einsum("nd,nd->n", a, a)
     return out
 
 
