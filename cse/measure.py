@@ -279,16 +279,49 @@ def _hidden_rows(u, unit, kernels) -> np.ndarray:
         return np.asarray(rows, dtype=np.float64) / np.where(norms > 0, norms, 1.0)
 
 
-def _conditional_scale_entropy(u, axis, wavelet, level, boundary, normalize, null_permutations, rng, seed,
-                               backend=None) -> xr.Dataset:
+def _cse_arrays(u, axis, wavelet, level, boundary, unit, permutations=None, backend=None) -> dict:
+    """CSE, scale fractions, update norms and the null of validated updates.
+
+    Parameters
+    ----------
+    u : ndarray, shape (n_layers, n_tokens, d_model)
+        float32 or float64 layer updates.
+    permutations : ndarray of int64, shape (P, d_model), optional
+        Shared dimension permutations (``hidden`` axis null).
+
+    Returns
+    -------
+    dict of ndarray, float64
+        ``cse``, ``update_norm`` (n_layers, n_tokens); ``scale_fraction``
+        (n_layers, n_tokens, level + 1); with permutations also
+        ``cse_null_mean``, ``cse_null_std``, ``cse_z`` (n_layers, n_tokens).
+    """
     kernels = _resolve_backend(backend)
     n_layers, n_tokens, d_model = u.shape
-    unit = normalize == "unit"
-
     # 1. Scale energies and their entropy.
     energies = _scale_energies(u, axis, wavelet, level, boundary, unit, backend=kernels)
     cse, fractions = kernels.scale_entropy(energies)
-    norms = kernels.update_norms(u)
+    out = {"cse": cse, "scale_fraction": fractions, "update_norm": kernels.update_norms(u)}
+    # 2. Dimension-permutation null (hidden axis only; validated by the caller).
+    if permutations is not None and len(permutations):
+        rows = _hidden_rows(u, unit, kernels)
+        null = kernels.dwt_null_entropy(rows, wavelet.dec_lo, wavelet.dec_hi, level, permutations)
+        null = null.reshape(n_layers, n_tokens, len(permutations))
+        mean = null.mean(axis=-1)
+        std = null.std(axis=-1, ddof=1)
+        # A spread at rounding level means the null is degenerate (e.g. a constant vector): z is undefined.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(std > _NULL_STD_FLOOR, (cse - mean) / np.where(std > 0, std, 1.0), np.nan)
+        out.update(cse_null_mean=mean, cse_null_std=std, cse_z=z)
+    return out
+
+
+def _conditional_scale_entropy(u, axis, wavelet, level, boundary, normalize, null_permutations, rng, seed,
+                               backend=None) -> xr.Dataset:
+    n_layers, n_tokens, d_model = u.shape
+    permutations = np.argsort(rng.random((null_permutations, d_model)), axis=1) if null_permutations else None
+    arrays = _cse_arrays(u, axis, wavelet, level, boundary, normalize == "unit", permutations, backend)
+    cse, fractions, norms = arrays["cse"], arrays["scale_fraction"], arrays["update_norm"]
 
     # 2. Dataset with CF attributes.
     dims = ("layer", "token")
@@ -311,15 +344,7 @@ def _conditional_scale_entropy(u, axis, wavelet, level, boundary, normalize, nul
 
     # 3. Dimension-permutation null (hidden axis only; validated by the caller).
     if null_permutations:
-        permutations = np.argsort(rng.random((null_permutations, d_model)), axis=1)
-        rows = _hidden_rows(u, unit, kernels)
-        null = kernels.dwt_null_entropy(rows, wavelet.dec_lo, wavelet.dec_hi, level, permutations)
-        null = null.reshape(n_layers, n_tokens, null_permutations)
-        mean = null.mean(axis=-1)
-        std = null.std(axis=-1, ddof=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            spread = std > _NULL_STD_FLOOR
-            z = np.where(spread, (cse - mean) / np.where(spread, std, 1.0), np.nan)
+        mean, std, z = arrays["cse_null_mean"], arrays["cse_null_std"], arrays["cse_z"]
         ds["cse_null_mean"] = (dims, mean, {"long_name": "mean CSE under hidden-dimension permutations", "units": "1"})
         ds["cse_null_std"] = (
             dims,
