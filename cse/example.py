@@ -1,0 +1,75 @@
+"""The built-in example: labelled literal and metaphorical sentences shipped with cse.
+
+Twelve pairs written by the cse authors: each verb is used once in a
+metaphorical and once in a literal sense, in sentences of similar length.
+Columns: ``pair``, ``verb``, ``label`` (``metaphorical``/``literal``),
+``target_idx`` (0-based index of the verb in ``sentence.split()``), ``sentence``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+
+def example_path() -> Path:
+    """Path of the example CSV inside the installed package."""
+    return Path(resources.files("cse.data") / "example.csv")
+
+
+def depth_summary(ds: xr.Dataset, by: str = "label", where: str | None = "word == target_idx") -> pd.DataFrame:
+    """Mean CSE per layer and group over the selected tokens (special tokens excluded).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A result of `cse.compute`.
+    by : str
+        Token coordinate whose values define the groups.
+    where : str, optional
+        A `pandas.DataFrame.eval` expression over token coordinates selecting tokens.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``layer`` (with a ``depth`` column), one column of mean CSE per group
+        and ``n_<group>`` token counts.
+    """
+    coords = ds[[c for c in ds.coords if ds[c].dims == ("token",)]].to_dataframe()
+    keep = ~coords["is_special"].to_numpy(dtype=bool)
+    if where:
+        keep &= coords.eval(where).to_numpy(dtype=bool)
+    sub = ds["cse"].isel(token=np.flatnonzero(keep)).load()
+    groups = sub[by].to_numpy()
+    table = pd.DataFrame({"depth": ds["depth"].to_numpy()}, index=pd.Index(ds["layer"].to_numpy(), name="layer"))
+    for group in sorted(np.unique(groups).tolist()):
+        values = sub.isel(token=np.flatnonzero(groups == group)).to_numpy()
+        table[str(group)] = np.nanmean(values, axis=0)
+        table[f"n_{group}"] = values.shape[0]
+    return table
+
+
+def plot_summary(table: pd.DataFrame, path, title: str) -> None:
+    """Save a PNG of mean CSE against relative depth, one line per group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for column in table.columns:
+        if column == "depth" or column.startswith("n_"):
+            continue
+        ax.plot(table["depth"], table[column], marker="o", ms=3, label=f"{column} (n={table[f'n_{column}'].iloc[0]})")
+    ax.set_xlabel("relative depth (layer + 1) / L")
+    ax.set_ylabel("mean CSE (target word tokens)")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
