@@ -313,6 +313,8 @@ def _as_ids(name: str, value, ndims: tuple[int, ...]) -> torch.Tensor:
                 f"Invalid type for {name!r}: expected a tensor or nested list of ints, got "
                 f"{type(value).__name__} ({error})"
             ) from None
+        if tensor.numel() == 0:  # torch.as_tensor([]) is float32
+            tensor = tensor.long()
     if tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool:
         raise TypeError(f"Invalid dtype for {name!r}: expected integer token ids, got {tensor.dtype}")
     if tensor.ndim not in ndims:
@@ -532,6 +534,11 @@ def _locate(name) -> tuple[str, str | None, dict]:
                     f"cannot load model {text!r} offline: the folder holds {len(ggufs)} .gguf files; name one of them"
                 )
             return str(path), ggufs[0].name, {"model": text, "file": str(ggufs[0].resolve())}
+        if not (path / "config.json").is_file():
+            raise CSEInputError(
+                f"cannot load model {text!r} offline: the folder has neither config.json nor a .gguf file; "
+                f"give a local path or a model already in the Hugging Face cache"
+            )
         return str(path), None, {"model": text, "file": None}
     if text.startswith((".", "/", "~")) or text.endswith(".gguf") or os.sep in text.strip("/").replace("/", "", 1):
         raise CSEInputError(f"cannot load model {text!r} offline: no such file or folder; give a local path or a model already in the Hugging Face cache")
@@ -539,6 +546,9 @@ def _locate(name) -> tuple[str, str | None, dict]:
 
 
 def _short_reason(error: BaseException) -> str:
+    text = str(error)
+    if "huggingface.co" in text and "cache" in text:
+        return "not found on disk or in the Hugging Face cache (the network is not used)"
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     reason = lines[0] if lines else type(error).__name__
     return reason if len(reason) <= 200 else reason[:197] + "..."
@@ -585,9 +595,9 @@ def load_model(name=None, device="auto", dtype=None, device_map=None):
     Every load uses ``local_files_only=True``, so a model that is not on disk
     fails at once instead of waiting on the network.
     """
-    target, gguf_file, source = _locate(name)
     torch_device = None if device_map is not None else _resolve_device(device)
     torch_dtype = _resolve_dtype(dtype)
+    target, gguf_file, source = _locate(name)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"local_files_only": True}

@@ -124,7 +124,10 @@ def _config(family: str, vocab_size: int):
         return tf.GptOssConfig(
             num_hidden_layers=2, hidden_size=32, head_dim=8, num_attention_heads=4, num_key_value_heads=2,
             intermediate_size=32, num_local_experts=4, num_experts_per_tok=2, sliding_window=4,
-            layer_types=["sliding_attention", "full_attention"], max_position_embeddings=128, **common,
+            layer_types=["sliding_attention", "full_attention"], max_position_embeddings=128,
+            rope_parameters={"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                             "truncate": False, "original_max_position_embeddings": 4, "rope_theta": 150000.0},
+            **common,
         )
     raise ValueError(f"Invalid value for 'family': expected one of {FAMILIES}, got {family!r}")
 

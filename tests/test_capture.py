@@ -1,0 +1,272 @@
+"""Layer-update capture is what the model actually added, for every supported family.
+
+The checks use references taken independently of `capture_layer_updates`: Hugging
+Face `output_hidden_states` and hooks of the test's own on the final norm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from cse._errors import CSEInputError  # noqa: E402
+from cse.capture import (  # noqa: E402
+    DEFAULT_MODEL_FILE,
+    capture_layer_updates,
+    find_blocks,
+    forward_with_updates,
+    layer_updates,
+    load_model,
+    model_identity,
+)
+from tests.tiny_models import FAMILIES, tiny_model, tiny_tokenizer  # noqa: E402
+
+# Block list and final norm of each family (the norm is applied to hidden_states[-1]).
+BLOCKS = {
+    "gpt2": "transformer.h", "gpt_neo": "transformer.h", "gpt_neox": "gpt_neox.layers",
+    "llama": "model.layers", "qwen2": "model.layers", "gpt_oss": "model.layers",
+}
+FINAL_NORM = {
+    "gpt2": "transformer.ln_f", "gpt_neo": "transformer.ln_f", "gpt_neox": "gpt_neox.final_layer_norm",
+    "llama": "model.norm", "qwen2": "model.norm", "gpt_oss": "model.norm",
+}
+TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.bfloat16: dict(rtol=2e-2, atol=2e-2)}
+TEXTS = [
+    "The river of traffic poured through the city as the evening lights came on.",
+    "She grasped the idea.",
+    "Time is a thief that steals the quiet hours we meant to spend with friends.",
+]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family_model(request):
+    return request.param, tiny_model(request.param)
+
+
+def _ids(text: str) -> torch.Tensor:
+    return torch.tensor(tiny_tokenizer()(text)["input_ids"])
+
+
+def _reference(model, family, ids):
+    """h_0, hidden_states and the last block's output (the final norm's input), by hand."""
+    norm = model.get_submodule(FINAL_NORM[family])
+    seen = {}
+    handle = norm.register_forward_pre_hook(lambda module, args: seen.__setitem__("last", args[0].detach().clone()))
+    try:
+        with torch.inference_mode():
+            out = model(input_ids=ids[None], output_hidden_states=True, use_cache=False)
+    finally:
+        handle.remove()
+    return out.hidden_states, seen["last"][0], out.logits[0]
+
+
+def test_blocks_found_structurally(family_model):
+    family, model = family_model
+    path, blocks = find_blocks(model)
+    assert path == BLOCKS[family]
+    assert len(blocks) == model.config.num_hidden_layers
+    assert blocks is model.get_submodule(BLOCKS[family])
+
+
+def test_updates_sum_to_last_block_output(family_model):
+    family, model = family_model
+    ids = _ids(TEXTS[0])
+    updates = layer_updates(model, ids)
+    hidden_states, last, _ = _reference(model, family, ids)
+    assert updates.shape == (model.config.num_hidden_layers, ids.numel(), model.config.hidden_size)
+    assert updates.dtype == torch.float32 and updates.device.type == "cpu"
+    torch.testing.assert_close(hidden_states[0][0] + updates.sum(0), last, **TOL[torch.float32])
+
+
+def test_intermediate_updates_equal_hidden_state_differences(family_model):
+    family, model = family_model
+    ids = _ids(TEXTS[0])
+    updates = layer_updates(model, ids)
+    hidden_states, last, _ = _reference(model, family, ids)
+    n_layers = updates.shape[0]
+    assert len(hidden_states) == n_layers + 1
+    for layer in range(n_layers - 1):
+        torch.testing.assert_close(updates[layer], hidden_states[layer + 1][0] - hidden_states[layer][0], **TOL[torch.float32])
+    # The last update is block L-1's own; hidden_states[-1] has the final norm applied.
+    torch.testing.assert_close(updates[-1], last - hidden_states[-2][0], **TOL[torch.float32])
+    naive = hidden_states[-1][0] - hidden_states[-2][0]
+    assert (updates[-1] - naive).abs().max() > 0.1
+    norm = model.get_submodule(FINAL_NORM[family])
+    with torch.inference_mode():
+        torch.testing.assert_close(norm(last), hidden_states[-1][0], **TOL[torch.float32])
+
+
+def test_input_forms_give_the_same_updates(family_model):
+    _, model = family_model
+    ids = _ids(TEXTS[1])
+    reference = layer_updates(model, ids)
+    torch.testing.assert_close(layer_updates(model, ids[None]), reference, rtol=0, atol=0)
+    torch.testing.assert_close(layer_updates(model, ids.tolist()), reference, rtol=0, atol=0)
+
+
+def _batch(texts):
+    encoded = tiny_tokenizer()(texts, padding=True, return_tensors="pt")
+    return encoded["input_ids"], encoded["attention_mask"]
+
+
+def test_padded_batch_matches_single_sequences(family_model):
+    _, model = family_model
+    ids, mask = _batch(TEXTS)
+    assert (mask == 0).any(), "the batch must contain padding"
+    updates, surprisal = forward_with_updates(model, ids, mask)
+    assert updates.shape == (model.config.num_hidden_layers, *ids.shape, model.config.hidden_size)
+    assert updates.dtype == torch.float32
+    assert surprisal.shape == ids.shape and surprisal.dtype == torch.float64 and surprisal.device.type == "cpu"
+    for b, length in enumerate(mask.sum(1).tolist()):
+        single = layer_updates(model, ids[b, :length])
+        torch.testing.assert_close(updates[:, b, :length], single, rtol=1e-4, atol=1e-4)
+        assert (updates[:, b, length:] == 0).all()
+
+
+def test_surprisal_matches_direct_computation(family_model):
+    family, model = family_model
+    ids, mask = _batch(TEXTS)
+    _, surprisal = forward_with_updates(model, ids, mask)
+    assert torch.isnan(surprisal[:, 0]).all()
+    assert torch.isnan(surprisal[mask == 0]).all()
+    for b, length in enumerate(mask.sum(1).tolist()):
+        seq = ids[b, :length]
+        _, _, logits = _reference(model, family, seq)
+        log_p = torch.log_softmax(logits.double(), dim=-1)
+        expected = -log_p[torch.arange(length - 1), seq[1:]]
+        torch.testing.assert_close(surprisal[b, 1:length], expected, rtol=1e-4, atol=1e-4)
+        assert torch.isfinite(surprisal[b, 1:length]).all()
+
+
+def _hook_count(model) -> int:
+    _, blocks = find_blocks(model)
+    return sum(len(b._forward_hooks) + len(b._forward_pre_hooks) for b in blocks)
+
+
+def test_hooks_removed_after_context(family_model):
+    _, model = family_model
+    before = _hook_count(model)
+    with capture_layer_updates(model) as recorder:
+        assert _hook_count(model) == before + recorder.n_layers
+        with torch.inference_mode():
+            model(input_ids=_ids(TEXTS[1])[None], use_cache=False)
+        assert recorder.updates.shape[0] == recorder.n_layers
+    assert _hook_count(model) == before
+    with pytest.raises(KeyError, match="inside"):
+        with capture_layer_updates(model):
+            raise KeyError("inside")
+    assert _hook_count(model) == before
+
+
+def test_recorder_without_forward_pass_raises():
+    model = tiny_model("llama")
+    with capture_layer_updates(model) as recorder:
+        with pytest.raises(RuntimeError, match="no forward pass"):
+            recorder.updates
+
+
+def test_half_precision_model():
+    model = tiny_model("llama").to(torch.bfloat16)
+    ids = _ids(TEXTS[0])
+    updates = layer_updates(model, ids)
+    assert updates.dtype == torch.float32
+    batch_updates, surprisal = forward_with_updates(model, ids[None], torch.ones_like(ids)[None])
+    assert batch_updates.dtype == torch.bfloat16
+    torch.testing.assert_close(batch_updates[:, 0].float(), updates, **TOL[torch.bfloat16])
+    assert torch.isfinite(surprisal[0, 1:]).all()
+
+
+def test_find_blocks_error_names_the_class():
+    class LinearProbe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(4, 4)
+
+    with pytest.raises(CSEInputError, match="cannot find the transformer blocks of LinearProbe"):
+        find_blocks(LinearProbe())
+    with pytest.raises(TypeError, match="'model'"):
+        find_blocks("gpt2")
+
+
+def test_invalid_inputs():
+    model = tiny_model("gpt2")
+    with pytest.raises(CSEInputError, match="one sequence"):
+        layer_updates(model, torch.zeros((2, 5), dtype=torch.long))
+    with pytest.raises(TypeError, match="integer token ids"):
+        layer_updates(model, torch.zeros(5))
+    with pytest.raises(CSEInputError, match="at least one token"):
+        layer_updates(model, [])
+    with pytest.raises(CSEInputError, match="context of 128"):
+        layer_updates(model, [3] * 129)
+    ids = torch.ones((2, 4), dtype=torch.long)
+    with pytest.raises(CSEInputError, match="right padding"):
+        forward_with_updates(model, ids, torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1]]))
+    with pytest.raises(CSEInputError, match="'attention_mask'"):
+        forward_with_updates(model, ids, torch.ones((2, 3), dtype=torch.long))
+
+
+def test_load_missing_model_fails_fast_with_one_line():
+    start = time.perf_counter()
+    with pytest.raises(CSEInputError, match="cannot load model 'no/such-model' offline") as info:
+        load_model("no/such-model", device="cpu")
+    assert time.perf_counter() - start < 5
+    assert "\n" not in str(info.value)
+    with pytest.raises(CSEInputError, match="no such file or folder"):
+        load_model("./no/such/folder", device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"device": "gpu"}, "'device'"), ({"device": "cuda:x"}, "'device'"), ({"dtype": "float64"}, "'dtype'")],
+)
+def test_load_invalid_options(kwargs, match):
+    with pytest.raises(CSEInputError, match=match):
+        load_model("no/such-model", **kwargs)
+
+
+def test_load_local_folder(tmp_path):
+    model = tiny_model("qwen2", seed=3)
+    model.save_pretrained(tmp_path)
+    tokenizer = tiny_tokenizer()
+    tokenizer.save_pretrained(tmp_path)
+    loaded, loaded_tokenizer = load_model(str(tmp_path), device="cpu", dtype="float32")
+    assert not loaded.training and loaded.dtype == torch.float32
+    assert loaded_tokenizer.padding_side == "right" and loaded_tokenizer.pad_token is not None
+    ids = _ids(TEXTS[0])
+    torch.testing.assert_close(layer_updates(loaded, ids), layer_updates(model, ids), rtol=0, atol=0)
+    identity = model_identity(loaded)
+    assert identity["model"] == str(tmp_path)
+    assert identity["n_layers"] == 3 and identity["d_model"] == 32
+    assert identity["model_sha256"] == ""
+    bf16, _ = load_model(str(tmp_path), device="cpu", dtype="bfloat16")
+    assert bf16.dtype == torch.bfloat16
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return load_model(None, device="cpu")
+
+
+@pytest.mark.slow
+def test_default_model(default_model):
+    model, tokenizer = default_model
+    path, blocks = find_blocks(model)
+    assert path == "model.layers" and len(blocks) == 30
+    assert model.config.hidden_size == 576 and model.dtype == torch.float32
+    assert tokenizer.padding_side == "right" and tokenizer.pad_token is not None
+    ids = torch.tensor(tokenizer(TEXTS[0])["input_ids"])
+    updates = layer_updates(model, ids)
+    assert updates.shape == (30, ids.numel(), 576) and torch.isfinite(updates).all()
+    _, surprisal = forward_with_updates(model, ids[None], torch.ones_like(ids)[None])
+    # A trained model predicts English far better than uniform over its vocabulary.
+    assert surprisal[0, 1:].mean() < 0.5 * torch.log(torch.tensor(float(len(tokenizer))))
+    identity = model_identity(model)
+    assert identity["model"] == "SmolLM2-135M-Instruct" and identity["model_file"].endswith(DEFAULT_MODEL_FILE)
+    with open(identity["model_file"], "rb") as handle:
+        assert identity["model_sha256"] == hashlib.sha256(handle.read()).hexdigest()
