@@ -211,9 +211,12 @@ class LayerUpdateRecorder:
                 )
             dtype = self._dtype or hidden_out.dtype
             if index == 0 or self._updates is None or self._updates.shape[1:] != hidden_out.shape:
-                self._updates = torch.empty(
-                    (self.n_layers, *hidden_out.shape), dtype=dtype, device=hidden_out.device
-                )
+                # A normal tensor even under torch.inference_mode(), so that callers may
+                # modify it in place (normalise, mask) after the forward pass.
+                with torch.inference_mode(False):
+                    self._updates = torch.empty(
+                        (self.n_layers, *hidden_out.shape), dtype=dtype, device=hidden_out.device
+                    )
                 self._seen = [False] * self.n_layers
             target = self._updates[index]
             with torch.no_grad():

@@ -164,6 +164,17 @@ def test_hooks_removed_after_context(family_model):
     assert _hook_count(model) == before
 
 
+def test_results_are_ordinary_tensors():
+    # Callers normalise and mask updates in place after the forward pass.
+    model = tiny_model("llama")
+    ids, mask = _batch(TEXTS)
+    updates, surprisal = forward_with_updates(model, ids, mask)
+    single = layer_updates(model, ids[1, : int(mask[1].sum())])
+    for tensor in (updates, surprisal, single):
+        assert not tensor.is_inference() and not tensor.requires_grad
+        tensor.mul_(1.0)
+
+
 def test_recorder_without_forward_pass_raises():
     model = tiny_model("llama")
     with capture_layer_updates(model) as recorder:
