@@ -15,7 +15,7 @@ _LAZY = {
     "capture_layer_updates": "cse.capture",
     "find_blocks": "cse.capture",
     "load_model": "cse.capture",
-    "compute": "cse.compute",
+    "compute": "cse.pipeline",
     "open_result": "cse.io",
     "CSEInputError": "cse._errors",
 }

@@ -48,7 +48,7 @@ def compute_command(input, output, example, text_column, encoding, model_name, a
     Empty and whitespace-only texts are skipped with a warning; their rows keep
     their indices in the `text` coordinate.
     """
-    from ..compute import compute
+    from ..pipeline import compute
 
     if example:
         from ..example import example_path
