@@ -278,11 +278,6 @@ def test_load_local_folder(tmp_path):
     assert bf16.dtype == torch.bfloat16
 
 
-@pytest.fixture(scope="module")
-def default_model():
-    return load_model(None, device="cpu")
-
-
 @pytest.mark.slow
 def test_default_model(default_model):
     model, tokenizer = default_model
