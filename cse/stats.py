@@ -848,26 +848,9 @@ def compare(
     rng = resolve_seed(seed)
 
     # 2. Select the tokens and the two groups.
-    da, by, source = _as_dataarray(ds, var, by)
-    if not isinstance(by, str):
-        raise TypeError(f"Invalid type for 'by': expected a token coordinate name, got {type(by).__name__}")
-    frame = _token_frame(da, source)
-    for name, col in (("by", by), ("paired_by", paired_by), ("blocks", blocks)):
-        if col is not None and col not in frame.columns:
-            raise CSEInputError(
-                f"Invalid value for {name!r}: no token coordinate {col!r}; available: {', '.join(frame.columns)}"
-            )
-    mask = _eval_where(frame, where)
-    n_special = 0
-    if not include_special and "is_special" in frame.columns:
-        special = np.asarray(frame["is_special"], dtype=bool)
-        n_special = int((mask & special).sum())
-        mask &= ~special
-    mask &= np.asarray(frame[by].notna(), dtype=bool)
-    labels = frame[by][mask]
-    group_values = _match_groups(labels, groups, by)
-    idx_a = np.flatnonzero(mask & _equals(frame[by], group_values[0]))
-    idx_b = np.flatnonzero(mask & _equals(frame[by], group_values[1]))
+    sel = _select_groups(ds, by, where, groups, var, include_special, extra={"paired_by": paired_by, "blocks": blocks})
+    da, frame, group_values, idx_a, idx_b = sel["da"], sel["frame"], sel["groups"], sel["idx_a"], sel["idx_b"]
+    by, source, n_special = sel["by"], sel["source"], sel["n_special"]
     if paired_by is not None:
         idx_a, idx_b = _align_pairs(frame, paired_by, idx_a, idx_b, group_values)
     block_codes = None
@@ -975,6 +958,37 @@ def compare(
         if key in src_attrs:
             out.attrs[f"source_{key}"] = src_attrs[key]
     return out
+
+
+def _select_groups(ds, by, where, groups, var, include_special, extra=None) -> dict:
+    """Validate the selection and return the token indices of both groups.
+
+    Returns a dict with ``da`` (the (token, layer) DataArray), ``source`` (the Dataset
+    or None), ``frame`` (token coordinates), ``by`` (the coordinate name), ``groups``
+    (the two values, in order), ``idx_a``/``idx_b`` (token indices, ascending) and
+    ``n_special`` (special tokens removed by the default exclusion).
+    """
+    da, by, source = _as_dataarray(ds, var, by)
+    if not isinstance(by, str):
+        raise TypeError(f"Invalid type for 'by': expected a token coordinate name, got {type(by).__name__}")
+    frame = _token_frame(da, source)
+    for name, col in (("by", by), *((extra or {}).items())):
+        if col is not None and col not in frame.columns:
+            raise CSEInputError(
+                f"Invalid value for {name!r}: no token coordinate {col!r}; available: {', '.join(frame.columns)}"
+            )
+    mask = _eval_where(frame, where)
+    n_special = 0
+    if not include_special and "is_special" in frame.columns:
+        special = np.asarray(frame["is_special"], dtype=bool)
+        n_special = int((mask & special).sum())
+        mask &= ~special
+    mask &= np.asarray(frame[by].notna(), dtype=bool)
+    group_values = _match_groups(frame[by][mask], groups, by)
+    idx_a = np.flatnonzero(mask & _equals(frame[by], group_values[0]))
+    idx_b = np.flatnonzero(mask & _equals(frame[by], group_values[1]))
+    return {"da": da, "source": source, "frame": frame, "by": by, "groups": group_values,
+            "idx_a": idx_a, "idx_b": idx_b, "n_special": n_special}  # fmt: skip
 
 
 def _equals(col: pd.Series, value) -> np.ndarray:

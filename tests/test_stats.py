@@ -6,6 +6,7 @@ Synthetic Datasets follow the schema of SPEC section 4 (no model needed).
 from __future__ import annotations
 
 import itertools
+import re
 import time
 
 import numpy as np
@@ -673,3 +674,96 @@ def test_relative_depth_pools_models_of_different_depth():
         stats.relative_depth(ds12, bins=0)
     with pytest.raises(CSEInputError, match="'layer' dim"):
         stats.relative_depth(ds12.surprisal)
+
+
+# ---------------------------------------------------------------------------------
+# the `cse stats` command
+# ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def result_file(tmp_path):
+    from cse.io import write_result
+
+    path = tmp_path / "result.nc"
+    write_result(make_result(effect=1.2, seed=4), path)
+    return path
+
+
+def test_stats_command_prints_table_and_writes_netcdf(result_file, tmp_path):
+    from click.testing import CliRunner
+
+    from cse.cli import cli
+
+    out = tmp_path / "stats.nc"
+    args = ["stats", str(result_file), "--by", "label", "--where", "is_word_start", "--n-permutations", "499",
+            "--n-bootstrap", "100", "--seed", "3", "-o", str(out)]  # fmt: skip
+    run = CliRunner().invoke(cli, args)
+    assert run.exit_code == 0, run.output
+    assert "mean(metaphor) - mean(literal)" in run.output
+    assert "p_cluster" in run.output and "layers 3-" in run.output
+    saved = xr.open_dataset(out, engine="h5netcdf").load()
+    direct = stats.compare(xr.open_dataset(result_file, engine="h5netcdf"), "label", where="is_word_start",
+                           n_permutations=499, n_bootstrap=100, seed=3)  # fmt: skip
+    for name in ("t", "p_corrected", "g_ci_low", "cluster_p"):
+        np.testing.assert_array_equal(saved[name].values, direct[name].values)
+    assert saved.attrs["seed"] == 3 and saved.attrs["where"] == "is_word_start"
+    assert not list(tmp_path.glob(".*partial"))  # the atomic write left nothing behind
+
+
+def test_stats_command_options_reach_compare(result_file):
+    from click.testing import CliRunner
+
+    from cse.cli import cli
+
+    args = ["stats", str(result_file), "--by", "label", "--groups", "metaphor", "literal", "--correction", "maxT",
+            "--tail", "less", "--n-permutations", "99", "--n-bootstrap", "0", "--blocks", "genre"]  # fmt: skip
+    run = CliRunner().invoke(cli, args)
+    assert run.exit_code == 0, run.output
+    assert "mean(literal) - mean(metaphor)" in run.output
+    assert "within-block" in run.output and "p_maxT" in run.output and "tail -1" in run.output
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--by", "colour"], "no token coordinate 'colour'"),
+        (["--by", "label", "--where", "position >"], "cannot evaluate 'position >'"),
+        (["--by", "label", "-o", "stats.csv"], "must end in .nc"),
+    ],
+)
+def test_stats_command_input_errors(result_file, args, match):
+    from click.testing import CliRunner
+
+    from cse.cli import cli
+
+    run = CliRunner().invoke(cli, ["stats", str(result_file), *args])
+    assert isinstance(run.exception, CSEInputError)
+    assert re.search(match, str(run.exception))
+
+
+def test_stats_command_missing_file():
+    from click.testing import CliRunner
+
+    from cse.cli import cli
+
+    run = CliRunner().invoke(cli, ["stats", "no/such/result.nc", "--by", "label"])
+    assert isinstance(run.exception, CSEInputError) and "does not exist" in str(run.exception)
+
+
+def test_stats_cli_exits_2_with_one_line_for_a_missing_column(result_file):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cse.cli", "stats", str(result_file), "--by", "colour"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: Invalid value for 'by'"), proc.stderr
+    assert "Traceback" not in proc.stderr

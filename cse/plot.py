@@ -1,0 +1,180 @@
+"""Figures of CSE results: depth profiles per group with confidence bands and clusters.
+
+Figures are built on `matplotlib.figure.Figure` directly (Agg canvas, no pyplot, no
+display, no global state), so they are safe in scripts, tests and worker processes.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import xarray as xr
+from scipy import stats as sps
+
+from ._errors import CSEInputError
+from .stats import _select_groups
+
+__all__ = ["plot_depth_profile", "group_profiles"]
+
+_COLOURS = ("#1f77b4", "#d62728")
+
+
+def group_profiles(ds, by, where=None, *, groups=None, var: str = "cse", include_special: bool = False,
+                   ci: float = 0.95) -> xr.Dataset:  # fmt: skip
+    """Per-layer mean of `var` for each of two groups of tokens, with t intervals.
+
+    Parameters
+    ----------
+    ds, by, where, groups, var, include_special
+        As in `cse.stats.compare`.
+    ci : float
+        Coverage of the interval, in (0, 1).
+
+    Returns
+    -------
+    xarray.Dataset
+        Over (group, layer): ``mean``, ``sd``, ``n`` (finite tokens), ``ci_low``,
+        ``ci_high``; the ``depth`` coordinate is kept.
+
+    Notes
+    -----
+    The interval is the Student t interval of the mean per layer,
+    ``mean ± t_{(1 + ci) / 2, n - 1} · sd / sqrt(n)``, over the tokens whose value is
+    finite at that layer (NaN where n < 2).
+    """
+    if not 0 < float(ci) < 1:
+        raise CSEInputError(f"Invalid value for 'ci': expected a number in (0, 1), got {ci!r}")
+    sel = _select_groups(ds, by, where, groups, var, include_special)
+    da = sel["da"]
+    rows = []
+    for idx in (sel["idx_a"], sel["idx_b"]):
+        y = np.asarray(da.isel(token=idx).values, dtype=np.float64)  # (n, L), loads only these tokens
+        n = np.isfinite(y).sum(axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(y, axis=0)
+            sd = np.nanstd(y, axis=0, ddof=1)
+            half = sps.t.ppf((1 + ci) / 2, np.maximum(n - 1, 1)) * sd / np.sqrt(n)
+        half = np.where(n >= 2, half, np.nan)
+        rows.append((mean, sd, n, mean - half, mean + half))
+    stacked = [np.stack(v) for v in zip(*rows)]
+    coords = {"group": [str(g) for g in sel["groups"]], "layer": da["layer"].values}
+    if "depth" in da.coords and da["depth"].dims == ("layer",):
+        coords["depth"] = ("layer", np.asarray(da["depth"].values, dtype=np.float64))
+    out = xr.Dataset(
+        {name: (("group", "layer"), arr) for name, arr in zip(("mean", "sd", "n", "ci_low", "ci_high"), stacked)},
+        coords=coords,
+        attrs={"by": sel["by"], "var": var, "ci": float(ci), "interval": "Student t interval of the mean"},
+    )
+    return out
+
+
+def _depth_of(layers: np.ndarray, profile: xr.Dataset) -> np.ndarray:
+    if "depth" in profile.coords:
+        return np.asarray(profile["depth"].values, dtype=np.float64)
+    return (np.arange(layers.size) + 1) / layers.size
+
+
+def plot_depth_profile(
+    ds,
+    by,
+    where=None,
+    stats: xr.Dataset | None = None,
+    ax=None,
+    ci: float = 0.95,
+    *,
+    groups=None,
+    var: str = "cse",
+    include_special: bool = False,
+    title: str | None = None,
+):
+    """Draw the mean CSE per group against relative depth, with bands and significant clusters.
+
+    Parameters
+    ----------
+    ds, by, where, groups, var, include_special
+        As in `cse.stats.compare`.
+    stats : xarray.Dataset, optional
+        A `cse.stats.compare` result for the same layers: runs of layers with
+        ``significant`` True are shaded and labelled with the correction. None: no shading.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; default a new 7 x 4 inch Figure.
+    ci : float
+        Coverage of the bands (Student t interval of each group's mean per layer,
+        see `group_profiles`).
+    title : str, optional
+        Axes title; default names the model (from the attributes) and the variable.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The bottom x axis is relative depth ``(layer + 1) / L``, the top axis the layer
+        index; the legend gives each group's token count.
+
+    Raises
+    ------
+    CSEInputError
+        For a bad selection (as `cse.stats.compare`) or a `stats` Dataset whose layers
+        differ from the result's.
+    """
+    from matplotlib.figure import Figure
+
+    profile = group_profiles(ds, by, where, groups=groups, var=var, include_special=include_special, ci=ci)
+    layers = np.asarray(profile["layer"].values)
+    depth = _depth_of(layers, profile)
+    if stats is not None:
+        if not isinstance(stats, xr.Dataset) or "significant" not in stats:
+            raise CSEInputError("Invalid value for 'stats': expected a cse.stats.compare result with 'significant'")
+        if stats.sizes.get("layer") != layers.size or not np.array_equal(np.asarray(stats["layer"].values), layers):
+            raise CSEInputError(
+                f"Invalid value for 'stats': its layers ({stats.sizes.get('layer')}) do not match the "
+                f"result's ({layers.size}); compute it on the same result"
+            )
+    if ax is None:
+        fig = Figure(figsize=(7, 4), layout="constrained")
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+
+    # 1. Significant runs of layers, shaded behind the lines.
+    if stats is not None:
+        sig = np.asarray(stats["significant"].values, dtype=bool)
+        half = 0.5 / layers.size
+        edges = np.flatnonzero(np.diff(np.r_[0, sig.astype(np.int8), 0]))
+        label = f"significant ({stats.attrs.get('correction', '')}, α = {stats.attrs.get('alpha', 0.05):g})"
+        for k, (start, stop) in enumerate(zip(edges[::2], edges[1::2] - 1)):
+            ax.axvspan(depth[start] - half, depth[stop] + half, color="0.85", zorder=0,
+                       label=label if k == 0 else None)  # fmt: skip
+
+    # 2. Mean and band of each group.
+    for g, colour in zip(range(profile.sizes["group"]), _COLOURS):
+        row = profile.isel(group=g)
+        n_tok = int(row["n"].max())
+        ax.fill_between(depth, row["ci_low"].values, row["ci_high"].values, color=colour, alpha=0.2, linewidth=0)
+        ax.plot(depth, row["mean"].values, marker="o", markersize=3, color=colour,
+                label=f"{profile.attrs['by']} = {profile['group'].values[g]} (n = {n_tok})")  # fmt: skip
+
+    # 3. Axes: relative depth below, layer index above.
+    L = layers.size
+    ax.set_xlim(0, 1 + 0.5 / L)
+    ax.set_xlabel("relative depth (layer + 1) / L")
+    units = _var_attrs(ds, var).get("units")
+    ax.set_ylabel(f"{var}" + (f" [{units}]" if units else "") + f", mean ± {ci:.0%} CI")
+    top = ax.secondary_xaxis("top", functions=(lambda d: d * L - 1, lambda layer: (layer + 1) / L))
+    top.set_xlabel("layer")
+    ax.legend(loc="best", fontsize="small", frameon=False)
+    attrs = ds.attrs if isinstance(ds, (xr.Dataset, xr.DataArray)) else {}
+    if title is None:
+        title = f"{attrs.get('model', '')} — {var} by {profile.attrs['by']}".strip(" —")
+    ax.set_title(title, fontsize="medium")
+    return fig
+
+
+def _var_attrs(ds, var) -> dict:
+    """Attributes of `var` in a Dataset (or of the DataArray itself); {} otherwise."""
+    if isinstance(ds, xr.Dataset) and var in ds:
+        return ds[var].attrs
+    if isinstance(ds, xr.DataArray):
+        return ds.attrs
+    return {}
