@@ -58,9 +58,16 @@ CORRECTIONS = ("cluster", "maxT", "fdr_bh")
 TAILS = (0, 1, -1)
 RELATIVE_DEPTH_METHODS = ("mean", "interpolate")
 
-# Permutations are processed in batches of this many rows, so that the (B, n) group
-# matrix stays below ~ _BATCH * n * 8 bytes (16 MB for n = 2,000).
+# Permutations (and bootstrap replicates) are processed in batches of at most _BATCH
+# rows and at most _BATCH_ELEMENTS entries of the (B, n) group matrix, so memory stays
+# near _BATCH_ELEMENTS * 8 bytes (32 MB) whatever the number of tokens.
 _BATCH = 1000
+_BATCH_ELEMENTS = 4_000_000
+
+
+def _batch_size(n: int) -> int:
+    """Rows per batch of a (B, n) permutation or resampling matrix."""
+    return int(np.clip(_BATCH_ELEMENTS // max(n, 1), 1, _BATCH))
 # Relative tolerance when comparing a permutation statistic with the observed one
 # (as scipy.stats.permutation_test does): exact ties up to rounding count as >=.
 _TIE_RTOL = 100 * np.finfo(np.float64).eps
@@ -518,8 +525,9 @@ def _bootstrap_g_two_sample(y0_a, m_a, y0_b, m_b, n_boot, rng, ci):
     stacked_a = np.concatenate([m_a, y0_a, y0_a * y0_a], axis=1)
     stacked_b = np.concatenate([m_b, y0_b, y0_b * y0_b], axis=1)
     L = y0_a.shape[1]
-    for start in range(0, n_boot, _BATCH):
-        size = min(_BATCH, n_boot - start)
+    batch = _batch_size(max(len(y0_a), len(y0_b)))
+    for start in range(0, n_boot, batch):
+        size = min(batch, n_boot - start)
         pa = _bootstrap_weights(len(y0_a), size, rng) @ stacked_a
         pb = _bootstrap_weights(len(y0_b), size, rng) @ stacked_b
         _, g = _effect_two_sample(
@@ -534,8 +542,9 @@ def _bootstrap_g_paired(d0, mask, n_boot, rng, ci):
     L = d0.shape[1]
     stacked = np.concatenate([mask, d0, d0 * d0], axis=1)
     reps = []
-    for start in range(0, n_boot, _BATCH):
-        size = min(_BATCH, n_boot - start)
+    batch = _batch_size(len(d0))
+    for start in range(0, n_boot, batch):
+        size = min(batch, n_boot - start)
         p = _bootstrap_weights(len(d0), size, rng) @ stacked
         _, g = _effect_paired(p[:, :L], p[:, L : 2 * L], p[:, 2 * L :])
         reps.append(g)
@@ -634,8 +643,9 @@ def _compare_arrays(
         permutations = np.asarray(permutations)
         n_permutations = permutations.shape[0]
     chunks = []
-    for start in range(0, n_permutations, _BATCH):
-        size = min(_BATCH, n_permutations - start)
+    batch = _batch_size(len(y_a) + len(y_b))
+    for start in range(0, n_permutations, batch):
+        size = min(batch, n_permutations - start)
         if paired:
             signs = permutations[start : start + size] if permutations is not None else _sign_flips(len(d0), size, rng)
             chunks.append(_paired_t_batch(d0, mask_f, signs))

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats as sps
 
 from cse import stats
@@ -363,6 +365,43 @@ def test_null_familywise_error_and_fdr_at_most_alpha():
     per_layer = rej["none"].mean()
     assert 0.025 <= per_layer <= 0.08, per_layer
     assert rej["none"].any(axis=1).mean() > 2 * alpha  # uncorrected FWER over 12 layers is inflated
+
+
+def test_null_fwer_of_paired_sign_flips_at_most_alpha():
+    rng = np.random.default_rng(404)
+    n_sims, m, L, alpha = 200, 12, 10, 0.05
+    hits = {"cluster": 0, "maxT": 0}
+    for _ in range(n_sims):
+        shared = rng.normal(size=(m, L)).cumsum(axis=1)  # pairs share most of their variance
+        y_a = shared + 0.5 * rng.normal(size=(m, L))
+        y_b = shared + 0.5 * rng.normal(size=(m, L))
+        for correction in hits:
+            res = run_arrays(y_a, y_b, correction, paired=True, seed=int(rng.integers(2**31)))
+            hits[correction] += bool(res["significant"].any())
+    bound = alpha + 3 * np.sqrt(alpha * (1 - alpha) / n_sims)
+    for correction, count in hits.items():
+        assert count / n_sims <= bound, (correction, count / n_sims)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    scale=st.floats(0.01, 100).flatmap(lambda v: st.sampled_from([v, -v])),
+    shift=st.floats(-10, 10),
+    seed=st.integers(0, 2**16),
+)
+def test_affine_changes_of_the_values_leave_the_test_unchanged(scale, shift, seed):
+    """t is invariant to a positive affine map and changes sign under a negative one;
+    with the same seed the permutation p-values are identical."""
+    rng = np.random.default_rng(seed)
+    y = rng.normal(size=(20, 5))
+    y[10:, 1:3] += 1.0
+    labels = np.repeat(["a", "b"], 10)
+    kw = dict(n_permutations=199, n_bootstrap=0, seed=seed, correction="maxT")
+    base = stats.compare(y, by=labels, **kw)
+    moved = stats.compare(shift + scale * y, by=labels, **kw)
+    np.testing.assert_allclose(moved.t.values, np.sign(scale) * base.t.values, rtol=1e-7)
+    np.testing.assert_array_equal(moved.p_corrected.values, base.p_corrected.values)
+    np.testing.assert_allclose(moved.hedges_g.values, np.sign(scale) * base.hedges_g.values, rtol=1e-7)
 
 
 def test_fdr_bh_controls_fdr_with_planted_effects():
