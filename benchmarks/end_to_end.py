@@ -1,0 +1,148 @@
+"""End-to-end cost of CSE: `cse.compute` on MOH-X against a bare forward pass, and memory growth.
+
+1. Overhead: the same batches of the 647 MOH-X sentences (default model, CPU) through
+   (a) a bare forward pass (``model(input_ids, attention_mask)``, no hooks) and
+   (b) `cse.compute(..., output=...nc)`: hooks, surprisal, CSE, streaming writes and the
+   final netCDF file. The model is loaded once, before either is timed; medians of
+   ``--repeats`` runs, alternating the two.
+2. Memory: peak resident memory of ``cse compute`` in a fresh process on N texts and on
+   10 N texts (MOH-X repeated), to show that memory does not grow with the corpus.
+
+Run: ``.venv/bin/python benchmarks/end_to_end.py [--data ../shared/data/metaphor] [--skip-memory]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import machine, save, table  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "metaphor"
+
+
+def overhead(data: Path, repeats: int, batch_size: int) -> dict:
+    import torch
+
+    import cse
+    from cse.io import read_texts
+    from cse.pipeline import plan_tokens
+
+    frame = read_texts(data / "moh-x.csv", text_column="sentence")
+    model, tok = cse.load_model(None, device="cpu")
+    plan = plan_tokens(frame, tok, max_length=model.config.max_position_embeddings)
+    batches = plan.batches(batch_size)
+
+    def bare():
+        with torch.inference_mode():
+            for batch in batches:
+                seqs = [plan.sequences[i] for i in batch]
+                width = max(len(s) for s in seqs)
+                ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
+                mask = torch.zeros((len(seqs), width), dtype=torch.long)
+                for b, s in enumerate(seqs):
+                    ids[b, : len(s)] = torch.from_numpy(s)
+                    mask[b, : len(s)] = 1
+                model(input_ids=ids, attention_mask=mask, use_cache=False)
+
+    tmp = Path(tempfile.mkdtemp(prefix="cse-bench-"))
+
+    def with_cse():
+        cse.compute(frame, model, tok, batch_size=batch_size, output=tmp / "moh-x.nc")
+
+    with_cse()  # warm-up: Numba compilation or cache load, first-touch allocations
+    bare()
+    times = {"bare forward": [], "cse.compute": []}
+    for _ in range(repeats):
+        for name, fn in (("bare forward", bare), ("cse.compute", with_cse)):
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "texts": len(frame),
+        "tokens": plan.n_tokens,
+        "batch_size": batch_size,
+        "times_s": times,
+        "median_s": medians,
+        "overhead": medians["cse.compute"] / medians["bare forward"] - 1,
+        "tokens_per_s_cse": plan.n_tokens / medians["cse.compute"],
+    }
+
+
+PEAK_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys, time
+    import pandas as pd
+    import cse
+    from cse.io import read_texts
+    frame = read_texts(sys.argv[1], text_column="sentence")
+    frame = pd.concat([frame] * int(sys.argv[2]), ignore_index=True)
+    model, tok = cse.load_model(None, device="cpu")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    cse.compute(frame, model, tok, batch_size=16, output=sys.argv[3])
+    elapsed = time.perf_counter() - start
+    print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, elapsed, len(frame))
+    """
+)
+
+
+def memory(data: Path, base_texts: int) -> dict:
+    """Peak RSS (KiB) of computing N and 10 N texts, each in a fresh process."""
+    out = {}
+    src = Path(tempfile.mkdtemp(prefix="cse-bench-mem-"))
+    import pandas as pd
+
+    frame = pd.read_csv(data / "moh-x.csv").iloc[:base_texts]
+    frame.to_csv(src / "base.csv", index=False)
+    for factor in (1, 10):
+        proc = subprocess.run(
+            [sys.executable, "-c", PEAK_SCRIPT, str(src / "base.csv"), str(factor), str(src / f"x{factor}.nc")],
+            capture_output=True, text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        before, peak, elapsed, n = proc.stdout.split()[-4:]
+        out[f"{factor}x"] = {"texts": int(n), "peak_rss_mib_after_load": int(before) / 1024,
+                             "peak_rss_mib": int(peak) / 1024, "compute_s": float(elapsed)}
+    out["ratio_10x_over_1x"] = out["10x"]["peak_rss_mib"] / out["1x"]["peak_rss_mib"]
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--memory-texts", type=int, default=200, help="N for the N vs 10 N memory comparison")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "end_to_end.json")
+    args = parser.parse_args(argv)
+    if not (args.data / "moh-x.csv").is_file():
+        parser.error(f"MOH-X not found under {args.data}; pass --data")
+
+    results = {"machine": machine()}
+    results["overhead"] = o = overhead(args.data, args.repeats, args.batch_size)
+    print(f"MOH-X: {o['texts']} texts, {o['tokens']} tokens, batch size {o['batch_size']}, default model on CPU")
+    rows = [{"run": k, "median s": round(v, 2), "tokens/s": round(o["tokens"] / v)} for k, v in o["median_s"].items()]
+    print(table(rows, ["run", "median s", "tokens/s"]))
+    print(f"CSE overhead over the bare forward pass: {100 * o['overhead']:+.1f}%")
+    if not args.skip_memory:
+        results["memory"] = m = memory(args.data, args.memory_texts)
+        print(f"peak RSS: {m['1x']['texts']} texts {m['1x']['peak_rss_mib']:.0f} MiB, "
+              f"{m['10x']['texts']} texts {m['10x']['peak_rss_mib']:.0f} MiB "
+              f"(ratio {m['ratio_10x_over_1x']:.3f})")
+    save(results, args.out)
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
