@@ -21,7 +21,9 @@ def example_path() -> Path:
     return Path(resources.files("cse.data") / "example.csv")
 
 
-def depth_summary(ds: xr.Dataset, by: str = "label", where: str | None = "word == target_idx") -> pd.DataFrame:
+def depth_summary(
+    ds: xr.Dataset, by: str = "label", where: str | None = "word == target_idx and is_word_start"
+) -> pd.DataFrame:
     """Mean CSE per layer and group over the selected tokens (special tokens excluded).
 
     Parameters
@@ -66,7 +68,7 @@ def plot_summary(table: pd.DataFrame, path, title: str) -> None:
             continue
         ax.plot(table["depth"], table[column], marker="o", ms=3, label=f"{column} (n={table[f'n_{column}'].iloc[0]})")
     ax.set_xlabel("relative depth (layer + 1) / L")
-    ax.set_ylabel("mean CSE (target word tokens)")
+    ax.set_ylabel("mean CSE (first token of the target verb)")
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)

@@ -108,7 +108,7 @@ def test_example_on_default_model(tmp_path):
     """Acceptance: the README's first command prints the summary and writes the plot."""
     proc = run_cse("compute", "--example", "-o", tmp_path / "ex.nc", "-q", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "Mean CSE of the target verbs by layer" in proc.stdout
+    assert "Mean CSE of the target verbs (first token) by layer and label" in proc.stdout
     assert "metaphorical - literal" in proc.stdout
     png = tmp_path / "ex.png"
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
