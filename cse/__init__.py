@@ -13,6 +13,8 @@ _LAZY = {
     "conditional_scale_entropy": "cse.measure",
     "layer_updates": "cse.capture",
     "capture_layer_updates": "cse.capture",
+    "forward_with_updates": "cse.capture",
+    "model_identity": "cse.capture",
     "find_blocks": "cse.capture",
     "load_model": "cse.capture",
     "compute": "cse.pipeline",
@@ -28,6 +30,6 @@ def __getattr__(name):
     # take seconds to import).
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
-    if name in ("stats",):
+    if name in ("stats", "plot"):
         return import_module(f"cse.{name}")
     raise AttributeError(f"module 'cse' has no attribute {name!r}")
