@@ -175,6 +175,11 @@ def conditional_scale_entropy(
     On the hidden axis each cell is a single vector, so unit normalization is a
     global rescaling of that vector's signal and cannot change CSE.
 
+    **Boundary.** With ``boundary='reflect'`` the series is mirrored about its first
+    sample, so with ``haar`` the detail W_1 at position 0 is
+    :math:`\tilde h_0 X_0 + \tilde h_1 X_0 = 0`: CSE at the first position (layer 0 on
+    the depth axis) is at most :math:`\ln J / \ln(J + 1)`.
+
     The dimension-permutation null recomputes the hidden-axis CSE of every cell on
     each of P permutations of the hidden index (the hidden basis has no natural
     order); on white noise ``cse_z`` is about 0.
