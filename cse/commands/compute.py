@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
 import sys
 import warnings
@@ -35,6 +36,15 @@ from .._params import AXES, BOUNDARIES, NORMALIZATIONS
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
               help="Model weights dtype (default: the model's).")
+@click.option("--device-map", default=None,
+              help="Spread a model too large for one device over several (accelerate), e.g. auto.")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run of OUTPUT with the same command: finished batches are kept.")
+@click.option("--restart", is_flag=True, help="Discard the partial results of an interrupted run of OUTPUT.")
+@click.option("--workers", type=int, default=None,
+              help="Shard the batches over a local Dask cluster of N worker processes.")
+@click.option("--scheduler", default=None,
+              help="Shard the batches over the Dask cluster of this scheduler address (tcp://HOST:PORT).")
 @click.option("--window", type=int, default=None,
               help="Split texts longer than N tokens into windows (default: longer than the context is an error).")
 @click.option("--no-bos", is_flag=True, help="Do not prepend the BOS token when the tokenizer does not add one.")
@@ -42,11 +52,18 @@ from .._params import AXES, BOUNDARIES, NORMALIZATIONS
               help="With --example: PNG of the summary (default: cse-example.png).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def compute_command(input, output, example, text_column, encoding, model_name, axis, wavelet, level, boundary,
-                    normalize, null_permutations, seed, batch_size, device, dtype, window, no_bos, plot_path, quiet):
+                    normalize, null_permutations, seed, batch_size, device, dtype, device_map, resume, restart,
+                    workers, scheduler, window, no_bos, plot_path, quiet):
     """Compute CSE for every token of INPUT (plain text, JSON Lines or CSV) and write OUTPUT.
 
     Empty and whitespace-only texts are skipped with a warning; their rows keep
     their indices in the `text` coordinate.
+
+    OUTPUT is written batch by batch into a hidden staging folder beside it
+    (.OUTPUT.partial) and appears only when every batch is done. If a run is
+    interrupted, rerun the same command with --resume to continue it; with
+    --workers N or --scheduler ADDRESS the batches are computed on a Dask cluster.
+    The result is the same whichever way it is computed.
     """
     from ..pipeline import compute
 
@@ -71,18 +88,23 @@ def compute_command(input, output, example, text_column, encoding, model_name, a
 
             hf_logging.disable_progress_bar()
         warnings.formatwarning = lambda message, *a, **k: f"Warning: {message}\n"
-        ds = compute(input, model_name, text_column=text_column, encoding=encoding, axis=axis, wavelet=wavelet,
-                     level=level, boundary=boundary, normalize=normalize, null_permutations=null_permutations,
-                     seed=seed, batch_size=batch_size, device=device, dtype=dtype, window=window,
-                     add_bos=not no_bos, output=output, progress=not quiet,
-                     command=shlex.join(["cse", *sys.argv[1:]]))
+        handler = _log_handler(quiet)
+        try:
+            ds = compute(input, model_name, text_column=text_column, encoding=encoding, axis=axis, wavelet=wavelet,
+                         level=level, boundary=boundary, normalize=normalize, null_permutations=null_permutations,
+                         seed=seed, batch_size=batch_size, device=device, dtype=dtype, device_map=device_map,
+                         window=window, add_bos=not no_bos, output=output, resume=resume, restart=restart,
+                         workers=workers, scheduler=scheduler, progress=not quiet,
+                         command=recorded_command(sys.argv[1:]))
+        finally:
+            logging.getLogger("cse").removeHandler(handler)
     click.echo(f"wrote {output}: {ds.sizes['token']} tokens x {ds.sizes['layer']} layers "
                f"({ds.attrs['axis']} axis, {ds.attrs['wavelet']}, J={ds.attrs['level']})", err=True)
     if example:
         from ..example import depth_summary, plot_summary
 
         table = depth_summary(ds)
-        click.echo("Mean CSE of the target verbs by layer (special tokens excluded):")
+        click.echo("Mean CSE of the target verbs (first token) by layer and label:")
         click.echo(table.round(4).to_string())
         diff = table["metaphorical"] - table["literal"]
         click.echo(f"metaphorical - literal: mean {diff.mean():+.4f}; largest {diff.max():+.4f} at layer "
@@ -94,3 +116,42 @@ def compute_command(input, output, example, text_column, encoding, model_name, a
             plot_summary(table, tmp.with_suffix(".png"), f"CSE depth profile, built-in example ({ds.attrs['model']})")
             tmp.with_suffix(".png").rename(tmp)
         click.echo(f"saved plot to {plot_path}", err=True)
+
+
+#: Options that change how a result is computed, not what it is: left out of its `command` attribute,
+#: so that a resumed or distributed run records the same command as an uninterrupted local one.
+EXECUTION_FLAGS = ("--resume", "--restart", "-q", "--quiet")
+EXECUTION_OPTIONS = ("--workers", "--scheduler")
+
+
+def recorded_command(argv) -> str:
+    """The command line to record in a result: ``cse`` + `argv` without execution-only options.
+
+    Examples
+    --------
+    >>> recorded_command(["compute", "in.txt", "-o", "out.zarr", "--workers", "2", "--resume"])
+    'cse compute in.txt -o out.zarr'
+    """
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in EXECUTION_FLAGS:
+            continue
+        elif arg in EXECUTION_OPTIONS:
+            skip = True
+        elif arg.startswith(tuple(f"{o}=" for o in EXECUTION_OPTIONS)):
+            continue
+        else:
+            kept.append(arg)
+    return shlex.join(["cse", *kept])
+
+
+def _log_handler(quiet: bool) -> logging.Handler:
+    """Print the pipeline's messages (resume, cluster) on stderr as 'cse: ...' unless quiet."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("cse: %(message)s"))
+    logger = logging.getLogger("cse")
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.addHandler(handler)
+    return handler

@@ -1,0 +1,221 @@
+"""`cse compute` on a Dask cluster: batches sharded over workers, one Zarr store.
+
+The client plans the run (tokenizes every text, sizes the staging store, see
+`cse.pipeline.Staging`); the workers compute. Work is cut into the same batches
+as a single-process run (consecutive sequences, same padding), so each batch is
+computed exactly as it would be in one process and the result is identical.
+Consecutive batches are grouped into tasks; a task runs on one worker, which
+
+1. gets the model from its per-process cache (`worker_model`): every worker
+   process loads the model once, on its first task, and keeps it;
+2. forwards each batch, reduces the layer updates (on the GPU when the model is
+   on one) and writes the batch's token region of the store;
+3. records the batch in its own completion log, after the write returned, so a
+   resumed run (``--resume``) skips it.
+
+Regions that share a Zarr chunk with a neighbouring batch are merged into it
+(read, merge, write); such a chunk is written under a `distributed.Lock` named
+after the run and the chunk, so two workers never merge into one chunk at once.
+The store's folder must be on a file system every worker sees (always true for
+a `LocalCluster`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import uuid
+
+from ._errors import CSEInputError
+
+__all__ = ["ModelSpec", "cluster_client", "remote_model_info", "run_batches", "worker_model"]
+
+#: Batches per task: enough tasks to balance the workers, few enough for the scheduler.
+MAX_BATCHES_PER_TASK = 32
+TASKS_PER_WORKER = 8
+
+# Per-process model cache of the workers: ModelSpec -> (model, tokenizer, lock).
+_MODELS: dict = {}
+_MODELS_LOCK = threading.Lock()
+#: Number of models this process has loaded (read by the tests: one per worker).
+LOADS = 0
+# Per-process completion logs, by staging folder.
+_LOGS: dict = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """How a worker loads the model: the arguments of `cse.load_model`."""
+
+    name: str | None
+    device: str = "auto"
+    dtype: str | None = None
+    device_map: str | None = None
+
+
+def worker_model(spec: ModelSpec):
+    """The model of `spec` in this process, loaded on first use and kept.
+
+    Returns
+    -------
+    model, tokenizer, lock
+        ``lock`` (a `threading.Lock`) serializes forward passes: the layer-update
+        hooks of one model must not see two batches at once.
+    """
+    global LOADS
+    with _MODELS_LOCK:
+        if spec not in _MODELS:
+            from .capture import load_model
+
+            model, tokenizer = load_model(spec.name, device=spec.device, dtype=spec.dtype,
+                                          device_map=spec.device_map)
+            _MODELS[spec] = (model, tokenizer, threading.Lock())
+            LOADS += 1
+        return _MODELS[spec]
+
+
+def _model_info_task(spec: ModelSpec):
+    from .pipeline import model_info
+
+    model, tokenizer, _ = worker_model(spec)
+    return model_info(model, tokenizer)
+
+
+def remote_model_info(client, spec: ModelSpec):
+    """`cse.pipeline.ModelInfo` of the model as loaded on a worker (tokenizer included).
+
+    The client never loads the model: only a worker does, and keeps it.
+    """
+    return client.submit(_model_info_task, spec, pure=False).result()
+
+
+@contextlib.contextmanager
+def cluster_client(workers: int | None = None, scheduler: str | None = None):
+    """A `dask.distributed.Client` for a local cluster of ``workers`` processes or a running scheduler.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Start a `LocalCluster` of this many worker processes with one thread each,
+        on the loopback interface, without a dashboard; it is closed on exit.
+    scheduler : str, optional
+        Connect to the scheduler at this address instead.
+
+    Raises
+    ------
+    CSEInputError
+        If the scheduler cannot be reached within 10 s.
+    """
+    from dask.distributed import Client, LocalCluster
+
+    cluster = None
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise CSEInputError(f"cannot connect to the Dask scheduler at {scheduler!r}: {reason}") from None
+    else:
+        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None)
+        client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _chunk_lock(prefix: str):
+    from dask.distributed import Lock
+
+    def lock(index: int):
+        return Lock(f"{prefix}-{index}")
+
+    return lock
+
+
+def _done_log(done_dir):
+    from .pipeline import DoneLog
+
+    key = str(done_dir)
+    if key not in _LOGS:
+        _LOGS[key] = DoneLog(done_dir)
+    return _LOGS[key]
+
+
+def _run_task(spec: ModelSpec, store: str, done_dir: str, items: list, settings, permutations, pad_id: int,
+              lock_prefix: str) -> int:
+    """Compute and write a group of batches on a worker; return the number of tokens written."""
+    from pathlib import Path
+
+    from .pipeline import ZarrSink, run_batch
+
+    if not Path(store, "zarr.json").is_file():
+        raise CSEInputError(f"the worker cannot see the staging store {store}; the output folder must be on a "
+                            f"file system shared by the client and every worker")
+    model, _, model_lock = worker_model(spec)
+    sink = ZarrSink(store, lock=_chunk_lock(lock_prefix))
+    log = _done_log(done_dir)
+    n_tokens = 0
+    for index, start, stop, sequences in items:
+        with model_lock:
+            arrays = run_batch(model, sequences, settings, permutations, pad_id)
+        sink.write(start, stop, arrays)
+        log.mark(index)
+        n_tokens += stop - start
+    return n_tokens
+
+
+def run_batches(client, spec: ModelSpec, staging, plan, batches, todo, settings, permutations, pad_id: int,
+                bar=None) -> None:
+    """Compute the batches ``todo`` on the cluster into ``staging``'s store.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+    spec : ModelSpec
+    staging : cse.pipeline.Staging
+        An initialized staging folder.
+    plan : cse.pipeline.Plan
+    batches : list of range
+        All batches of the run (``plan.batches(batch_size)``).
+    todo : list of int
+        Indices of the batches still to compute, ascending.
+    settings, permutations, pad_id
+        As for `cse.pipeline.run_batch`.
+    bar : tqdm, optional
+        Advanced by the tokens of each finished task.
+
+    Raises
+    ------
+    Exception
+        The first error of a task; the other tasks are cancelled, and the batches
+        already written stay recorded for ``--resume``.
+    """
+    from dask.distributed import as_completed
+
+    if not todo:
+        return
+    n_workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
+    size = max(1, min(MAX_BATCHES_PER_TASK, -(-len(todo) // (TASKS_PER_WORKER * n_workers))))
+    prefix = f"cse-{uuid.uuid4().hex}"
+    futures = []
+    for k in range(0, len(todo), size):
+        items = []
+        for i in todo[k:k + size]:
+            batch = batches[i]
+            items.append((i, int(plan.starts[batch.start]), int(plan.starts[batch.stop]),
+                          [plan.sequences[j] for j in batch]))
+        futures.append(client.submit(_run_task, spec, str(staging.store), str(staging.done_dir), items, settings,
+                                     permutations, pad_id, prefix, pure=False))
+    try:
+        for future in as_completed(futures):
+            n_tokens = future.result()
+            if bar is not None:
+                bar.update(n_tokens)
+    except BaseException:
+        client.cancel(futures)
+        raise
