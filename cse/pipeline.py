@@ -1006,6 +1006,8 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
             finally:
                 log.close()
         # 4. All batches done: the output appears atomically.
+        bar.close()
+        logger.info("computed %d of %d batches", len(todo), len(batches))
         staging.finalize()
     from .io import open_result
 
