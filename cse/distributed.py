@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import threading
 import uuid
+import warnings
 
 from ._errors import CSEInputError
 
@@ -117,8 +118,11 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None):
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise CSEInputError(f"cannot connect to the Dask scheduler at {scheduler!r}: {reason}") from None
     else:
-        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None)
+        with warnings.catch_warnings():
+            # The scheduler's HTTP endpoint moves to a free port if 8787 is taken: nothing to warn about.
+            warnings.filterwarnings("ignore", message="Port .* is already in use")
+            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=None)
         client = Client(cluster)
     try:
         yield client

@@ -1,0 +1,122 @@
+"""Dask: batches sharded over a local cluster give the single-process result; Dask-backed stats."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from cse import CSEInputError
+from cse.capture import find_blocks, load_model
+from cse.pipeline import Staging, compute
+from saved_models import TEXTS, save_tiny_model
+
+COMMAND = "cse compute test"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return str(save_tiny_model(tmp_path_factory.mktemp("model") / "tiny"))
+
+
+@pytest.fixture(scope="module")
+def frame():
+    texts = TEXTS * 2
+    return pd.DataFrame({"text": texts, "label": np.arange(len(texts)) % 2})
+
+
+@pytest.fixture(scope="module")
+def single(model_dir, frame):
+    return compute(frame, model_dir, batch_size=3, device="cpu", command=COMMAND)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        yield cluster, client
+
+
+def test_two_workers_equal_single_process(tmp_path, model_dir, frame, single, cluster):
+    import cse.distributed
+
+    local, client = cluster
+    # Small chunks: most batches share chunks with their neighbours, written by either worker.
+    result = compute(frame, model_dir, batch_size=3, device="cpu", command=COMMAND, output=tmp_path / "r.zarr",
+                     scheduler=local.scheduler_address, zarr_chunk=16)
+    xr.testing.assert_identical(result.load(), single)
+    # Each worker loaded the model once, however many tasks it ran.
+    loads = client.run(lambda: cse.distributed.LOADS)
+    assert sorted(loads.values()) == [1, 1]
+
+
+def test_local_cluster_from_workers_option(tmp_path, model_dir, frame, single):
+    result = compute(frame, model_dir, batch_size=3, device="cpu", command=COMMAND, output=tmp_path / "r.nc",
+                     workers=2)
+    xr.testing.assert_identical(result.load(), single)
+
+
+def test_distributed_resume_skips_finished_batches(tmp_path, model_dir, frame, single, cluster):
+    local, client = cluster
+    output = tmp_path / "r.zarr"
+    # Interrupt a single-process run after 4 batches ...
+    model, tokenizer = load_model(model_dir, device="cpu")
+    calls = {"n": 0}
+
+    def fail(module, args, out):
+        calls["n"] += 1
+        if calls["n"] > 4:
+            raise RuntimeError("interrupted")
+
+    handle = find_blocks(model)[1][0].register_forward_hook(fail)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        compute(frame, model, tokenizer, batch_size=3, command=COMMAND, output=output, zarr_chunk=16)
+    handle.remove()
+    staging = Staging(output)
+    first_logs = {p.name for p in staging.done_dir.glob("*.log")}
+    assert staging.done_batches() == {0, 1, 2, 3}
+    # ... and finish it on the cluster.
+    n_batches = -(-len(frame) // 3)
+    before = {p.name: p.read_bytes().count(b"\n") for p in staging.done_dir.glob("*.log")}
+    assert sum(before.values()) == 4 and set(before) == first_logs
+    result = compute(frame, model_dir, batch_size=3, device="cpu", command=COMMAND, output=output, resume=True,
+                     scheduler=local.scheduler_address)
+    xr.testing.assert_identical(result.load(), single)
+    assert n_batches > 4 and not staging.root.exists()
+
+
+def test_distributed_needs_a_named_model_and_an_output(model_dir, frame):
+    model, tokenizer = load_model(model_dir, device="cpu")
+    with pytest.raises(TypeError, match="needs the model's name or path"):
+        compute(frame, model, tokenizer, output="r.zarr", workers=2)
+    with pytest.raises(CSEInputError, match="needs an output file"):
+        compute(frame, model_dir, workers=2)
+    with pytest.raises(CSEInputError, match="not both"):
+        compute(frame, model_dir, output="r.zarr", workers=2, scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(CSEInputError, match=r"'workers': expected an integer >= 1, got 0"):
+        compute(frame, model_dir, output="r.zarr", workers=0)
+
+
+def test_stats_compare_on_dask_backed_result(tmp_path, model_dir, frame, single):
+    stats = pytest.importorskip("cse.stats")
+    compute(frame, model_dir, batch_size=3, device="cpu", command=COMMAND, output=tmp_path / "r.zarr")
+    lazy = xr.open_zarr(tmp_path / "r.zarr", chunks={"token": 100})
+    assert lazy["cse"].chunks is not None  # Dask-backed
+    kwargs = dict(by="label", n_permutations=199, n_bootstrap=99, seed=3)
+    xr.testing.assert_identical(stats.compare(lazy, **kwargs), stats.compare(single, **kwargs))
+    if hasattr(stats, "relative_depth"):
+        xr.testing.assert_identical(stats.relative_depth(lazy, bins=4), stats.relative_depth(single, bins=4))
+
+
+@pytest.mark.slow
+def test_two_worker_default_model_run_equals_single_process(tmp_path, default_model):
+    """Acceptance: the default model on real text, a 2-worker local cluster equals one process."""
+    from cse.example import example_path
+
+    model, tokenizer = default_model
+    single = compute(example_path(), model, tokenizer, text_column="sentence", batch_size=4, command=COMMAND)
+    result = compute(example_path(), None, text_column="sentence", batch_size=4, device="cpu", command=COMMAND,
+                     output=tmp_path / "ex.zarr", workers=2)
+    xr.testing.assert_identical(result.load(), single)
