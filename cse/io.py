@@ -98,6 +98,8 @@ def read_texts(path, text_column=None, encoding="utf-8", format=None) -> pd.Data
     content = _decode(raw, path, encoding)
     if content.startswith("\ufeff"):
         content = content[1:]
+    if not content.strip():  # e.g. a lone UTF-16 byte-order mark
+        raise CSEInputError(f"Input file {str(path)!r} is empty")
 
     if fmt == "txt":
         if text_column is not None:
@@ -130,12 +132,12 @@ def read_texts(path, text_column=None, encoding="utf-8", format=None) -> pd.Data
             if column is None:
                 raise CSEInputError(
                     f"{path}: no 'text' or 'sentence' column; name the text column with --text-column "
-                    f"(columns: {', '.join(map(str, frame.columns))})"
+                    f"(columns: {_column_list(frame.columns)})"
                 )
         if column not in frame.columns:
             raise CSEInputError(
                 f"Invalid value for '--text-column': {column!r} is not a column of {path} "
-                f"(columns: {', '.join(map(str, frame.columns))})"
+                f"(columns: {_column_list(frame.columns)})"
             )
         texts = frame.pop(column)
         if "text" in frame.columns:
@@ -144,6 +146,12 @@ def read_texts(path, text_column=None, encoding="utf-8", format=None) -> pd.Data
 
     frame["text"] = frame["text"].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
     return _drop_empty(frame, str(path))
+
+
+def _column_list(columns, limit: int = 20) -> str:
+    # repr: a column name may hold a newline or be empty; the error stays one line.
+    names = [repr(str(c)) for c in columns]
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def texts_frame(texts) -> pd.DataFrame:
@@ -157,7 +165,7 @@ def texts_frame(texts) -> pd.DataFrame:
     if isinstance(texts, pd.DataFrame):
         if "text" not in texts.columns:
             raise CSEInputError(
-                f"Invalid value for 'texts': the DataFrame has no 'text' column (columns: {', '.join(map(str, texts.columns))}); "
+                f"Invalid value for 'texts': the DataFrame has no 'text' column (columns: {_column_list(texts.columns)}); "
                 f"pass text_column="
             )
         frame = texts.reset_index(drop=True).copy()
