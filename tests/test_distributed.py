@@ -120,3 +120,39 @@ def test_two_worker_default_model_run_equals_single_process(tmp_path, default_mo
     result = compute(example_path(), None, text_column="sentence", batch_size=4, device="cpu", command=COMMAND,
                      output=tmp_path / "ex.zarr", workers=2)
     xr.testing.assert_identical(result.load(), single)
+
+
+# --------------------------------------------------------------------------- big models: the device path
+
+
+@pytest.mark.parametrize(
+    "axis, extra",
+    [("depth", {}), ("depth", {"boundary": "periodic", "normalize": "none"}), ("token", {"level": 2}),
+     ("hidden", {"null_permutations": 5})],
+)
+def test_torch_reduction_matches_numba_on_cpu(model_dir, axis, extra):
+    """The GPU path (reduce with the torch twin where the updates are) checked on the CPU."""
+    pytest.importorskip("cse_kernels.torch_twin")
+    from cse.pipeline import null_permutations_for, plan_tokens, resolve_settings, run_batch
+
+    model, tokenizer = load_model(model_dir, device="cpu")
+    plan = plan_tokens(pd.DataFrame({"text": TEXTS[:5]}), tokenizer, max_length=128)
+    settings = resolve_settings(axis, n_layers=8, d_model=32, min_tokens=8, **extra)
+    perms = null_permutations_for(settings, 32)
+    on_device = run_batch(model, plan.sequences, settings, perms, reducer="torch")
+    on_cpu = run_batch(model, plan.sequences, settings, perms, reducer="numpy")
+    assert on_device.keys() == on_cpu.keys()
+    for name in on_cpu:
+        assert on_device[name].dtype == np.float64 and on_device[name].shape == on_cpu[name].shape, name
+        np.testing.assert_allclose(on_device[name], on_cpu[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_device_map_and_dtype_reach_the_model(model_dir, single, frame):
+    pytest.importorskip("accelerate")
+    mapped = compute(frame, model_dir, batch_size=3, device_map="auto", command=COMMAND)
+    xr.testing.assert_identical(mapped, single)
+    half = compute(frame, model_dir, batch_size=3, device="cpu", dtype="bfloat16", command=COMMAND)
+    assert half.attrs["dtype"] == "bfloat16" and half["cse"].dtype == np.float64
+    special = single["is_special"].values
+    # bfloat16 weights change the model's numbers, not what CSE measures: close, not equal.
+    np.testing.assert_allclose(half["cse"].values[~special], single["cse"].values[~special], atol=0.1)
