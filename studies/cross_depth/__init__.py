@@ -4,12 +4,3 @@ scale distributions. Rerun with ``cse study cross-depth`` or
 `cse_studies.cross_depth.run.run`.
 """
 
-
-def run(*args, **kwargs):
-    """Run the study; see `cse_studies.cross_depth.run.run`."""
-    from .run import run as _run
-
-    return _run(*args, **kwargs)
-
-
-__all__ = ["run"]

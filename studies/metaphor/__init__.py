@@ -10,12 +10,4 @@ axis with its dimension-permutation null). Rerun with ``cse study metaphor`` or
 
 from .data import build_pairs, load_mohx, load_vua, vua_words
 
-
-def run(*args, **kwargs):
-    """Run the study; see `cse_studies.metaphor.run.run`."""
-    from .run import run as _run
-
-    return _run(*args, **kwargs)
-
-
-__all__ = ["run", "build_pairs", "load_mohx", "load_vua", "vua_words"]
+__all__ = ["build_pairs", "load_mohx", "load_vua", "vua_words"]
