@@ -1,0 +1,661 @@
+"""Numba kernels of the scale-energy transforms: the fast path of `cse_kernels`.
+
+Same names, signatures, shapes and NaN policy as `cse_kernels.reference` (the
+specification in code), which they reproduce to floating-point tolerance. Each public
+function turns its input into plain ndarrays and the filters into float64, protects
+memory (shapes, permutation indices), then calls one private jitted kernel that only
+computes.
+
+How the kernels are laid out
+----------------------------
+- Float32 or float64 in, every product and sum in float64, float64 out; the input is
+  converted on load, never copied as a whole (`modwt_energies` also reads the
+  ``transpose(1, 0, 2)`` view of a C-ordered array in place, which is how the depth
+  axis sees ``(n_layers, n_tokens, d)`` updates).
+- Parallel over series (MODWT) or blocks of rows (DWT) with ``prange``; no per-token
+  Python and no temporaries that grow with the batch: each series or block of rows
+  works in a small float64 scratch of its own.
+- MODWT (`modwt_energies`): per series, one pass for the norms, then the pyramid in
+  two ``(N + tail, chunk)`` buffers, where ``tail`` is the part of the reflected
+  second half that later levels actually read (a few positions for short filters,
+  not N) and ``chunk`` is all hidden dimensions unless the series is very long. The
+  normalization is fused into the load; W_j is reduced to its energy as it is
+  computed. The innermost loops run over hidden dimensions, contiguous, so they
+  vectorize.
+- DWT (`dwt_energies`, `dwt_null_entropy`): ``_DWT_LANES`` rows are transposed into one
+  ``(d + 1, lanes)`` buffer and transformed together, one lane per row, so the
+  innermost loop is contiguous despite the decimation by 2; the filters are passed
+  as tuples, so the tap loop is unrolled and both sums stay in registers. The whole
+  multi-level transform runs in two such buffers. The dimension-permutation null
+  gathers each permuted block from the transposed rows into the same scratch (never
+  a ``(P, n, d)`` copy) and reduces it to CSE at once.
+- Numba is configured in `cse_kernels._jit` (``cache=True``: the first call of a
+  process loads compiled code from disk; only a fresh install compiles, once).
+
+Shared parameters are those of `cse_kernels.reference`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import jit, prange
+
+__all__ = [
+    "modwt_energies",
+    "dwt_energies",
+    "dwt_null_entropy",
+    "scale_entropy",
+    "update_norms",
+]
+
+#: Bytes of float64 scratch the MODWT kernel keeps per series for its two pyramid
+#: buffers (N', chunk): long series (the token axis) split the hidden dimension into
+#: chunks of at least _MODWT_MIN_CHUNK. Measured: long inner loops beat cache-sized
+#: ones (the loops are bound by per-row overhead, not by bandwidth).
+_MODWT_SCRATCH_BYTES = 1 << 23
+_MODWT_MIN_CHUNK = 64
+
+#: Rows transformed together by the DWT kernels (the lanes of their innermost loop):
+#: a (d + 1, lanes) float64 block stays in L2 for d in the thousands.
+_DWT_LANES = 32
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _as_float_array(x, name: str, ndim: int) -> np.ndarray:
+    """`x` as a float32/float64 ndarray of `ndim` dimensions (other dtypes -> float64)."""
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    if x.ndim != ndim:
+        raise ValueError(f"Invalid shape for {name!r}: expected {ndim} dimensions, got shape {x.shape}")
+    return x
+
+
+def _as_filters(dec_lo, dec_hi):
+    lo = np.ascontiguousarray(dec_lo, dtype=np.float64).ravel()
+    hi = np.ascontiguousarray(dec_hi, dtype=np.float64).ravel()
+    if lo.size == 0 or lo.size != hi.size or lo.size % 2:
+        raise ValueError(
+            f"Invalid filters: 'dec_lo' and 'dec_hi' of an orthogonal wavelet have the same even length, "
+            f"got {lo.size} and {hi.size}"
+        )
+    return lo, hi
+
+
+def _as_level(level) -> int:
+    level = int(level)
+    if level < 0:
+        raise ValueError(f"Invalid value for 'level': expected an integer >= 0, got {level}")
+    return level
+
+
+def _modwt_chunk(n_rows: int, d: int) -> int:
+    """Hidden dimensions per MODWT chunk: balanced chunks, a multiple of 8 where possible."""
+    per_dim = 2 * n_rows * 8
+    n_chunks = max(1, -(-per_dim * d // _MODWT_SCRATCH_BYTES))
+    chunk = -(-d // n_chunks)
+    chunk = max(_MODWT_MIN_CHUNK, -(-chunk // 8) * 8)
+    return max(1, min(d, chunk))
+
+
+@jit(exact=True)
+def _entropy_of(e, frac):
+    """CSE of one energy vector `e` (n_bands,); fractions into `frac`. NaN policy of SPEC 2."""
+    n_bands = e.shape[0]
+    total = 0.0
+    finite = True
+    for j in range(n_bands):
+        total += e[j]
+        if not np.isfinite(e[j]):
+            finite = False
+    if not (finite and np.isfinite(total) and total > 0.0):
+        for j in range(n_bands):
+            frac[j] = np.nan
+        return np.nan
+    h = 0.0
+    for j in range(n_bands):
+        p = e[j] / total
+        frac[j] = p
+        if p > 0.0:
+            h += p * np.log(p)
+    if n_bands < 2:
+        return 0.0
+    cse = -h / np.log(n_bands)
+    # Clip against rounding, as the reference does.
+    if cse < 0.0:
+        cse = 0.0
+    elif cse > 1.0:
+        cse = 1.0
+    return cse
+
+
+# --- update norms ----------------------------------------------------------------------
+
+
+@jit(parallel=True)
+def _update_norms(x, out):
+    n0, n1, d = x.shape
+    for a in prange(n0):
+        for b in range(n1):
+            acc = 0.0
+            for c in range(d):
+                v = np.float64(x[a, b, c])
+                acc += v * v
+            out[a, b] = np.sqrt(acc)
+
+
+def update_norms(x) -> np.ndarray:
+    """L2 norm of each update vector, accumulated in float64.
+
+    Parameters
+    ----------
+    x : ndarray, shape (..., d), float32 or float64
+        Update vectors along the last axis.
+
+    Returns
+    -------
+    norms : ndarray, shape (...), float64
+        ``sqrt(sum(x**2, axis=-1))``; inf or NaN where the vector is not finite.
+    """
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    if x.ndim == 0:
+        raise ValueError("Invalid shape for 'x': expected at least 1 dimension, got a scalar")
+    lead = x.shape[:-1]
+    # Views (no copy) for up to three dimensions; reshape for more.
+    x3 = x.reshape((-1,) + x.shape[-2:]) if x.ndim > 3 else x[(None,) * (3 - x.ndim)]
+    out = np.empty(x3.shape[:2], dtype=np.float64)
+    _update_norms(x3, out)
+    return out.reshape(lead)
+
+
+# --- MODWT along axis 1 ----------------------------------------------------------------
+
+
+def _reflect_tail(n: int, n_taps: int, level: int, j: int) -> int:
+    """Positions at the end of the 2N-long reflected series whose V_j is ever read.
+
+    Output positions 0..N-1 at level j + 1 read V_j at ``t - 2^j k`` (mod 2N), i.e. at
+    most (K - 1) 2^j positions back past 0; summed over the remaining levels this is
+    (K - 1)(2^J - 2^j), capped at N (then the whole second half is needed).
+    """
+    return min(n, (n_taps - 1) * ((1 << level) - (1 << j)))
+
+
+@jit
+def _modwt_rows(va, vb, w, r0, r1, offsets, n_rows, g, h, m, out, s, band, with_detail):
+    """One pyramid level for the buffer rows r0..r1-1: V_j into vb and, if `with_detail`,
+    the energy of W_j into out[s, r, band] (rows 0..N-1 are the kept positions).
+
+    Row r reads rows ``r - offsets[k]`` (+ n_rows below 0) of va, the circular index of
+    the compact buffer (see `_modwt_energies`). Taps (K even) are taken in pairs, in
+    order k = 0..K-1; each pass over the hidden dimensions reads two rows of va, and
+    the last pass reduces W_j to its energy without storing it.
+    """
+    n_taps = g.shape[0]
+    for r in range(r0, r1):
+        e = 0.0
+        for k in range(0, n_taps, 2):
+            i0 = r - offsets[k]
+            if i0 < 0:
+                i0 += n_rows
+            i1 = r - offsets[k + 1]
+            if i1 < 0:
+                i1 += n_rows
+            g0, g1, h0, h1 = g[k], g[k + 1], h[k], h[k + 1]
+            first = k == 0
+            last = k == n_taps - 2
+            if not with_detail:
+                if first:
+                    for c in range(m):
+                        vb[r, c] = g0 * va[i0, c] + g1 * va[i1, c]
+                else:
+                    for c in range(m):
+                        vb[r, c] = (vb[r, c] + g0 * va[i0, c]) + g1 * va[i1, c]
+            elif first and last:
+                for c in range(m):
+                    v0 = va[i0, c]
+                    v1 = va[i1, c]
+                    vb[r, c] = g0 * v0 + g1 * v1
+                    wc = h0 * v0 + h1 * v1
+                    e += wc * wc
+            elif first:
+                for c in range(m):
+                    v0 = va[i0, c]
+                    v1 = va[i1, c]
+                    vb[r, c] = g0 * v0 + g1 * v1
+                    w[c] = h0 * v0 + h1 * v1
+            elif last:
+                for c in range(m):
+                    v0 = va[i0, c]
+                    v1 = va[i1, c]
+                    vb[r, c] = (vb[r, c] + g0 * v0) + g1 * v1
+                    wc = (w[c] + h0 * v0) + h1 * v1
+                    e += wc * wc
+            else:
+                for c in range(m):
+                    v0 = va[i0, c]
+                    v1 = va[i1, c]
+                    vb[r, c] = (vb[r, c] + g0 * v0) + g1 * v1
+                    w[c] = (w[c] + h0 * v0) + h1 * v1
+        if with_detail:
+            out[s, r, band] += e
+
+
+@jit(parallel=True)
+def _modwt_energies(x, transposed, g, h, level, reflect, tails, unit, chunk, out):
+    """MODWT energies into out (S, N, level + 1); g, h the MODWT filters.
+
+    x is (S, N, d), or (N, S, d) read as its transpose if `transposed`. tails[j] is the
+    number of end positions of the reflected series whose V_j is needed (0 if periodic).
+
+    Compact buffer: rows 0..N-1 hold positions 0..N-1 and rows N..N+tails[0]-1 the last
+    tails[0] positions of the 2N-long reflected series, so a circular index below 0
+    wraps by n_rows = N + tails[0] (= N' when the tail covers the whole second half).
+    """
+    if transposed:
+        n, n_series, d = x.shape
+    else:
+        n_series, n, d = x.shape
+    n_taps = g.shape[0]
+    n_ext = 2 * n if reflect else n
+    tail = tails[0]
+    n_rows = n + tail
+    for s in prange(n_series):
+        scale = np.ones(n)
+        va = np.empty((n_rows, chunk))
+        vb = np.empty((n_rows, chunk))
+        w = np.empty(chunk)
+        offsets = np.empty(n_taps, dtype=np.int64)
+        for t in range(n):
+            for b in range(level + 1):
+                out[s, t, b] = 0.0
+
+        # 1. Reciprocal norms of the update vectors: a zero or NaN norm scales by 1 (zero
+        #    stays zero, NaN stays NaN), an infinite one by 0 (inf entries become NaN).
+        if unit:
+            for t in range(n):
+                row = x[t, s] if transposed else x[s, t]
+                acc = 0.0
+                for c in range(d):
+                    v = np.float64(row[c])
+                    acc += v * v
+                nrm = np.sqrt(acc)
+                if nrm > 0.0:
+                    scale[t] = 1.0 / nrm
+
+        # 2. Hidden dimensions in chunks that keep the two pyramid buffers in cache;
+        #    energies add up over chunks.
+        for c0 in range(0, d, chunk):
+            m = min(chunk, d - c0)
+            # 2a. Load in float64, normalized (short series are still in cache from step 1),
+            #     then the reflected tail.
+            for t in range(n):
+                row = x[t, s] if transposed else x[s, t]
+                # (a slice, not row[c0 + c]: a computed index defeats vectorization)
+                part = row[c0:c0 + m]
+                sc = scale[t]
+                for c in range(m):
+                    va[t, c] = np.float64(part[c]) * sc
+            for i in range(tail):
+                for c in range(m):
+                    va[n + i, c] = va[tail - 1 - i, c]
+
+            # 2b. Pyramid: V_j at rows 0..N-1 (with W_j's energy) and at the needed tail.
+            for j in range(1, level + 1):
+                step = 1 << (j - 1)
+                for k in range(n_taps):
+                    offsets[k] = (step * k) % n_ext
+                _modwt_rows(va, vb, w, 0, n, offsets, n_rows, g, h, m, out, s, j - 1, True)
+                if j < level:
+                    _modwt_rows(va, vb, w, n_rows - tails[j], n_rows, offsets, n_rows, g, h, m, out, s, j - 1,
+                                False)
+                va, vb = vb, va
+
+            # 2c. Approximation band V_J.
+            for t in range(n):
+                e = 0.0
+                for c in range(m):
+                    e += va[t, c] * va[t, c]
+                out[s, t, level] += e
+
+
+def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True) -> np.ndarray:
+    """MODWT band energies along axis 1, summed over the hidden dimension.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_series, n_steps, d), float32 or float64
+        Independent vector-valued series; the transform runs along axis 1 for each
+        series and each hidden dimension separately. A C-contiguous array or the
+        ``transpose(1, 0, 2)`` view of one (e.g. ``u.transpose(1, 0, 2)`` for the depth
+        axis of updates ``u`` of shape (n_layers, n_tokens, d)) is read in place;
+        other layouts are copied first.
+    dec_lo, dec_hi : array_like, shape (K,)
+        Orthogonal decomposition filters; the MODWT filters are ``dec_lo / sqrt(2)``
+        and ``dec_hi / sqrt(2)``.
+    level : int
+        Number of detail bands J.
+    boundary : {'reflect', 'periodic'}
+        ``'periodic'`` runs the circular recursion on the series itself (N' = N);
+        ``'reflect'`` runs it on the 2N-long ``[X_0..X_{N-1}, X_{N-1}..X_0]`` and keeps
+        positions 0..N-1.
+    unit : bool
+        If True, each vector ``x[s, t, :]`` is first scaled to unit L2 norm (norm
+        computed in float64; a zero vector stays zero).
+
+    Returns
+    -------
+    energies : ndarray, shape (n_series, n_steps, level + 1), float64
+        ``E_j[s, t] = sum_d W_j[s, t, d]**2`` for j = 1..J, then
+        ``sum_d V_J[s, t, d]**2``; units of ``x`` squared (dimensionless if ``unit``).
+        Non-finite input gives non-finite energies wherever a filter touches it.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not 3-D, ``boundary`` is unknown, the filters differ in length or
+        ``level`` is negative.
+
+    Notes
+    -----
+    Same recursion as `cse_kernels.reference.modwt_energies` (Percival & Walden 2000,
+    section 5.4): with g~ = dec_lo / sqrt(2), h~ = dec_hi / sqrt(2) and V_0 = X,
+    ``W_j[t] = sum_k h~[k] V_{j-1}[(t - 2^{j-1} k) mod N']`` and likewise V_j with g~.
+    W_j is only needed at t = 0..N-1 and V_j only where a later level reads it: with
+    ``'reflect'`` that is t = 0..N-1 plus the last (K - 1)(2^J - 2^j) positions of the
+    reflected series, so the work is O(J K (N + tail) d) flops per series, not
+    O(J K 2N d). The unit normalization (multiplication by the reciprocal norm,
+    computed in a first pass over the series) is fused into the load.
+    """
+    if boundary not in ("reflect", "periodic"):
+        raise ValueError(f"Invalid value for 'boundary': expected 'reflect' or 'periodic', got {boundary!r}")
+    x = _as_float_array(x, "x", 3)
+    lo, hi = _as_filters(dec_lo, dec_hi)
+    g = lo / np.sqrt(2.0)
+    h = hi / np.sqrt(2.0)
+    level = _as_level(level)
+    n_series, n_steps, d = x.shape
+    out = np.empty((n_series, n_steps, level + 1), dtype=np.float64)
+    if n_series == 0 or n_steps == 0:
+        return out
+    # 1. Layout: C order, or the transpose of C order, else a copy.
+    transposed = False
+    if not x.flags.c_contiguous:
+        if x.transpose(1, 0, 2).flags.c_contiguous:
+            x, transposed = x.transpose(1, 0, 2), True
+        else:
+            x = np.ascontiguousarray(x)
+    # 2. Reflected tail per level and the chunk of hidden dimensions.
+    reflect = boundary == "reflect"
+    tails = np.array(
+        [_reflect_tail(n_steps, g.size, level, j) if reflect else 0 for j in range(level + 1)], dtype=np.int64
+    )
+    chunk = _modwt_chunk(n_steps + int(tails[0]), max(d, 1))
+    _modwt_energies(x, transposed, g, h, level, reflect, tails, bool(unit), chunk, out)
+    return out
+
+
+# --- periodized DWT over the last axis -------------------------------------------------
+
+
+@jit
+def _load_block(x, r0, m, a):
+    """a[t, i] = x[r0 + i, t] (float64) for the m rows of the block; other lanes 0."""
+    d = x.shape[1]
+    lanes = a.shape[1]
+    # 8 x 8 tiles with constant trip counts, which LLVM unrolls and vectorizes.
+    m8 = m - m % 8
+    d8 = d - d % 8
+    for i0 in range(0, m8, 8):
+        for t0 in range(0, d8, 8):
+            for t in range(8):
+                for i in range(8):
+                    a[t0 + t, i0 + i] = np.float64(x[r0 + i0 + i, t0 + t])
+        for t in range(d8, d):
+            for i in range(8):
+                a[t, i0 + i] = np.float64(x[r0 + i0 + i, t])
+    for i in range(m8, m):
+        for t in range(d):
+            a[t, i] = np.float64(x[r0 + i, t])
+    for t in range(d):
+        for i in range(m, lanes):
+            a[t, i] = 0.0
+
+
+@jit
+def _dwt_block(a, b, n0, lo, hi, level, e):
+    """Multi-level periodized DWT of the signals a[:n0, i] (one per lane i).
+
+    a : (n0 + 1, lanes) holds the signals on entry and is overwritten;
+    b : (n0 // 2 + 2, lanes) scratch; e : (level + 1, lanes) band energies out,
+    ordered d1..dJ, aJ. lo, hi : tuples of K floats (K even; a compile-time length,
+    so the tap loop is unrolled and the lane loop vectorized).
+
+    PyWavelets' 'periodization': an odd length is extended by its last sample, then
+    ``c[o] = sum_k f[k] a[(2 o + K/2 - k) mod N_e]``, summed in order k = 0..K-1.
+    """
+    lanes = a.shape[1]
+    n_taps = len(lo)
+    half_taps = n_taps // 2
+    n_cur = n0
+    for j in range(level):
+        if n_cur % 2 == 1:
+            for i in range(lanes):
+                a[n_cur, i] = a[n_cur - 1, i]
+            n_cur += 1
+        half = n_cur // 2
+        for i in range(lanes):
+            e[j, i] = 0.0
+        for o in range(half):
+            base = 2 * o + half_taps
+            if base - (n_taps - 1) >= 0 and base < n_cur:
+                for i in range(lanes):
+                    acc_a = 0.0
+                    acc_d = 0.0
+                    for k in range(n_taps):
+                        v = a[base - k, i]
+                        acc_a += lo[k] * v
+                        acc_d += hi[k] * v
+                    b[o, i] = acc_a
+                    e[j, i] += acc_d * acc_d
+            else:
+                for i in range(lanes):
+                    acc_a = 0.0
+                    acc_d = 0.0
+                    for k in range(n_taps):
+                        v = a[(base - k) % n_cur, i]
+                        acc_a += lo[k] * v
+                        acc_d += hi[k] * v
+                    b[o, i] = acc_a
+                    e[j, i] += acc_d * acc_d
+        a, b = b, a
+        n_cur = half
+    for i in range(lanes):
+        e[level, i] = 0.0
+    for o in range(n_cur):
+        for i in range(lanes):
+            e[level, i] += a[o, i] * a[o, i]
+
+
+@jit(parallel=True)
+def _dwt_energies(x, lo, hi, level, lanes, out):
+    n, d = x.shape
+    n_blocks = (n + lanes - 1) // lanes
+    for blk in prange(n_blocks):
+        r0 = blk * lanes
+        m = min(lanes, n - r0)
+        a = np.empty((d + 1, lanes))
+        b = np.empty((d // 2 + 2, lanes))
+        e = np.empty((level + 1, lanes))
+        _load_block(x, r0, m, a)
+        _dwt_block(a, b, d, lo, hi, level, e)
+        for i in range(m):
+            for j in range(level + 1):
+                out[r0 + i, j] = e[j, i]
+
+
+def _as_dwt_input(x, dec_lo, dec_hi, level):
+    x = _as_float_array(x, "x", 2)
+    if x.shape[1] == 0:
+        raise ValueError(f"Invalid shape for 'x': expected at least one column, got shape {x.shape}")
+    lo, hi = _as_filters(dec_lo, dec_hi)
+    # Tuples: the filter length becomes part of the kernels' type (one compiled
+    # specialization per K), which lets LLVM unroll the tap loops.
+    return x, tuple(lo.tolist()), tuple(hi.tolist()), _as_level(level)
+
+
+def dwt_energies(x, dec_lo, dec_hi, level) -> np.ndarray:
+    """Band energies of the orthonormal periodized DWT over the last axis.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, d), float32 or float64
+        One vector per row (e.g. the update vectors of all (layer, token) cells).
+    dec_lo, dec_hi : array_like, shape (K,)
+        Orthogonal decomposition filters (K even).
+    level : int
+        Number of detail bands J, ``1 <= J <= pywt.dwt_max_level(d, K)``.
+
+    Returns
+    -------
+    energies : ndarray, shape (n, level + 1), float64
+        Sum of squared coefficients per band, ordered d1..dJ, aJ; equal to the band
+        energies of ``pywt.wavedec(x, wavelet, mode='periodization', level=level,
+        axis=-1)``, including PyWavelets' handling of odd lengths at coarse levels
+        (the last sample is repeated).
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not 2-D or has no columns, or the filters differ in length or have
+        odd length.
+
+    Notes
+    -----
+    Blocks of ``_DWT_LANES`` rows are transposed into a float64 scratch of shape
+    (d + 1, lanes) and transformed together, all levels in two such buffers; the
+    innermost loop runs over the rows of the block, so it vectorizes although each
+    level decimates by 2.
+    """
+    x, lo, hi, level = _as_dwt_input(x, dec_lo, dec_hi, level)
+    out = np.empty((x.shape[0], level + 1), dtype=np.float64)
+    if x.shape[0]:
+        _dwt_energies(x, lo, hi, level, _DWT_LANES, out)
+    return out
+
+
+@jit(parallel=True)
+def _dwt_null_entropy(x, lo, hi, level, permutations, lanes, out):
+    n, d = x.shape
+    n_perm = permutations.shape[0]
+    n_blocks = (n + lanes - 1) // lanes
+    for blk in prange(n_blocks):
+        r0 = blk * lanes
+        m = min(lanes, n - r0)
+        xt = np.empty((d, lanes))
+        a = np.empty((d + 1, lanes))
+        b = np.empty((d // 2 + 2, lanes))
+        e = np.empty((level + 1, lanes))
+        frac = np.empty(level + 1)
+        _load_block(x, r0, m, xt)
+        for p in range(n_perm):
+            # Lane i of the permuted block is x[r0 + i, permutations[p]].
+            for t in range(d):
+                src = permutations[p, t]
+                for i in range(lanes):
+                    a[t, i] = xt[src, i]
+            _dwt_block(a, b, d, lo, hi, level, e)
+            for i in range(m):
+                out[r0 + i, p] = _entropy_of(e[:, i], frac)
+
+
+def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations) -> np.ndarray:
+    """Normalized CSE of each row under each permutation of the hidden index.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, d), float32 or float64
+        One vector per row.
+    dec_lo, dec_hi : array_like, shape (K,)
+        Orthogonal decomposition filters (K even).
+    level : int
+        Number of detail bands J.
+    permutations : ndarray, shape (P, d), int
+        Each row a permutation of ``range(d)``; row p gives ``x[:, permutations[p]]``.
+
+    Returns
+    -------
+    null_cse : ndarray, shape (n, P), float64
+        ``scale_entropy(dwt_energies(x[:, perm], ...))[0]`` for every permutation;
+        dimensionless, in [0, 1], NaN where undefined.
+
+    Raises
+    ------
+    ValueError
+        If ``permutations`` is not (P, d) or holds an index outside ``0..d-1``, or as
+        `dwt_energies`.
+    TypeError
+        If ``permutations`` is not an integer array.
+
+    Notes
+    -----
+    Each block of rows is transposed once; for every permutation the permuted block
+    is gathered from that copy into the transform's scratch and reduced to CSE at
+    once, so memory stays O(d) per block whatever P (no (P, n, d) copy).
+    """
+    x, lo, hi, level = _as_dwt_input(x, dec_lo, dec_hi, level)
+    n, d = x.shape
+    permutations = np.asarray(permutations)
+    if permutations.ndim != 2 or permutations.shape[1] != d:
+        raise ValueError(f"Invalid shape for 'permutations': expected (P, {d}), got {permutations.shape}")
+    if permutations.size and permutations.dtype.kind not in "iu":
+        raise TypeError(f"Invalid type for 'permutations': expected integers, got dtype {permutations.dtype}")
+    permutations = np.ascontiguousarray(permutations, dtype=np.int64)
+    if permutations.size and (permutations.min() < 0 or permutations.max() >= d):
+        raise ValueError(f"Invalid value for 'permutations': indices must lie in 0..{d - 1}")
+    out = np.empty((n, permutations.shape[0]), dtype=np.float64)
+    if out.size:
+        _dwt_null_entropy(x, lo, hi, level, permutations, _DWT_LANES, out)
+    return out
+
+
+# --- scale entropy ---------------------------------------------------------------------
+
+
+@jit(parallel=True)
+def _scale_entropy(e, cse, frac):
+    for r in prange(e.shape[0]):
+        cse[r] = _entropy_of(e[r], frac[r])
+
+
+def scale_entropy(energies):
+    """Normalized Shannon entropy of the scale distribution.
+
+    Parameters
+    ----------
+    energies : ndarray, shape (..., J + 1)
+        Non-negative band energies, last axis the bands.
+
+    Returns
+    -------
+    cse : ndarray, shape (...), float64
+        ``-sum_j p_j ln p_j / ln(J + 1)`` with ``0 ln 0 = 0``, clipped to [0, 1]
+        against rounding; dimensionless. NaN where the total energy is 0 or any band
+        is not finite.
+    fractions : ndarray, shape (..., J + 1), float64
+        The scale distribution ``p_j = E_j / sum_k E_k``; NaN where ``cse`` is NaN.
+    """
+    e = np.asarray(energies, dtype=np.float64)
+    if e.ndim == 0:
+        raise ValueError("Invalid shape for 'energies': expected (..., J + 1), got a scalar")
+    lead, n_bands = e.shape[:-1], e.shape[-1]
+    rows = np.ascontiguousarray(e.reshape(int(np.prod(lead)), n_bands))
+    cse = np.empty(rows.shape[0], dtype=np.float64)
+    frac = np.empty(rows.shape, dtype=np.float64)
+    _scale_entropy(rows, cse, frac)
+    return cse.reshape(lead), frac.reshape(e.shape)
