@@ -32,8 +32,9 @@ __all__ = ["conditional_scale_entropy"]
 #: [0, 1] and computed in float64), so ``cse_z`` is NaN rather than a huge number.
 _NULL_STD_FLOOR = 1e-12
 
-#: Module computing the energies: the NumPy reference for now, Numba kernels later.
-DEFAULT_BACKEND = "cse_kernels.reference"
+#: Module computing the energies: the Numba kernels (the public functions of
+#: `cse_kernels`); ``backend="cse_kernels.reference"`` selects the NumPy reference.
+DEFAULT_BACKEND = "cse_kernels"
 
 
 def _resolve_backend(backend) -> ModuleType:
