@@ -110,7 +110,9 @@ def cached_compute(frame: pd.DataFrame, path, model, tokenizer, *, identity: dic
                 if ds.attrs.get("study_key") == key_text:
                     if log:
                         log(f"reusing {path.name} (same input, model and settings)")
-                    return ds.load()
+                    ds = ds.load()
+                    ds.attrs["study_reused"] = 1  # in memory only: this run did not compute it
+                    return ds
         except CSEInputError:
             pass
     if log:
@@ -127,6 +129,7 @@ def cached_compute(frame: pd.DataFrame, path, model, tokenizer, *, identity: dic
 
     with open_result(path) as ds:
         ds = ds.load()
+    ds.attrs["study_reused"] = 0
     return ds
 
 

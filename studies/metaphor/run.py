@@ -221,6 +221,10 @@ def write_report(out: Path, *, tests, mohx, vua, pairs, vua_groups, mixed, resul
         f"cluster-forming threshold at two-sided p = 0.05; alpha = {R.ALPHA}; p = (b + 1) / (P + 1)",
         f"- Software: cse {__version__}, torch {attrs.get('torch_version', '')}, transformers "
         f"{attrs.get('transformers_version', '')}, Python {platform.python_version()}; run time {elapsed / 60:.1f} min",
+        "- CSE results (in `--out`, not committed): "
+        + "; ".join(f"`{p.name}` ({corpora.results[k].sizes['token']} tokens, "
+                    f"{'reused from an earlier run' if corpora.results[k].attrs.get('study_reused') else 'computed'})"
+                    for k, p in corpora.paths.items()),
         "",
         "## Does the published finding hold here?",
         "",
