@@ -149,8 +149,9 @@ def read_texts(path, text_column=None, encoding="utf-8", format=None) -> pd.Data
 
 
 def _column_list(columns, limit: int = 20) -> str:
-    # repr: a column name may hold a newline or be empty; the error stays one line.
-    names = [repr(str(c)) for c in columns]
+    # A name with a newline, other unprintable characters or edge spaces is shown as repr,
+    # so the error stays one line.
+    names = [n if n and n.isprintable() and n.strip() == n else repr(n) for n in map(str, columns)]
     return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
