@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import threading
 import uuid
 import warnings
@@ -127,9 +128,15 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None):
     try:
         yield client
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        nanny = logging.getLogger("distributed.nanny")
+        level = nanny.level
+        nanny.setLevel(logging.ERROR)  # "worker process still alive ..., killing": a slow exit, not a fault
+        try:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            nanny.setLevel(level)
 
 
 def _chunk_lock(prefix: str):
