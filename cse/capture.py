@@ -384,7 +384,8 @@ def layer_updates(model: torch.nn.Module, input_ids, keep_device: bool = False) 
     return updates if keep_device else updates.cpu()
 
 
-def forward_with_updates(model: torch.nn.Module, input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_with_updates(model: torch.nn.Module, input_ids, attention_mask,
+                         dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Layer updates and surprisal of a right-padded batch in one forward pass.
 
     Parameters
@@ -395,12 +396,16 @@ def forward_with_updates(model: torch.nn.Module, input_ids, attention_mask) -> t
         Token ids, right-padded.
     attention_mask : torch.Tensor, shape (batch, seq)
         1 at real tokens, 0 at padding; every row is ones followed by zeros.
+    dtype : torch.dtype, optional
+        dtype of the returned updates; the difference is taken in it, so
+        ``torch.float32`` keeps a bfloat16/float16 model's updates from being
+        rounded to half precision. Default: the model's hidden-state dtype.
 
     Returns
     -------
     updates : torch.Tensor, shape (n_layers, batch, seq, d_model)
-        ``h_{l+1} - h_l`` per block, on the device of the model's blocks, in the
-        model's hidden-state dtype (the caller reduces it). Zero at padded positions.
+        ``h_{l+1} - h_l`` per block, on the device of the model's blocks, in
+        ``dtype`` (the caller reduces it). Zero at padded positions.
     surprisal : torch.Tensor, shape (batch, seq), float64, on the CPU
         ``-ln p(x_t | x_<t)`` in nats for t >= 1, from the float32 log-softmax of
         the logits at t - 1. NaN at t = 0 (no prefix) and at padded positions.
@@ -439,7 +444,7 @@ def forward_with_updates(model: torch.nn.Module, input_ids, attention_mask) -> t
     _check_context(model, int(mask.sum(1).max()))
     device = _input_device(model)
     ids, mask = ids.to(device), mask.to(device)
-    with torch.inference_mode(), capture_layer_updates(model) as recorder:
+    with torch.inference_mode(), capture_layer_updates(model, dtype=dtype) as recorder:
         logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
         updates = recorder.updates
         padding = ~mask.to(updates.device).bool()

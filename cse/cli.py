@@ -56,7 +56,7 @@ def main(argv=None) -> None:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        click.echo("Interrupted; no output was written.", err=True)
+        click.echo("Interrupted; no output was written. Rerun the same command with --resume to continue.", err=True)
         sys.exit(130)
     sys.exit(0)
 

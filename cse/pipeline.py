@@ -423,7 +423,8 @@ def run_batch(model, sequences, settings: Settings, permutations=None, pad_id: i
     check_choice("reducer", reducer, ("auto", "numpy", "torch"))
     lengths = [len(s) for s in sequences]
     ids, mask = pad_batch(sequences, pad_id)
-    updates, surprisal = forward_with_updates(model, torch.from_numpy(ids), torch.from_numpy(mask))
+    updates, surprisal = forward_with_updates(model, torch.from_numpy(ids), torch.from_numpy(mask),
+                                              dtype=torch.float32)
     if reducer == "auto":
         reducer = "torch" if updates.device.type == "cuda" and _torch_twin_available() else "numpy"
     if reducer == "torch":
