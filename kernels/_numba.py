@@ -37,6 +37,7 @@ Shared parameters are those of `cse_kernels.reference`.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from ._jit import jit, prange
@@ -99,6 +100,14 @@ def _modwt_chunk(n_rows: int, d: int) -> int:
     chunk = -(-d // n_chunks)
     chunk = max(_MODWT_MIN_CHUNK, -(-chunk // 8) * 8)
     return max(1, min(d, chunk))
+
+
+def _n_tasks(n_items: int) -> int:
+    """Parallel tasks for n_items: a few per thread, so that each task allocates its
+    scratch once and runs a contiguous range (per-item allocations cost as much as a
+    level of the transform, and their placement made timings erratic). Computed here,
+    not in the kernels: a thread count read inside a kernel defeats Numba's cache."""
+    return max(1, min(n_items, 4 * numba.get_num_threads()))
 
 
 @jit(exact=True)
@@ -247,81 +256,95 @@ def _modwt_rows(va, vb, w, r0, r1, offsets, n_rows, g, h, m, out, s, band, with_
 
 
 @jit(parallel=True)
-def _modwt_energies(x, transposed, g, h, level, reflect, tails, unit, chunk, out):
+def _modwt_energies(x, transposed, g, h, level, reflect, tails, unit, chunk, n_tasks, out):
     """MODWT energies into out (S, N, level + 1); g, h the MODWT filters.
 
     x is (S, N, d), or (N, S, d) read as its transpose if `transposed`. tails[j] is the
     number of end positions of the reflected series whose V_j is needed (0 if periodic).
-
-    Compact buffer: rows 0..N-1 hold positions 0..N-1 and rows N..N+tails[0]-1 the last
-    tails[0] positions of the 2N-long reflected series, so a circular index below 0
-    wraps by n_rows = N + tails[0] (= N' when the tail covers the whole second half).
+    Parallel tasks over contiguous ranges of series, each with its own scratch.
     """
     if transposed:
         n, n_series, d = x.shape
     else:
         n_series, n, d = x.shape
-    n_taps = g.shape[0]
     n_ext = 2 * n if reflect else n
-    tail = tails[0]
-    n_rows = n + tail
-    for s in prange(n_series):
-        scale = np.ones(n)
+    n_rows = n + tails[0]
+    for task in prange(n_tasks):
+        scale = np.empty(n)
         va = np.empty((n_rows, chunk))
         vb = np.empty((n_rows, chunk))
         w = np.empty(chunk)
-        offsets = np.empty(n_taps, dtype=np.int64)
+        offsets = np.empty(g.shape[0], dtype=np.int64)
+        for s in range(task * n_series // n_tasks, (task + 1) * n_series // n_tasks):
+            _modwt_series(x, transposed, s, g, h, level, n_ext, tails, unit, scale, va, vb, w, offsets, out)
+
+
+@jit
+def _modwt_series(x, transposed, s, g, h, level, n_ext, tails, unit, scale, va, vb, w, offsets, out):
+    """MODWT energies of series s into out[s], in the scratch scale (N,), va and vb
+    (N + tails[0], chunk), w (chunk,) and offsets (K,).
+
+    Compact buffer: rows 0..N-1 hold positions 0..N-1 and rows N..N+tails[0]-1 the last
+    tails[0] positions of the 2N-long reflected series, so a circular index below 0
+    wraps by n_rows = N + tails[0] (= N' when the tail covers the whole second half).
+    """
+    n = x.shape[0] if transposed else x.shape[1]
+    d = x.shape[2]
+    chunk = va.shape[1]
+    n_taps = g.shape[0]
+    tail = tails[0]
+    n_rows = n + tail
+    for t in range(n):
+        scale[t] = 1.0
+        for b in range(level + 1):
+            out[s, t, b] = 0.0
+
+    # 1. Reciprocal norms of the update vectors: a zero or NaN norm scales by 1 (zero
+    #    stays zero, NaN stays NaN), an infinite one by 0 (inf entries become NaN).
+    if unit:
         for t in range(n):
-            for b in range(level + 1):
-                out[s, t, b] = 0.0
+            row = x[t, s] if transposed else x[s, t]
+            acc = 0.0
+            for c in range(d):
+                v = np.float64(row[c])
+                acc += v * v
+            nrm = np.sqrt(acc)
+            if nrm > 0.0:
+                scale[t] = 1.0 / nrm
 
-        # 1. Reciprocal norms of the update vectors: a zero or NaN norm scales by 1 (zero
-        #    stays zero, NaN stays NaN), an infinite one by 0 (inf entries become NaN).
-        if unit:
-            for t in range(n):
-                row = x[t, s] if transposed else x[s, t]
-                acc = 0.0
-                for c in range(d):
-                    v = np.float64(row[c])
-                    acc += v * v
-                nrm = np.sqrt(acc)
-                if nrm > 0.0:
-                    scale[t] = 1.0 / nrm
+    # 2. Hidden dimensions in chunks (all of them unless the series is very long);
+    #    energies add up over chunks.
+    for c0 in range(0, d, chunk):
+        m = min(chunk, d - c0)
+        # 2a. Load in float64, normalized (short series are still in cache from step 1),
+        #     then the reflected tail.
+        for t in range(n):
+            row = x[t, s] if transposed else x[s, t]
+            # (a slice, not row[c0 + c]: a computed index defeats vectorization)
+            part = row[c0:c0 + m]
+            sc = scale[t]
+            for c in range(m):
+                va[t, c] = np.float64(part[c]) * sc
+        for i in range(tail):
+            for c in range(m):
+                va[n + i, c] = va[tail - 1 - i, c]
 
-        # 2. Hidden dimensions in chunks that keep the two pyramid buffers in cache;
-        #    energies add up over chunks.
-        for c0 in range(0, d, chunk):
-            m = min(chunk, d - c0)
-            # 2a. Load in float64, normalized (short series are still in cache from step 1),
-            #     then the reflected tail.
-            for t in range(n):
-                row = x[t, s] if transposed else x[s, t]
-                # (a slice, not row[c0 + c]: a computed index defeats vectorization)
-                part = row[c0:c0 + m]
-                sc = scale[t]
-                for c in range(m):
-                    va[t, c] = np.float64(part[c]) * sc
-            for i in range(tail):
-                for c in range(m):
-                    va[n + i, c] = va[tail - 1 - i, c]
+        # 2b. Pyramid: V_j at rows 0..N-1 (with W_j's energy) and at the needed tail.
+        for j in range(1, level + 1):
+            step = 1 << (j - 1)
+            for k in range(n_taps):
+                offsets[k] = (step * k) % n_ext
+            _modwt_rows(va, vb, w, 0, n, offsets, n_rows, g, h, m, out, s, j - 1, True)
+            if j < level:
+                _modwt_rows(va, vb, w, n_rows - tails[j], n_rows, offsets, n_rows, g, h, m, out, s, j - 1, False)
+            va, vb = vb, va
 
-            # 2b. Pyramid: V_j at rows 0..N-1 (with W_j's energy) and at the needed tail.
-            for j in range(1, level + 1):
-                step = 1 << (j - 1)
-                for k in range(n_taps):
-                    offsets[k] = (step * k) % n_ext
-                _modwt_rows(va, vb, w, 0, n, offsets, n_rows, g, h, m, out, s, j - 1, True)
-                if j < level:
-                    _modwt_rows(va, vb, w, n_rows - tails[j], n_rows, offsets, n_rows, g, h, m, out, s, j - 1,
-                                False)
-                va, vb = vb, va
-
-            # 2c. Approximation band V_J.
-            for t in range(n):
-                e = 0.0
-                for c in range(m):
-                    e += va[t, c] * va[t, c]
-                out[s, t, level] += e
+        # 2c. Approximation band V_J.
+        for t in range(n):
+            e = 0.0
+            for c in range(m):
+                e += va[t, c] * va[t, c]
+            out[s, t, level] += e
 
 
 def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True) -> np.ndarray:
@@ -396,7 +419,7 @@ def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True) -> n
         [_reflect_tail(n_steps, g.size, level, j) if reflect else 0 for j in range(level + 1)], dtype=np.int64
     )
     chunk = _modwt_chunk(n_steps + int(tails[0]), max(d, 1))
-    _modwt_energies(x, transposed, g, h, level, reflect, tails, bool(unit), chunk, out)
+    _modwt_energies(x, transposed, g, h, level, reflect, tails, bool(unit), chunk, _n_tasks(n_series), out)
     return out
 
 
@@ -405,76 +428,101 @@ def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True) -> n
 
 @jit
 def _load_block(x, r0, m, a):
-    """a[t, i] = x[r0 + i, t] (float64) for the m rows of the block; other lanes 0."""
+    """a[t, i] = x[r0 + i, t] for the m rows of the block (other lanes 0), in a's dtype."""
     d = x.shape[1]
     lanes = a.shape[1]
-    # 8 x 8 tiles with constant trip counts, which LLVM unrolls and vectorizes.
+    # 8 x 8 tiles with constant trip counts, which LLVM unrolls.
     m8 = m - m % 8
     d8 = d - d % 8
     for i0 in range(0, m8, 8):
         for t0 in range(0, d8, 8):
             for t in range(8):
                 for i in range(8):
-                    a[t0 + t, i0 + i] = np.float64(x[r0 + i0 + i, t0 + t])
+                    a[t0 + t, i0 + i] = x[r0 + i0 + i, t0 + t]
         for t in range(d8, d):
             for i in range(8):
-                a[t, i0 + i] = np.float64(x[r0 + i0 + i, t])
+                a[t, i0 + i] = x[r0 + i0 + i, t]
     for i in range(m8, m):
         for t in range(d):
-            a[t, i] = np.float64(x[r0 + i, t])
+            a[t, i] = x[r0 + i, t]
     for t in range(d):
         for i in range(m, lanes):
             a[t, i] = 0.0
 
 
 @jit
-def _dwt_block(a, b, n0, lo, hi, level, e):
-    """Multi-level periodized DWT of the signals a[:n0, i] (one per lane i).
+def _dwt_level(src, dst, n_cur, lo, hi, e, j):
+    """One level of the periodized DWT of the lanes of src[:n_cur] (n_cur even).
 
-    a : (n0 + 1, lanes) holds the signals on entry and is overwritten;
-    b : (n0 // 2 + 2, lanes) scratch; e : (level + 1, lanes) band energies out,
-    ordered d1..dJ, aJ. lo, hi : tuples of K floats (K even; a compile-time length,
-    so the tap loop is unrolled and the lane loop vectorized).
-
-    PyWavelets' 'periodization': an odd length is extended by its last sample, then
-    ``c[o] = sum_k f[k] a[(2 o + K/2 - k) mod N_e]``, summed in order k = 0..K-1.
+    Approximation into dst[:n_cur // 2] (float64); the detail's energy per lane into
+    e[j]. lo, hi : tuples of K floats (K even; a compile-time length, so the tap loop is
+    unrolled and the lane loop vectorized). PyWavelets' 'periodization':
+    ``c[o] = sum_k f[k] src[(2 o + K/2 - k) mod n_cur]``, summed in order k = 0..K-1.
     """
-    lanes = a.shape[1]
+    lanes = src.shape[1]
     n_taps = len(lo)
     half_taps = n_taps // 2
+    for i in range(lanes):
+        e[j, i] = 0.0
+    for o in range(n_cur // 2):
+        base = 2 * o + half_taps
+        if base - (n_taps - 1) >= 0 and base < n_cur:
+            for i in range(lanes):
+                acc_a = 0.0
+                acc_d = 0.0
+                for k in range(n_taps):
+                    v = np.float64(src[base - k, i])
+                    acc_a += lo[k] * v
+                    acc_d += hi[k] * v
+                dst[o, i] = acc_a
+                e[j, i] += acc_d * acc_d
+        else:
+            for i in range(lanes):
+                acc_a = 0.0
+                acc_d = 0.0
+                for k in range(n_taps):
+                    v = np.float64(src[(base - k) % n_cur, i])
+                    acc_a += lo[k] * v
+                    acc_d += hi[k] * v
+                dst[o, i] = acc_a
+                e[j, i] += acc_d * acc_d
+
+
+@jit
+def _dwt_block(x0, a, b, n0, lo, hi, level, e):
+    """Multi-level periodized DWT of the signals x0[:n0, i] (one per lane i).
+
+    x0 : (n0 + 1, lanes) float64 holds the signals on entry (row n0 is scratch for an
+    odd length); a, b : (n0 // 2 + 2, lanes) float64 scratch;
+    e : (level + 1, lanes) band energies out, ordered d1..dJ, aJ.
+    An odd length is extended by its last sample at every level, as PyWavelets does.
+    """
+    lanes = x0.shape[1]
     n_cur = n0
-    for j in range(level):
+    if level == 0:
+        for i in range(lanes):
+            e[0, i] = 0.0
+        for o in range(n_cur):
+            for i in range(lanes):
+                v = np.float64(x0[o, i])
+                e[0, i] += v * v
+        return
+    # 1. First level straight from the input block (converted as it is read).
+    if n_cur % 2 == 1:
+        for i in range(lanes):
+            x0[n_cur, i] = x0[n_cur - 1, i]
+        n_cur += 1
+    _dwt_level(x0, a, n_cur, lo, hi, e, 0)
+    n_cur //= 2
+    # 2. Coarser levels between the two float64 buffers.
+    for j in range(1, level):
         if n_cur % 2 == 1:
             for i in range(lanes):
                 a[n_cur, i] = a[n_cur - 1, i]
             n_cur += 1
-        half = n_cur // 2
-        for i in range(lanes):
-            e[j, i] = 0.0
-        for o in range(half):
-            base = 2 * o + half_taps
-            if base - (n_taps - 1) >= 0 and base < n_cur:
-                for i in range(lanes):
-                    acc_a = 0.0
-                    acc_d = 0.0
-                    for k in range(n_taps):
-                        v = a[base - k, i]
-                        acc_a += lo[k] * v
-                        acc_d += hi[k] * v
-                    b[o, i] = acc_a
-                    e[j, i] += acc_d * acc_d
-            else:
-                for i in range(lanes):
-                    acc_a = 0.0
-                    acc_d = 0.0
-                    for k in range(n_taps):
-                        v = a[(base - k) % n_cur, i]
-                        acc_a += lo[k] * v
-                        acc_d += hi[k] * v
-                    b[o, i] = acc_a
-                    e[j, i] += acc_d * acc_d
+        _dwt_level(a, b, n_cur, lo, hi, e, j)
         a, b = b, a
-        n_cur = half
+        n_cur //= 2
     for i in range(lanes):
         e[level, i] = 0.0
     for o in range(n_cur):
@@ -483,20 +531,22 @@ def _dwt_block(a, b, n0, lo, hi, level, e):
 
 
 @jit(parallel=True)
-def _dwt_energies(x, lo, hi, level, lanes, out):
+def _dwt_energies(x, lo, hi, level, lanes, n_tasks, out):
     n, d = x.shape
     n_blocks = (n + lanes - 1) // lanes
-    for blk in prange(n_blocks):
-        r0 = blk * lanes
-        m = min(lanes, n - r0)
-        a = np.empty((d + 1, lanes))
+    for task in prange(n_tasks):
+        x0 = np.empty((d + 1, lanes))
+        a = np.empty((d // 2 + 2, lanes))
         b = np.empty((d // 2 + 2, lanes))
         e = np.empty((level + 1, lanes))
-        _load_block(x, r0, m, a)
-        _dwt_block(a, b, d, lo, hi, level, e)
-        for i in range(m):
-            for j in range(level + 1):
-                out[r0 + i, j] = e[j, i]
+        for blk in range(task * n_blocks // n_tasks, (task + 1) * n_blocks // n_tasks):
+            r0 = blk * lanes
+            m = min(lanes, n - r0)
+            _load_block(x, r0, m, x0)
+            _dwt_block(x0, a, b, d, lo, hi, level, e)
+            for i in range(m):
+                for j in range(level + 1):
+                    out[r0 + i, j] = e[j, i]
 
 
 def _as_dwt_input(x, dec_lo, dec_hi, level):
@@ -545,33 +595,35 @@ def dwt_energies(x, dec_lo, dec_hi, level) -> np.ndarray:
     x, lo, hi, level = _as_dwt_input(x, dec_lo, dec_hi, level)
     out = np.empty((x.shape[0], level + 1), dtype=np.float64)
     if x.shape[0]:
-        _dwt_energies(x, lo, hi, level, _DWT_LANES, out)
+        _dwt_energies(x, lo, hi, level, _DWT_LANES, _n_tasks(-(-x.shape[0] // _DWT_LANES)), out)
     return out
 
 
 @jit(parallel=True)
-def _dwt_null_entropy(x, lo, hi, level, permutations, lanes, out):
+def _dwt_null_entropy(x, lo, hi, level, permutations, lanes, n_tasks, out):
     n, d = x.shape
     n_perm = permutations.shape[0]
     n_blocks = (n + lanes - 1) // lanes
-    for blk in prange(n_blocks):
-        r0 = blk * lanes
-        m = min(lanes, n - r0)
-        xt = np.empty((d, lanes))
-        a = np.empty((d + 1, lanes))
+    for task in prange(n_tasks):
+        xt = np.empty((d, lanes), dtype=x.dtype)
+        x0 = np.empty((d + 1, lanes))
+        a = np.empty((d // 2 + 2, lanes))
         b = np.empty((d // 2 + 2, lanes))
         e = np.empty((level + 1, lanes))
         frac = np.empty(level + 1)
-        _load_block(x, r0, m, xt)
-        for p in range(n_perm):
-            # Lane i of the permuted block is x[r0 + i, permutations[p]].
-            for t in range(d):
-                src = permutations[p, t]
-                for i in range(lanes):
-                    a[t, i] = xt[src, i]
-            _dwt_block(a, b, d, lo, hi, level, e)
-            for i in range(m):
-                out[r0 + i, p] = _entropy_of(e[:, i], frac)
+        for blk in range(task * n_blocks // n_tasks, (task + 1) * n_blocks // n_tasks):
+            r0 = blk * lanes
+            m = min(lanes, n - r0)
+            _load_block(x, r0, m, xt)
+            for p in range(n_perm):
+                # Lane i of the permuted block is x[r0 + i, permutations[p]].
+                for t in range(d):
+                    src = permutations[p, t]
+                    for i in range(lanes):
+                        x0[t, i] = xt[src, i]
+                _dwt_block(x0, a, b, d, lo, hi, level, e)
+                for i in range(m):
+                    out[r0 + i, p] = _entropy_of(e[:, i], frac)
 
 
 def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations) -> np.ndarray:
@@ -620,7 +672,7 @@ def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations) -> np.ndarray:
         raise ValueError(f"Invalid value for 'permutations': indices must lie in 0..{d - 1}")
     out = np.empty((n, permutations.shape[0]), dtype=np.float64)
     if out.size:
-        _dwt_null_entropy(x, lo, hi, level, permutations, _DWT_LANES, out)
+        _dwt_null_entropy(x, lo, hi, level, permutations, _DWT_LANES, _n_tasks(-(-n // _DWT_LANES)), out)
     return out
 
 

@@ -119,8 +119,8 @@ def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True, dtyp
 
     Notes
     -----
-    Memory: three ``(n_series, N', d)`` tensors of `dtype` (N' = 2 n_steps for
-    ``'reflect'``); pass slices of series to bound it.
+    Memory: about four ``(n_series, N', d)`` tensors of `dtype` at a time (N' =
+    2 n_steps for ``'reflect'``); pass slices of series to bound it.
     """
     if boundary not in ("reflect", "periodic"):
         raise ValueError(f"Invalid value for 'boundary': expected 'reflect' or 'periodic', got {boundary!r}")
@@ -144,16 +144,17 @@ def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True, dtyp
         v = torch.cat([v, v.flip(1)], dim=1)
     n_ext = v.shape[1]
     t = torch.arange(n_ext, device=v.device)
-    # 3. Pyramid: one circular gather per level and tap.
+    # 3. Pyramid: one circular gather per level and tap. W_j is only needed at the
+    #    kept positions 0..N-1, and so is V_J.
     for j in range(1, level + 1):
-        w = torch.zeros_like(v)
-        v_next = torch.zeros_like(v)
+        positions = t if j < level else t[:n_steps]
+        w = torch.zeros((n_series, n_steps, d), dtype=dtype, device=v.device)
+        v_next = torch.zeros((n_series, positions.numel(), d), dtype=dtype, device=v.device)
         for k in range(len(g)):
-            shifted = v.index_select(1, torch.remainder(t - (2 ** (j - 1)) * k, n_ext))
-            w = w + h[k] * shifted
+            shifted = v.index_select(1, torch.remainder(positions - (2 ** (j - 1)) * k, n_ext))
+            w = w + h[k] * shifted[:, :n_steps]
             v_next = v_next + g[k] * shifted
-        kept = w[:, :n_steps]
-        out[..., j - 1] = (kept * kept).sum(dim=-1)
+        out[..., j - 1] = (w * w).sum(dim=-1)
         v = v_next
     kept = v[:, :n_steps]
     out[..., level] = (kept * kept).sum(dim=-1)
