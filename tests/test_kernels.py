@@ -543,3 +543,32 @@ def test_torch_twin_on_cuda_matches_numba(boundary):
     assert_cse_close(null.cpu().numpy(), _numba.dwt_null_entropy(rows, lo, hi, 3, perms), 1e-10)
     cse, fractions = torch_twin.scale_entropy(e)
     assert cse.device == on_gpu.device and fractions.device == on_gpu.device
+
+
+@needs_torch
+@pytest.mark.parametrize("axis", ["depth", "token", "hidden"])
+def test_torch_twin_matches_numba_on_cpu(axis):
+    # Layer updates of a small model-sized batch, reduced as `cse compute` does on each path.
+    from cse_kernels import torch_twin
+
+    rng = np.random.default_rng(22)
+    u = rng.standard_normal((12, 40, 64)).astype(np.float32)  # (n_layers, n_tokens, d_model)
+    u[3, 5] = 0  # a zero update
+    if axis == "hidden":
+        lo, hi = _filters("db4")
+        rows = u.reshape(-1, 64)
+        perms = np.argsort(rng.random((5, 64)), axis=1)
+        expected = _numba.dwt_energies(rows, lo, hi, 3)
+        actual = torch_twin.dwt_energies(torch.from_numpy(rows), lo, hi, 3).numpy()
+        null = torch_twin.dwt_null_entropy(torch.from_numpy(rows), lo, hi, 3, torch.from_numpy(perms)).numpy()
+        with np.errstate(invalid="ignore"):
+            assert_cse_close(null, _numba.dwt_null_entropy(rows, lo, hi, 3, perms), 1e-10)
+    else:
+        lo, hi = _filters("haar")
+        series = u.transpose(1, 0, 2) if axis == "depth" else u
+        expected = _numba.modwt_energies(series, lo, hi, 3)
+        actual = torch_twin.modwt_energies(torch.from_numpy(u).transpose(0, 1) if axis == "depth"
+                                           else torch.from_numpy(u), lo, hi, 3).numpy()
+    assert_energies_close(actual, expected, 1e-10)
+    assert_cse_close(torch_twin.scale_entropy(torch.from_numpy(actual))[0].numpy(),
+                     _numba.scale_entropy(expected)[0], 1e-10)
