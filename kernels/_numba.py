@@ -428,7 +428,7 @@ def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True) -> n
 
 @jit
 def _load_block(x, r0, m, a):
-    """a[t, i] = x[r0 + i, t] for the m rows of the block (other lanes 0), in a's dtype."""
+    """a[t, i] = x[r0 + i, t] for the m rows of the block (other lanes 0), converted to a's dtype."""
     d = x.shape[1]
     lanes = a.shape[1]
     # 8 x 8 tiles with constant trip counts, which LLVM unrolls.
@@ -507,7 +507,7 @@ def _dwt_block(x0, a, b, n0, lo, hi, level, e):
                 v = np.float64(x0[o, i])
                 e[0, i] += v * v
         return
-    # 1. First level straight from the input block (converted as it is read).
+    # 1. First level from the input block.
     if n_cur % 2 == 1:
         for i in range(lanes):
             x0[n_cur, i] = x0[n_cur - 1, i]
