@@ -263,7 +263,7 @@ def _scale_energies(u, axis, wavelet, level, boundary, unit, backend=None) -> np
     kernels = _resolve_backend(backend)
     n_layers, n_tokens, d_model = u.shape
     if axis == "depth":
-        series = np.ascontiguousarray(np.transpose(u, (1, 0, 2)))  # (n_tokens, n_layers, d)
+        series = np.transpose(u, (1, 0, 2))  # (n_tokens, n_layers, d): a view the kernels read in place
         energies = kernels.modwt_energies(series, wavelet.dec_lo, wavelet.dec_hi, level, boundary=boundary, unit=unit)
         return np.transpose(energies, (1, 0, 2))
     if axis == "token":
