@@ -236,7 +236,10 @@ def write_report(out: Path, *, tests, mohx, vua, pairs, vua_groups, mixed, resul
         "## All tests",
         "",
         "Differences are metaphorical minus literal. MOH-X: labels permuted within verbs; VUA: within texts; "
-        "pairs: sign flips. Controls use the same tokens and test unless said otherwise.",
+        "pairs: sign flips. Controls use the same tokens and test unless said otherwise. Within-block "
+        "permutations keep each block's share of metaphorical tokens, so differences between verbs or texts are "
+        "part of the null and only differences within blocks count as an effect; the observed t is compared with "
+        "its permutation distribution, which need not be centred at 0 (hence a large |t| can have a large p).",
         "",
         R.summary_markdown(tests),
         "",
