@@ -88,14 +88,25 @@ def finding_paragraph(main: list[Test], controls: dict, mixed: dict) -> tuple[st
     ]
     for test, v in zip(main, verdicts):
         lines.append(f"- **{v.corpus}** — {v.status}: {v.text}.")
+        lines.append(f"  - {_interval_phrase(test)}")
         lines.extend(_control_lines(test, v, controls.get(test.key, []), mixed.get(test.key)))
+    status = {v.key: v.status for v in verdicts}
+    if status.get("vua") == "holds" and status.get("pairs") in ("not found", "elsewhere", "reversed"):
+        lines += ["", "The difference over all VUA words does not appear in the matched pairs, which hold the word "
+                      "form and POS fixed: in this model it may reflect which words are used metaphorically (their "
+                      "form, POS and frequency) more than metaphoricity itself."]
+    if status.get("mohx") == "not found" and status.get("vua") == "holds":
+        lines += ["", "MOH-X compares the same verbs in both senses (labels permuted within verbs) and shows no "
+                      "cluster either."]
     return "\n".join(lines), {"overall": overall, **{v.key: v.status for v in verdicts}}
 
 
 def _control_lines(test: Test, v, controls: list[Test], mixed) -> list[str]:
     out = []
     sig = v.clusters
-    focus = sig.loc[sig["depth_low"] <= EARLY_TO_MID] if not sig.empty else sig
+    # The clusters the verdict rests on: early-to-mid, with the sign that decided it.
+    sign = {"holds": "+", "reversed": "-"}.get(v.status)
+    focus = sig.loc[(sig["depth_low"] <= EARLY_TO_MID) & (sig["sign"] == sign)] if sign else sig.iloc[:0]
     layers = np.concatenate([np.arange(r.first, r.last + 1) for r in focus.itertuples()]) if len(focus) else None
     if mixed is not None:
         term = next((t for t in ("label", "label_seq", "pair_side") if t in mixed["term"].values), None)
@@ -108,7 +119,8 @@ def _control_lines(test: Test, v, controls: list[Test], mixed) -> list[str]:
                 same = int(((np.sign(coef[sel]) == (1 if focus.iloc[0]["sign"] == "+" else -1)) & (p[sel] < ALPHA)).sum())
                 out.append(f"  - with surprisal, log frequency and position as covariates (mixed model, random "
                            f"intercept per {mixed.attrs['groups']}), the label effect keeps its sign with p < "
-                           f"{ALPHA} at {same} of the cluster's {int(sel.sum())} layers.")
+                           f"{ALPHA} (uncorrected Wald) at {same} of the {int(sel.sum())} layers of "
+                           f"{'that cluster' if len(focus) == 1 else 'those clusters'}.")
             else:
                 k = int(np.sum(p < ALPHA))
                 out.append(f"  - mixed model with surprisal, log frequency and position: the label term has "
@@ -124,6 +136,19 @@ def _control_lines(test: Test, v, controls: list[Test], mixed) -> list[str]:
         found = "no significant cluster" if phrase == "none" else f"significant cluster(s) at {phrase}"
         out.append(f"  - {c.label}: {found}{note}.")
     return out
+
+
+def _interval_phrase(test: Test) -> str:
+    """How large an effect the data allow: the range of the bootstrap intervals of Hedges' g over layers."""
+    res = test.result
+    lo, hi = res["g_ci_low"].values, res["g_ci_high"].values
+    if not (np.isfinite(lo).any() and np.isfinite(hi).any()):
+        return "no bootstrap interval of the effect size was computed."
+    k = int(np.nanargmax(np.abs(res["hedges_g"].values)))
+    return (f"effect size: Hedges' g between {np.nanmin(res['hedges_g'].values):+.2f} and "
+            f"{np.nanmax(res['hedges_g'].values):+.2f} over layers (largest in size {res['hedges_g'].values[k]:+.2f} "
+            f"at layer {int(res['layer'].values[k])}); the 95 % bootstrap intervals lie within "
+            f"[{np.nanmin(lo):+.2f}, {np.nanmax(hi):+.2f}] at every layer.")
 
 
 # --------------------------------------------------------------------------- figures
@@ -198,11 +223,13 @@ def axes_figure(groups: list[list[Test]], path) -> None:
 
 
 def groups_figure(tests: list[Test], path) -> None:
-    """t per layer for each genre and POS subset of VUA (heatmap), significant cluster layers dotted."""
+    """Hedges' g per layer for each genre and POS subset of VUA (heatmap), significant cluster layers dotted."""
     fig, axes = _figure(1, width=8.0, height=0.35 * max(len(tests), 4) + 1.5)
     ax = axes[0]
-    t = np.vstack([x.result["t"].values for x in tests])
-    lim = np.nanmax(np.abs(t)) if np.isfinite(t).any() else 1.0
+    t = np.vstack([x.result["hedges_g"].values for x in tests])
+    # Colour limits at the 95th percentile of |g|, so that one extreme subset does not wash out the rest.
+    lim = float(np.nanpercentile(np.abs(t), 95)) if np.isfinite(t).any() else 1.0
+    lim = lim if lim > 0 else 1.0
     depth = tests[0].result["depth"].values
     im = ax.imshow(t, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest",
                    extent=(depth[0] - (depth[1] - depth[0]) / 2, depth[-1] + (depth[1] - depth[0]) / 2,
@@ -212,8 +239,10 @@ def groups_figure(tests: list[Test], path) -> None:
         ax.plot(depth[sig], np.full(sig.sum(), i), "k.", ms=4)
     ax.set_yticks(range(len(tests)), [x.label for x in tests], fontsize=8)
     ax.set_xlabel("relative depth (layer + 1) / L")
-    fig.colorbar(im, ax=ax, label="t, metaphorical - literal")
-    ax.set_title(f"VUA by genre and POS (dots: layers in clusters with p <= {ALPHA})", fontsize=10)
+    fig.colorbar(im, ax=ax, label=f"Hedges' g, metaphorical - literal (colours clipped at +-{lim:.2f})",
+                 extend="both")
+    ax.set_title(f"VUA by genre and POS: effect per layer (dots: layers in clusters with p <= {ALPHA})",
+                 fontsize=10)
     fig.savefig(path, dpi=120)
 
 

@@ -31,7 +31,7 @@ FIGURES = {
     "profile_pairs.png": "VUA matched pairs: mean CSE per side",
     "effects.png": "Hedges' g per layer for the three main tests, with control token and shuffled labels",
     "controls.png": "t per layer of every test, main and controls, per corpus",
-    "vua_groups.png": "VUA by genre and POS: t per layer",
+    "vua_groups.png": "VUA by genre and POS: Hedges' g per layer",
     "mixed.png": "label coefficient per layer of the mixed models",
 }
 
