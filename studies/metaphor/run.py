@@ -159,7 +159,8 @@ def _write_tables(out: Path, tests) -> None:
     layers = pd.concat([A.layer_table(t).assign(test=t.key) for t in tests]).reset_index()
     layers = layers[["test"] + [c for c in layers.columns if c != "test"]]
     layers.to_csv(out / "layers.csv", index=False, float_format="%.6g")
-    clusters = pd.concat([A.cluster_table(t) for t in tests], ignore_index=True)
+    # infer_objects: concatenating empty tables leaves object columns, which to_csv would not round.
+    clusters = pd.concat([A.cluster_table(t) for t in tests], ignore_index=True).infer_objects()
     clusters.to_csv(out / "clusters.csv", index=False, float_format="%.6g")
 
 
