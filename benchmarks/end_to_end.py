@@ -137,7 +137,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--memory-texts", type=int, default=200, help="N for the N vs 10 N memory comparison")
-    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true",
+                        help="measure the overhead only and keep the memory entry of --out")
     parser.add_argument("--only-memory", action="store_true",
                         help="measure memory only and update the memory entry of --out")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "end_to_end.json")
@@ -145,11 +146,12 @@ def main(argv=None):
     if not (args.data / "moh-x.csv").is_file():
         parser.error(f"MOH-X not found under {args.data}; pass --data")
 
-    results = {"machine": machine()}
-    if args.only_memory and args.out.is_file():
+    results = {}
+    if (args.only_memory or args.skip_memory) and args.out.is_file():
         import json
 
-        results = {**json.loads(args.out.read_text()), "machine": machine()}
+        results = json.loads(args.out.read_text())  # keep the part not measured this time
+    results["machine"] = machine()
     if not args.only_memory:
         results["overhead"] = o = overhead(args.data, args.repeats, args.batch_size)
         print(f"MOH-X: {o['texts']} texts, {o['tokens']} tokens, batch size {o['batch_size']}, default model on CPU")
