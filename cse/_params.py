@@ -112,3 +112,61 @@ def resolve_seed(seed) -> np.random.Generator:
 def band_labels(level: int) -> list[str]:
     """Band labels in storage order: ``d1..dJ`` (fine to coarse) then ``aJ``."""
     return [f"d{j}" for j in range(1, level + 1)] + [f"a{level}"]
+
+
+def resolve_measure(axis, wavelet, level, boundary, normalize, null_permutations, *, n_steps):
+    """Validate and resolve the measure parameters of SPEC section 2, once for every caller.
+
+    Parameters
+    ----------
+    axis, wavelet, level, boundary, normalize, null_permutations
+        As in `cse.conditional_scale_entropy`.
+    n_steps : dict of str to int
+        Length of each axis (``depth``: n_layers, ``token``: shortest sequence,
+        ``hidden``: d_model); only the chosen axis' entry is used.
+
+    Returns
+    -------
+    tuple
+        ``(axis, wavelet, level, boundary, normalize, null_permutations)`` with the
+        wavelet a `pywt.Wavelet` and every default filled in.
+
+    Raises
+    ------
+    CSEInputError
+        For an invalid value (including a level too high for the axis and a null on
+        an axis other than ``hidden``).
+    TypeError
+        For a wrongly typed ``level`` or ``null_permutations``.
+    """
+    check_choice("axis", axis, AXES)
+    check_choice("boundary", boundary, BOUNDARIES)
+    wavelet = as_wavelet(DEFAULT_WAVELET[axis] if wavelet is None else wavelet)
+    level = resolve_level(axis, level, n_steps[axis], wavelet)
+    normalize = resolve_normalize(axis, normalize)
+    if isinstance(null_permutations, bool) or not isinstance(null_permutations, (int, np.integer)):
+        raise TypeError(
+            f"Invalid type for 'null_permutations': expected an int, got {type(null_permutations).__name__}"
+        )
+    if null_permutations < 0 or null_permutations == 1:
+        raise CSEInputError(
+            f"Invalid value for 'null_permutations': expected 0 (no null) or an integer >= 2, got {null_permutations}"
+        )
+    if null_permutations and axis != "hidden":
+        raise CSEInputError(
+            f"Invalid value for 'null_permutations': the dimension-permutation null applies to the hidden axis "
+            f"only, got axis={axis!r}; use axis 'hidden' (--axis hidden) or 0 permutations"
+        )
+    return axis, wavelet, level, boundary, normalize, int(null_permutations)
+
+
+def null_permutations(seed, n_permutations: int, d_model: int) -> np.ndarray | None:
+    """The one seeded set of hidden-index permutations shared by every cell.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_permutations, d_model), or None when ``n_permutations`` is 0.
+    """
+    if not n_permutations:
+        return None
+    return np.argsort(resolve_seed(seed).random((n_permutations, d_model)), axis=1)

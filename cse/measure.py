@@ -15,16 +15,8 @@ import numpy as np
 import xarray as xr
 
 from ._errors import CSEInputError
-from ._params import (
-    AXES,
-    BOUNDARIES,
-    as_wavelet,
-    band_labels,
-    check_choice,
-    resolve_level,
-    resolve_normalize,
-    resolve_seed,
-)
+from ._params import band_labels, resolve_measure, resolve_seed
+from ._params import null_permutations as null_permutations_for
 
 __all__ = ["conditional_scale_entropy"]
 
@@ -217,26 +209,10 @@ def conditional_scale_entropy(
     n_layers, n_tokens, d_model = u.shape
 
     # 2. Parameters.
-    axis = check_choice("axis", axis, AXES)
-    boundary = check_choice("boundary", boundary, BOUNDARIES)
-    wavelet = as_wavelet(wavelet if wavelet is not None else ("db4" if axis == "hidden" else "haar"))
-    n_steps = {"depth": n_layers, "token": n_tokens, "hidden": d_model}[axis]
-    level = resolve_level(axis, level, n_steps, wavelet)
-    normalize = resolve_normalize(axis, normalize)
-    if isinstance(null_permutations, bool) or not isinstance(null_permutations, (int, np.integer)):
-        raise TypeError(
-            f"Invalid type for 'null_permutations': expected an int, got {type(null_permutations).__name__}"
-        )
-    if null_permutations < 0 or null_permutations == 1:
-        raise CSEInputError(
-            f"Invalid value for 'null_permutations': expected 0 (no null) or an integer >= 2, "
-            f"got {null_permutations}"
-        )
-    if null_permutations and axis != "hidden":
-        raise CSEInputError(
-            f"Invalid value for 'null_permutations': the dimension-permutation null applies to the "
-            f"hidden axis only, got axis={axis!r}; use axis='hidden' or null_permutations=0"
-        )
+    axis, wavelet, level, boundary, normalize, null_permutations = resolve_measure(
+        axis, wavelet, level, boundary, normalize, null_permutations,
+        n_steps={"depth": n_layers, "token": n_tokens, "hidden": d_model},
+    )
     rng = resolve_seed(seed)
 
     # 3. Compute.
@@ -325,7 +301,7 @@ def _cse_arrays(u, axis, wavelet, level, boundary, unit, permutations=None, back
 def _conditional_scale_entropy(u, axis, wavelet, level, boundary, normalize, null_permutations, rng, seed,
                                backend=None) -> xr.Dataset:
     n_layers, n_tokens, d_model = u.shape
-    permutations = np.argsort(rng.random((null_permutations, d_model)), axis=1) if null_permutations else None
+    permutations = null_permutations_for(rng, null_permutations, d_model)
     arrays = _cse_arrays(u, axis, wavelet, level, boundary, normalize == "unit", permutations, backend)
     cse, fractions, norms = arrays["cse"], arrays["scale_fraction"], arrays["update_norm"]
 

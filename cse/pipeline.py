@@ -41,14 +41,14 @@ from ._errors import CSEInputError
 from ._params import (
     AXES,
     BOUNDARIES,
-    DEFAULT_WAVELET,
     as_wavelet,
     band_labels,
     check_choice,
-    resolve_level,
+    resolve_measure,
     resolve_normalize,
     resolve_seed,
 )
+from ._params import null_permutations as shared_null_permutations
 from .io import output_format, per_word_columns, read_texts, texts_frame, word_spans
 
 DEFAULT_BATCH_SIZE = 16
@@ -112,24 +112,13 @@ class Plan:
 
 def resolve_settings(axis="depth", wavelet=None, level=None, boundary="reflect", normalize=None,
                      null_permutations=0, seed=0, *, n_layers, d_model, min_tokens=None) -> Settings:
-    """Validate the measure parameters against the model (see `conditional_scale_entropy`)."""
-    check_choice("axis", axis, AXES)
-    check_choice("boundary", boundary, BOUNDARIES)
-    wavelet = as_wavelet(DEFAULT_WAVELET[axis] if wavelet is None else wavelet)
-    n_steps = {"depth": n_layers, "hidden": d_model, "token": min_tokens or 0}[axis]
-    level = resolve_level(axis, level, n_steps, wavelet)
-    normalize = resolve_normalize(axis, normalize)
-    if isinstance(null_permutations, bool) or not isinstance(null_permutations, (int, np.integer)) or null_permutations < 0:
-        raise CSEInputError(f"Invalid value for 'null_permutations': expected an integer >= 0, got {null_permutations!r}")
-    if null_permutations and axis != "hidden":
-        raise CSEInputError(
-            "Invalid value for 'null_permutations': the dimension-permutation null applies to the 'hidden' axis only; "
-            "use --axis hidden or --null-permutations 0"
-        )
-    if null_permutations == 1:
-        raise CSEInputError("Invalid value for 'null_permutations': a null needs at least 2 permutations for its std")
+    """Validate the measure parameters against the model (see `cse._params.resolve_measure`)."""
     resolve_seed(seed)
-    return Settings(axis, wavelet.name, int(level), boundary, normalize, int(null_permutations), int(seed))
+    axis, wavelet, level, boundary, normalize, null_permutations = resolve_measure(
+        axis, wavelet, level, boundary, normalize, null_permutations,
+        n_steps={"depth": n_layers, "hidden": d_model, "token": min_tokens or 0},
+    )
+    return Settings(axis, wavelet.name, int(level), boundary, normalize, null_permutations, int(seed))
 
 
 def plan_tokens(frame: pd.DataFrame, tokenizer, *, max_length: int | None, window: int | None = None,
@@ -379,10 +368,7 @@ def _torch_twin_available() -> bool:
 
 def null_permutations_for(settings: Settings, d_model: int):
     """The one seeded set of dimension permutations shared by every cell, or None."""
-    if not settings.null_permutations:
-        return None
-    rng = resolve_seed(settings.seed)
-    return np.argsort(rng.random((settings.null_permutations, d_model)), axis=1)
+    return shared_null_permutations(settings.seed, settings.null_permutations, d_model)
 
 
 def pad_batch(sequences, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
