@@ -115,8 +115,8 @@ def plot_depth_profile(
     Raises
     ------
     CSEInputError
-        For a bad selection (as `cse.stats.compare`) or a `stats` Dataset whose layers
-        differ from the result's.
+        For a bad selection (as `cse.stats.compare`) or a `stats` Dataset whose layers,
+        ``by`` or ``var`` differ from the profile's.
     """
     from matplotlib.figure import Figure
 
@@ -126,6 +126,12 @@ def plot_depth_profile(
     if stats is not None:
         if not isinstance(stats, xr.Dataset) or "significant" not in stats:
             raise CSEInputError("Invalid value for 'stats': expected a cse.stats.compare result with 'significant'")
+        for key in ("by", "var"):
+            if key in stats.attrs and str(stats.attrs[key]) != str(profile.attrs[key]):
+                raise CSEInputError(
+                    f"Invalid value for 'stats': it tests {key} {stats.attrs[key]!r} but the profile shows "
+                    f"{profile.attrs[key]!r}; compute it with the same --by and --var"
+                )
         if stats.sizes.get("layer") != layers.size or not np.array_equal(np.asarray(stats["layer"].values), layers):
             raise CSEInputError(
                 f"Invalid value for 'stats': its layers ({stats.sizes.get('layer')}) do not match the "

@@ -67,6 +67,9 @@ def test_plot_rejects_mismatched_stats():
         plot.plot_depth_profile(ds, "label", stats=other)
     with pytest.raises(CSEInputError, match="'by'.*exactly 2 distinct values"):
         plot.plot_depth_profile(ds, "verb")
+    by_other = stats.compare(ds.assign_coords(label2=ds["label"]), "label2", n_permutations=9, n_bootstrap=0)
+    with pytest.raises(CSEInputError, match="it tests by 'label2' but the profile shows 'label'"):
+        plot.plot_depth_profile(ds, "label", stats=by_other)
 
 
 @pytest.fixture
@@ -97,6 +100,12 @@ def test_plot_command_writes_figure(result_file, tmp_path):
     assert run.exit_code == 0, run.output
     assert svg.read_text().lstrip().startswith("<?xml")
     assert not list(tmp_path.glob(".*partial"))
+    # a Zarr stats file, as 'cse stats -o stats.zarr' writes it
+    stz = tmp_path / "stats.zarr"
+    assert CliRunner().invoke(cli, ["stats", str(result_file), "--by", "label", "--n-permutations", "99",
+                                    "--n-bootstrap", "0", "-o", str(stz)]).exit_code == 0  # fmt: skip
+    run = CliRunner().invoke(cli, ["plot", str(result_file), "--by", "label", "--stats", str(stz), "-o", str(fig)])
+    assert run.exit_code == 0, run.output
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ FIGURE_FORMATS = (".png", ".pdf", ".svg")
 @click.command("plot")
 @shared_options
 @permutation_options
-@click.option("--stats", "stats_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--stats", "stats_path", type=click.Path(path_type=Path), default=None,
               help="Shade the significant layers of this 'cse stats -o' file instead of testing again.")
 @click.option("--no-test", is_flag=True, help="Draw the profiles only: no test, no shading.")
 @click.option("--ci", type=float, default=0.95, show_default=True, help="Coverage of the bands (t interval).")
@@ -43,9 +43,14 @@ def plot_command(result, by, where, groups, var, include_special, paired_by, blo
     if stats_path is not None:
         if not stats_path.exists():
             raise CSEInputError(f"Invalid value for '--stats': {str(stats_path)!r} does not exist")
+        from ..io import output_format
+
         try:
-            res = xr.open_dataset(stats_path, engine="h5netcdf").load()
-        except (OSError, ValueError) as exc:
+            if output_format(stats_path) == "zarr":
+                res = xr.open_zarr(stats_path).load()
+            else:
+                res = xr.open_dataset(stats_path, engine="h5netcdf").load()
+        except (OSError, ValueError, KeyError) as exc:
             raise CSEInputError(f"{stats_path}: not a readable statistics file ({str(exc).splitlines()[0]})") from None
     elif no_test:
         res = None
