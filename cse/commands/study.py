@@ -40,13 +40,7 @@ STUDIES = ("metaphor", "cross-depth")
 def study_command(name, data, models, out, cache, seed, n_pairs, n_permutations, null_permutations, limit,
                   recompute, device, quiet):
     """Rerun study NAME (metaphor or cross-depth) and write it into --out."""
-    command = shlex.join(["cse", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("cse") else None
-    if command is None:
-        command = shlex.join(["cse", "study", name, "--data", str(data), *sum((["--model", m] for m in models), []),
-                              "--out", str(out), "--seed", str(seed)]
-                             + (["--n-pairs", str(n_pairs)] if name == "metaphor" else [])
-                             + (["--n-permutations", str(n_permutations)] if name == "metaphor" else [])
-                             + (["--limit", str(limit)] if limit is not None else []))
+    command = shlex.join(["cse", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("cse") else _command()
     started = time.time()
 
     def log(line):
@@ -79,3 +73,24 @@ def study_command(name, data, models, out, cache, seed, n_pairs, n_permutations,
     if verdict:
         click.echo(f"published finding: {verdict['overall']} "
                    f"({', '.join(f'{k}: {v}' for k, v in verdict.items() if k != 'overall')})")
+
+
+def _command() -> str:
+    """The command line of this invocation rebuilt from its parameters (when not run as ``cse``).
+
+    Every option whose value differs from its default is given, so the recorded
+    command reproduces the run; ``-q`` does not change results and is left out.
+    """
+    ctx = click.get_current_context()
+    words = ["cse", "study", ctx.params["name"]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if not isinstance(param, click.Option) or param.name == "quiet" or value == param.default:
+            continue
+        flag = max(param.opts, key=len)
+        if param.is_flag:
+            words.append(flag)
+        else:
+            for item in value if param.multiple else [value]:
+                words += [flag, str(item)]
+    return shlex.join(words)

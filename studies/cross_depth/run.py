@@ -30,6 +30,7 @@ from scipy import stats as sps
 from cse import __version__
 from cse import stats
 from cse._errors import CSEInputError
+from cse.io import write_result
 from cse_studies.metaphor.corpus import by_length, cached_compute, check_out_dir, model_slug
 from cse_studies.metaphor.data import MOHX_FILE, VUA_TEST_FILE, data_file, load_mohx, load_vua, sha256
 from cse_studies.metaphor.report import md_table
@@ -223,11 +224,11 @@ def run(data, out, models=(None,), *, cache=None, seed: int = 0, limit: int | No
     profiles_ds = xr.concat(binned, dim="model")
     profiles_ds.attrs = {"title": "CSE depth profiles on relative depth", "bins": BINS, "tokens": WORDS,
                          "command": command or "", "cse_version": __version__}
-    profiles_ds.to_netcdf(out / "profiles.nc", engine="h5netcdf")
+    write_result(profiles_ds, out / "profiles.nc")
     for identity, slug, _, couplings, _ in entries:
         coupling = xr.concat([c.expand_dims(corpus=[k]) for k, c in couplings.items()], dim="corpus")
         coupling.attrs = {"model": identity["model"], "model_sha256": identity.get("model_sha256", "")}
-        coupling.to_netcdf(out / f"coupling-{slug}.nc", engine="h5netcdf")
+        write_result(coupling, out / f"coupling-{slug}.nc")
 
     report = _write_report(out, entries, profiles_ds, files, frames, limit, command, time.time() - started)
     log(f"wrote {report}")
@@ -380,10 +381,10 @@ def _write_report(out: Path, entries, profiles_ds, files, frames, limit, command
     lines += ["## 2. Profile similarity", ""]
     n_models = profiles_ds.sizes["model"]
     if n_models < 2:
-        lines.append(f"Only one model was given, so there is no between-model similarity to report; run "
-                     f"`cse study cross-depth --model A --model B ...` with the models you have (any Hugging Face "
-                     f"causal LM on disk) to compare profiles on relative depth. The table gives the similarity "
-                     f"of the model's profiles on the two corpora.")
+        lines.append("Only one model was given, so there is no between-model similarity to report; run "
+                     "`cse study cross-depth --model A --model B ...` with the models you have (any Hugging Face "
+                     "causal LM on disk) to compare profiles on relative depth. The table gives the similarity "
+                     "of the model's profiles on the two corpora.")
     else:
         lines.append(f"Correlation of the binned mean-CSE profiles ({BINS} bins of relative depth) between every pair "
                      f"of models, per corpus, and between the corpora for each model.")

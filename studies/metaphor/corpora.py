@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from .corpus import by_length, cached_compute, model_slug, sequence_lengths
 from .data import build_pairs, load_mohx, load_vua, vua_words
@@ -126,7 +125,3 @@ def compute_corpora(data_dir, model, tokenizer, identity: dict, out: Path, *, se
             null_permutations=null_permutations if axis == "hidden" else 0, seed=seed,
             recompute=recompute, progress=progress, command=command, log=log)
     return Corpora(mohx, vua, pairs, results, paths, dropped)
-
-
-def result_or_none(corpora: Corpora, name: str) -> xr.Dataset | None:
-    return corpora.results.get(name)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from cse import __version__
 from cse._errors import CSEInputError
@@ -354,9 +353,3 @@ def write_report(out: Path, *, tests, mohx, vua, pairs, vua_groups, mixed, resul
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path, summary
-
-
-def study_stats(tests) -> xr.Dataset:
-    """Every test's per-layer difference, t and corrected p stacked over a ``test`` dim."""
-    return xr.concat([t.result[["diff", "t", "p_corrected", "hedges_g"]].expand_dims(test=[t.key]) for t in tests],
-                     dim="test")
