@@ -271,8 +271,10 @@ def remove_path(path) -> None:
         path.unlink()
 
 
-def output_format(path) -> str:
+def output_format(path, name: str = "output") -> str:
     """``'netcdf'`` for ``.nc``/``.nc4``/``.h5``, ``'zarr'`` for ``.zarr``.
+
+    ``name`` is the parameter named in the error message.
 
     Raises
     ------
@@ -284,7 +286,7 @@ def output_format(path) -> str:
         return "netcdf"
     if suffix == ".zarr":
         return "zarr"
-    raise CSEInputError(f"Invalid value for 'output': {str(path)!r} must end in .nc (netCDF4) or .zarr (Zarr)")
+    raise CSEInputError(f"Invalid value for {name!r}: {str(path)!r} must end in .nc (netCDF4) or .zarr (Zarr)")
 
 
 def write_result(ds: xr.Dataset, path) -> Path:
@@ -344,7 +346,7 @@ def open_result(path, chunks=None) -> xr.Dataset:
     path = Path(path)
     if not path.exists():
         raise CSEInputError(f"Result {str(path)!r} does not exist")
-    fmt = output_format(path)
+    fmt = output_format(path, "result")
     try:
         if fmt == "zarr":
             ds = xr.open_zarr(path, chunks=chunks if chunks is not None else None)

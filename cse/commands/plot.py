@@ -46,7 +46,7 @@ def plot_command(result, by, where, groups, var, include_special, paired_by, blo
         from ..io import output_format
 
         try:
-            if output_format(stats_path) == "zarr":
+            if output_format(stats_path, "--stats") == "zarr":
                 res = xr.open_zarr(stats_path).load()
             else:
                 res = xr.open_dataset(stats_path, engine="h5netcdf").load()
