@@ -822,6 +822,8 @@ def compare(
     Maris, E. & Oostenveld, R. (2007). Nonparametric statistical testing of EEG- and
     MEG-data. J. Neurosci. Methods 164, 177-190.
     Westfall, P. H. & Young, S. S. (1993). Resampling-Based Multiple Testing. Wiley.
+    Benjamini, Y. & Hochberg, Y. (1995). Controlling the false discovery rate: a practical
+    and powerful approach to multiple testing. J. R. Stat. Soc. B 57, 289-300.
     Phipson, B. & Smyth, G. K. (2010). Permutation p-values should never be zero.
     Stat. Appl. Genet. Mol. Biol. 9(1), 39.
     Hedges, L. V. (1981). Distribution theory for Glass's estimator of effect size.
@@ -1151,7 +1153,8 @@ def mixedlm(
     Returns
     -------
     xarray.Dataset
-        ``coef, se, z, p`` over (layer, term); ``converged`` (bool), ``warnings``
+        ``coef, se, z, p`` (float64) of shape (n_layers, n_terms) over (layer, term),
+        in the units of the response per unit of each term; ``converged`` (bool), ``warnings``
         (text of statsmodels' ConvergenceWarnings, or the error of a failed fit),
         ``group_var`` (random-intercept variance), ``n_obs``, ``n_groups`` over layer.
         A layer whose fit fails has NaN estimates and ``converged`` False; a fit whose
@@ -1166,7 +1169,13 @@ def mixedlm(
 
     Notes
     -----
-    p-values are statsmodels' Wald z tests of the fixed effects.
+    p-values are statsmodels' Wald z tests of the fixed effects, uncorrected across layers.
+
+    References
+    ----------
+    Lindstrom, M. J. & Bates, D. M. (1988). Newton-Raphson and EM algorithms for linear
+    mixed-effects models for repeated-measures data. J. Am. Stat. Assoc. 83, 1014-1022
+    (the model statsmodels' MixedLM fits).
     """
     import statsmodels.formula.api as smf
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
