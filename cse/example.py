@@ -33,7 +33,7 @@ def depth_summary(
     by : str
         Token coordinate whose values define the groups.
     where : str, optional
-        A `pandas.DataFrame.eval` expression over token coordinates selecting tokens.
+        A token selection as in `cse.stats.select_tokens` (special tokens are excluded).
 
     Returns
     -------
@@ -41,11 +41,9 @@ def depth_summary(
         Index ``layer`` (with a ``depth`` column), one column of mean CSE per group
         and ``n_<group>`` token counts.
     """
-    coords = ds[[c for c in ds.coords if ds[c].dims == ("token",)]].to_dataframe()
-    keep = ~coords["is_special"].to_numpy(dtype=bool)
-    if where:
-        keep &= coords.eval(where).to_numpy(dtype=bool)
-    sub = ds["cse"].isel(token=np.flatnonzero(keep)).load()
+    from .stats import select_tokens
+
+    sub = ds["cse"].isel(token=np.flatnonzero(select_tokens(ds, where))).load()
     groups = sub[by].to_numpy()
     table = pd.DataFrame({"depth": ds["depth"].to_numpy()}, index=pd.Index(ds["layer"].to_numpy(), name="layer"))
     for group in sorted(np.unique(groups).tolist()):

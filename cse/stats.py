@@ -279,7 +279,11 @@ def select_tokens(ds, where=None, include_special: bool = False, var: str = "cse
         If `where` names a missing coordinate or does not evaluate to one boolean per token.
     """
     da, _, source = _as_dataarray(ds, var)
-    frame = _token_frame(da, source)
+    return _token_mask(_token_frame(da, source), where, include_special)
+
+
+def _token_mask(frame, where, include_special: bool) -> np.ndarray:
+    """`where` over the token-coordinate frame, minus special tokens unless `include_special`."""
     mask = _eval_where(frame, where)
     if not include_special and "is_special" in frame.columns:
         mask &= ~np.asarray(frame["is_special"], dtype=bool)
@@ -1197,10 +1201,7 @@ def mixedlm(
         raise CSEInputError(
             f"Invalid value for 'groups': no token coordinate {groups!r}; available: {', '.join(frame.columns)}"
         )
-    mask = _eval_where(frame, where)
-    if not include_special and "is_special" in frame.columns:
-        mask &= ~np.asarray(frame["is_special"], dtype=bool)
-    idx = np.flatnonzero(mask)
+    idx = np.flatnonzero(_token_mask(frame, where, include_special))
     base = frame.iloc[idx].reset_index(drop=True)
     sub = ds.isel(token=idx)
     layer_vars = {k: np.asarray(v.transpose("token", "layer").values, dtype=np.float64)
