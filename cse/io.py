@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._errors import CSEInputError
+from .errors import CSEInputError
 
 TEXT_FORMATS = ("txt", "jsonl", "csv")
 _SUFFIX_FORMAT = {

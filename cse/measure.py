@@ -14,9 +14,9 @@ from types import ModuleType
 import numpy as np
 import xarray as xr
 
-from ._errors import CSEInputError
-from ._params import band_labels, resolve_measure, resolve_seed
-from ._params import null_permutations as null_permutations_for
+from .errors import CSEInputError
+from .params import band_labels, resolve_measure, resolve_seed
+from .params import null_permutations as null_permutations_for
 
 __all__ = ["conditional_scale_entropy"]
 

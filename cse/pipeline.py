@@ -37,8 +37,8 @@ import pandas as pd
 import xarray as xr
 
 from . import __version__
-from ._errors import CSEInputError
-from ._params import (
+from .errors import CSEInputError
+from .params import (
     AXES,
     BOUNDARIES,
     as_wavelet,
@@ -47,39 +47,17 @@ from ._params import (
     resolve_measure,
     resolve_normalize,
     resolve_seed,
+    MeasureSettings,
 )
-from ._params import null_permutations as shared_null_permutations
+from .params import null_permutations as shared_null_permutations
+from .models import ModelInfo, model_info
+from .schema import variable_attrs
 from .io import output_format, per_word_columns, read_texts, texts_frame, word_spans
 
 DEFAULT_BATCH_SIZE = 16
 
 logger = logging.getLogger("cse")
 
-VARIABLE_ATTRS = {
-    "cse": {"long_name": "conditional scale entropy of the layer update", "units": "1"},
-    "scale_fraction": {"long_name": "fraction of layer-update energy in each wavelet band", "units": "1"},
-    "update_norm": {"long_name": "L2 norm of the layer update", "units": "1"},
-    "surprisal": {"long_name": "surprisal of the token given its prefix, -ln p(x_t | x_<t)", "units": "nat"},
-    "cse_null_mean": {"long_name": "mean CSE over dimension permutations of the hidden index", "units": "1"},
-    "cse_null_std": {"long_name": "standard deviation of CSE over dimension permutations", "units": "1"},
-    "cse_z": {"long_name": "CSE standardized against the dimension-permutation null", "units": "1"},
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Resolved measure settings shared by every batch of a run."""
-
-    axis: str
-    wavelet: str
-    level: int
-    boundary: str
-    normalize: str
-    null_permutations: int
-    seed: int
-
-    def attrs(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass
@@ -111,14 +89,14 @@ class Plan:
 
 
 def resolve_settings(axis="depth", wavelet=None, level=None, boundary="reflect", normalize=None,
-                     null_permutations=0, seed=0, *, n_layers, d_model, min_tokens=None) -> Settings:
-    """Validate the measure parameters against the model (see `cse._params.resolve_measure`)."""
+                     null_permutations=0, seed=0, *, n_layers, d_model, min_tokens=None) -> MeasureSettings:
+    """Validate the measure parameters against the model (see `cse.params.resolve_measure`)."""
     resolve_seed(seed)
     axis, wavelet, level, boundary, normalize, null_permutations = resolve_measure(
         axis, wavelet, level, boundary, normalize, null_permutations,
         n_steps={"depth": n_layers, "hidden": d_model, "token": min_tokens or 0},
     )
-    return Settings(axis, wavelet.name, int(level), boundary, normalize, null_permutations, int(seed))
+    return MeasureSettings(axis, wavelet.name, int(level), boundary, normalize, null_permutations, int(seed))
 
 
 def plan_tokens(frame: pd.DataFrame, tokenizer, *, max_length: int | None, window: int | None = None,
@@ -269,14 +247,14 @@ def _word_field_values(flat: list) -> np.ndarray:
 # --------------------------------------------------------------------------- stream
 
 
-def reduce_updates(u: np.ndarray, settings: Settings, permutations=None) -> dict:
+def reduce_updates(u: np.ndarray, settings: MeasureSettings, permutations=None) -> dict:
     """Reduce the layer updates of one sequence to the per-token result arrays.
 
     Parameters
     ----------
     u : ndarray, shape (n_layers, n_tokens, d_model)
         Layer updates of one sequence (float32 or float64).
-    settings : Settings
+    settings : MeasureSettings
     permutations : ndarray of int64, shape (P, d_model), optional
         The shared dimension permutations (``hidden`` axis null).
 
@@ -296,7 +274,7 @@ def reduce_updates(u: np.ndarray, settings: Settings, permutations=None) -> dict
     return {name: np.swapaxes(value, 0, 1) for name, value in out.items()}
 
 
-def reduce_updates_torch(u, settings: Settings, permutations=None) -> dict:
+def reduce_updates_torch(u, settings: MeasureSettings, permutations=None) -> dict:
     """`reduce_updates` on the tensor's own device, with `cse_kernels.torch_twin`.
 
     The GPU path: layer updates are reduced to scale energies where the model ran,
@@ -366,7 +344,7 @@ def _torch_twin_available() -> bool:
     return all(hasattr(torch_twin, f) for f in ("modwt_energies", "dwt_energies", "dwt_null_entropy", "scale_entropy"))
 
 
-def null_permutations_for(settings: Settings, d_model: int):
+def null_permutations_for(settings: MeasureSettings, d_model: int):
     """The one seeded set of dimension permutations shared by every cell, or None."""
     return shared_null_permutations(settings.seed, settings.null_permutations, d_model)
 
@@ -380,7 +358,7 @@ def pad_batch(sequences, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
-def run_batch(model, sequences, settings: Settings, permutations=None, pad_id: int = 0, reducer: str = "auto") -> dict:
+def run_batch(model, sequences, settings: MeasureSettings, permutations=None, pad_id: int = 0, reducer: str = "auto") -> dict:
     """Forward one batch of sequences and return its stacked per-token results.
 
     Parameters
@@ -388,7 +366,7 @@ def run_batch(model, sequences, settings: Settings, permutations=None, pad_id: i
     model : transformers.PreTrainedModel
     sequences : list of ndarray of int64
         Token ids of each sequence of the batch (right-padded with `pad_id`).
-    settings : Settings
+    settings : MeasureSettings
     permutations : ndarray of int64, shape (P, d_model), optional
     pad_id : int
     reducer : {'auto', 'numpy', 'torch'}
@@ -461,7 +439,7 @@ def token_chunk(n_tokens: int, n_layers: int, n_band: int) -> int:
     return int(max(1, min(max(256, size), n_tokens)))
 
 
-def result_template(plan: Plan, settings: Settings, attrs: dict, n_layers: int, lazy: bool,
+def result_template(plan: Plan, settings: MeasureSettings, attrs: dict, n_layers: int, lazy: bool,
                     chunk: int | None = None) -> xr.Dataset:
     """The result Dataset with coordinates and attributes, variables filled with NaN.
 
@@ -484,7 +462,7 @@ def result_template(plan: Plan, settings: Settings, attrs: dict, n_layers: int, 
             data = da.full(shape, np.nan, dtype=np.float64, chunks=tuple(chunks[d] for d in dims))
         else:
             data = np.full(shape, np.nan, dtype=np.float64)
-        data_vars[name] = xr.Variable(dims, data, attrs=VARIABLE_ATTRS[name])
+        data_vars[name] = xr.Variable(dims, data, attrs=variable_attrs(name))
     coords = {name: ("token", plan.coords[name].to_numpy()) for name in plan.coords.columns}
     coords["layer"] = ("layer", np.arange(n_layers, dtype=np.int64))
     coords["depth"] = ("layer", (np.arange(n_layers) + 1) / n_layers,
@@ -720,68 +698,6 @@ def _tokens_sha256(plan: Plan) -> str:
     return digest.hexdigest()
 
 
-# --------------------------------------------------------------------------- model
-
-
-@dataclasses.dataclass
-class ModelInfo:
-    """What the pipeline needs to know of a model, wherever it is loaded.
-
-    Attributes
-    ----------
-    tokenizer : transformers.PreTrainedTokenizerFast
-    identity : dict
-        From `cse.capture.model_identity`.
-    n_layers, d_model : int
-    max_length : int or None
-        The context in tokens.
-    dtype : str
-        Parameter dtype, e.g. ``"float32"``.
-    pad_id : int
-    weights_sha256 : str
-        SHA-256 of every parameter's name, shape, dtype and first values: tells
-        apart two models saved under one path (used to refuse a mismatched resume).
-    """
-
-    tokenizer: object
-    identity: dict
-    n_layers: int
-    d_model: int
-    max_length: int | None
-    dtype: str
-    pad_id: int
-    weights_sha256: str
-
-
-def model_info(model, tokenizer) -> ModelInfo:
-    """Describe a loaded model (see `ModelInfo`)."""
-    import torch
-
-    from .capture import model_identity
-
-    config = model.config
-    n_layers = int(getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer"))
-    d_model = int(getattr(config, "hidden_size", None) or getattr(config, "n_embd"))
-    max_length = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            digest.update(f"{name}{tuple(param.shape)}{param.dtype}".encode())
-            if param.device.type != "meta":
-                digest.update(param.detach().reshape(-1)[:64].float().cpu().numpy().tobytes())
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return ModelInfo(
-        tokenizer=tokenizer,
-        identity=model_identity(model, getattr(model, "_cse_name", None)),
-        n_layers=n_layers,
-        d_model=d_model,
-        max_length=max_length,
-        dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
-        pad_id=int(pad_id),
-        weights_sha256=digest.hexdigest(),
-    )
-
-
 # --------------------------------------------------------------------------- public
 
 
@@ -920,7 +836,7 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
             info = remote_model_info(client, spec)
         else:
             if model is None or isinstance(model, (str, Path)):
-                from .capture import load_model
+                from .models import load_model
 
                 model, tokenizer = load_model(name, device=device, dtype=dtype, device_map=device_map)
             elif tokenizer is None:
@@ -1041,7 +957,7 @@ def _check_token_axis(plan: Plan, level, wavelet) -> None:
             )
 
 
-def _attributes(info: ModelInfo, settings: Settings, add_bos, window, command) -> dict:
+def _attributes(info: ModelInfo, settings: MeasureSettings, add_bos, window, command) -> dict:
     import torch
     import transformers
 

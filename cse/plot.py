@@ -12,7 +12,7 @@ import numpy as np
 import xarray as xr
 from scipy import stats as sps
 
-from ._errors import CSEInputError
+from .errors import CSEInputError
 from .stats import _select_groups
 
 __all__ = ["plot_depth_profile", "group_profiles"]

@@ -29,7 +29,7 @@ include_special : bool
     Default False: SPEC section 3 excludes them from statistics.
 seed : int, None or numpy.random.Generator
     Seed of every random draw (permutations, sign flips, bootstrap), resolved with
-    `cse._params.resolve_seed` and recorded in the result.
+    `cse.params.resolve_seed` and recorded in the result.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ import pandas as pd
 import xarray as xr
 from scipy import stats as sps
 
-from ._errors import CSEInputError
-from ._params import check_choice, resolve_seed
+from .errors import CSEInputError
+from .params import check_choice, resolve_seed
 
 __all__ = [
     "compare",

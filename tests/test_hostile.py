@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cse import CSEInputError
-from cse.capture import find_blocks, load_model
+from cse.capture import find_blocks
+from cse.models import load_model
 from cse.io import open_result, read_texts
 from cse.pipeline import compute
 from saved_models import TEXTS, save_tiny_model

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cse_kernels.reference as ref
-from cse._errors import CSEInputError
+from cse.errors import CSEInputError
 from cse.measure import _scale_energies, conditional_scale_entropy
 from independent import naive_conditional_scale_entropy, naive_cse, naive_dwt_energies, naive_modwt_energies
 

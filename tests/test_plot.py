@@ -9,7 +9,7 @@ from scipy import stats as sps
 from test_stats import make_result
 
 from cse import plot, stats
-from cse._errors import CSEInputError
+from cse.errors import CSEInputError
 
 
 def test_group_profiles_are_t_intervals():

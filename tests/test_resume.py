@@ -14,7 +14,8 @@ import pytest
 import xarray as xr
 
 from cse import CSEInputError
-from cse.capture import find_blocks, load_model
+from cse.capture import find_blocks
+from cse.models import load_model
 from cse.io import open_result
 from cse.pipeline import Staging, compute
 from saved_models import TEXTS, save_tiny_model

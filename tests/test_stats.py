@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 
 from cse import stats
-from cse._errors import CSEInputError
+from cse.errors import CSEInputError
 from cse.stats import (
     _compare_arrays,
     _label_permutations,

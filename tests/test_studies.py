@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from cse._errors import CSEInputError
+from cse.errors import CSEInputError
 from cse_studies.metaphor import analysis as A
 from cse_studies.metaphor.data import build_pairs, load_mohx, load_vua, vua_words
 

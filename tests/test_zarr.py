@@ -73,7 +73,8 @@ def test_shared_chunks_are_the_partly_covered_ones(tmp_path, model_dir, frame):
 
 
 def test_failed_run_leaves_no_output(tmp_path, model_dir, frame):
-    from cse.capture import load_model, find_blocks
+    from cse.capture import find_blocks
+    from cse.models import load_model
 
     model, tokenizer = load_model(model_dir, device="cpu")
     calls = {"n": 0}

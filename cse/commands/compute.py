@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from .._errors import CSEInputError
-from .._params import AXES, BOUNDARIES, NORMALIZATIONS
+from ..errors import CSEInputError
+from ..params import AXES, BOUNDARIES, NORMALIZATIONS
 
 
 @click.command("compute")

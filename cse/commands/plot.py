@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .._errors import CSEInputError
+from ..errors import CSEInputError
 from .stats import load_result, permutation_options, run_compare, shared_options
 
 FIGURE_FORMATS = (".png", ".pdf", ".svg")

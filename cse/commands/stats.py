@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .._errors import CSEInputError
+from ..errors import CSEInputError
 
 TAIL_NAMES = {"two-sided": 0, "0": 0, "greater": 1, "1": 1, "less": -1, "-1": -1}
 

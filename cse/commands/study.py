@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .._errors import CSEInputError
+from ..errors import CSEInputError
 
 STUDIES = ("metaphor", "cross-depth")
 

@@ -29,7 +29,7 @@ from scipy import stats as sps
 
 from cse import __version__
 from cse import stats
-from cse._errors import CSEInputError
+from cse.errors import CSEInputError
 from cse.io import write_result
 from cse_studies.metaphor.corpus import by_length, cached_compute, check_out_dir, model_slug
 from cse_studies.metaphor.data import MOHX_FILE, VUA_TEST_FILE, data_file, load_mohx, load_vua, sha256
@@ -182,7 +182,7 @@ def run(data, out, models=(None,), *, cache=None, seed: int = 0, limit: int | No
     started = time.time()
     frames = {key: spec[2](data, limit=limit) for key, spec in CORPORA.items()}
 
-    from cse.capture import load_model, model_identity
+    from cse.models import load_model, model_identity
 
     entries = []  # (identity, slug, {corpus: layer profile}, {corpus: coupling Dataset})
     pairs = loaded if loaded is not None else [None] * len(models)

@@ -78,7 +78,7 @@ def compute_corpora(data_dir, model, tokenizer, identity: dict, out: Path, *, se
     data_dir : str or Path
         Folder of ``moh-x.csv`` and ``vua-seq-test.csv``.
     model, tokenizer, identity
-        The loaded model, its tokenizer and `cse.capture.model_identity`.
+        The loaded model, its tokenizer and `cse.models.model_identity`.
     out : Path
         Folder of the result files ``NAME-MODEL.nc``.
     seed, n_pairs, limit, null_permutations, recompute

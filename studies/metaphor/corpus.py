@@ -19,7 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from cse import __version__
-from cse._errors import CSEInputError
+from cse.errors import CSEInputError
 
 #: Sequences per forward pass of the studies (recorded in the key: batches are part
 #: of what makes a CPU run bit-for-bit reproducible).
@@ -68,7 +68,7 @@ def cached_compute(frame: pd.DataFrame, path, model, tokenizer, *, identity: dic
     model, tokenizer
         A loaded model (`cse.load_model`) and its tokenizer.
     identity : dict
-        `cse.capture.model_identity` of the model.
+        `cse.models.model_identity` of the model.
     axis, level, null_permutations, seed
         Measure settings (SPEC section 2).
     recompute : bool

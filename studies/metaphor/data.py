@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cse._errors import CSEInputError
-from cse._params import resolve_seed
+from cse.errors import CSEInputError
+from cse.params import resolve_seed
 
 MOHX_FILE = "moh-x.csv"
 VUA_TEST_FILE = "vua-seq-test.csv"

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cse import __version__
-from cse._errors import CSEInputError
+from cse.errors import CSEInputError
 
 from . import analysis as A
 from . import report as R
@@ -109,7 +109,7 @@ def run(data, out, model=None, tokenizer=None, *, seed: int = 0, n_pairs: int = 
     log = log or (lambda line: None)
 
     # 2. Model and CSE results.
-    from cse.capture import load_model, model_identity
+    from cse.models import load_model, model_identity
 
     if model is None or isinstance(model, (str, Path)):
         model, tokenizer = load_model(None if model is None else str(model), device=device)

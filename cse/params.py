@@ -1,18 +1,45 @@
-"""Shared parameter resolution for every public entry point.
+"""Parameter validation for every public entry point: the one home of the checks.
 
 Public functions validate, private functions compute: each public function calls
 these helpers, which raise `CSEInputError` (a `ValueError`) or `TypeError` with a
-one-line message naming the parameter, what was expected and what was received.
+one-line message naming the parameter, what was expected and what was received
+(and, for a bound, the bound).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
 import pywt
 
-from ._errors import CSEInputError
+from .errors import CSEInputError
+from .schema import band_labels
+
+__all__ = [
+    "AXES",
+    "BOUNDARIES",
+    "NORMALIZATIONS",
+    "DEFAULT_WAVELET",
+    "DEFAULT_LEVEL",
+    "DEFAULT_NORMALIZE",
+    "MAX_SEED",
+    "MEMORY_LIMIT_BYTES",
+    "MeasureSettings",
+    "as_wavelet",
+    "band_labels",
+    "check_choice",
+    "check_int",
+    "check_memory",
+    "check_number",
+    "check_seed",
+    "null_permutations",
+    "resolve_level",
+    "resolve_measure",
+    "resolve_normalize",
+    "resolve_seed",
+]
 
 AXES = ("depth", "token", "hidden")
 BOUNDARIES = ("reflect", "periodic")
@@ -20,6 +47,101 @@ NORMALIZATIONS = ("unit", "none")
 DEFAULT_WAVELET = {"depth": "haar", "token": "haar", "hidden": "db4"}
 DEFAULT_LEVEL = {"depth": 3, "token": 3}
 DEFAULT_NORMALIZE = {"depth": "unit", "token": "unit", "hidden": "none"}
+
+#: Largest seed: seeds are stored as int64 attributes of netCDF and Zarr results.
+MAX_SEED = 2**63 - 1
+
+#: Largest working memory one request may ask for (permutation sets, null
+#: statistics): beyond it a count is refused before any work starts.
+MEMORY_LIMIT_BYTES = 4 * 2**30
+
+
+def check_int(name: str, value, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return `value` as an int if it is an integer in [minimum, maximum].
+
+    Raises
+    ------
+    TypeError
+        If `value` is not an integer (bool is not accepted).
+    CSEInputError
+        If it lies outside the bounds; the message gives them.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Invalid type for {name!r}: expected an integer, got {type(value).__name__}")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        if maximum is None:
+            expected = f"an integer >= {minimum}"
+        elif minimum is None:
+            expected = f"an integer <= {maximum}"
+        else:
+            expected = f"an integer in [{minimum}, {maximum}]"
+        raise CSEInputError(f"Invalid value for {name!r}: expected {expected}, got {value}")
+    return value
+
+
+def check_number(name: str, value, low: float | None = None, high: float | None = None, *,
+                 inclusive: bool = False) -> float:
+    """Return `value` as a finite float in the open interval (low, high) (closed if `inclusive`).
+
+    Raises
+    ------
+    TypeError
+        If `value` is not a real number.
+    CSEInputError
+        If it is not finite or lies outside the interval.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"Invalid type for {name!r}: expected a number, got {type(value).__name__}")
+    value = float(value)
+    below = low is not None and (value < low if inclusive else value <= low)
+    above = high is not None and (value > high if inclusive else value >= high)
+    if not np.isfinite(value) or below or above:
+        left, right = ("[", "]") if inclusive else ("(", ")")
+        interval = f"{left}{'-inf' if low is None else low:g}, {'inf' if high is None else high:g}{right}"
+        raise CSEInputError(f"Invalid value for {name!r}: expected a number in {interval}, got {value!r}")
+    return value
+
+
+def check_seed(seed) -> int | None:
+    """Validate a seed: None or an integer in [0, MAX_SEED] (what results can record).
+
+    Raises
+    ------
+    TypeError
+        For a non-integer seed.
+    CSEInputError
+        For a negative seed or one above 2**63 - 1.
+    """
+    if seed is None:
+        return None
+    return check_int("seed", seed, 0, MAX_SEED)
+
+
+def check_memory(name: str, value, n_bytes: float, what: str) -> None:
+    """Refuse a count whose working memory would exceed `MEMORY_LIMIT_BYTES`.
+
+    Parameters
+    ----------
+    name : str
+        The parameter, e.g. ``'null_permutations'``.
+    value : int
+        Its value.
+    n_bytes : float
+        The memory the request would need, estimated by the caller.
+    what : str
+        What the memory is for, e.g. ``'the permutation set (P x d_model int64)'``.
+
+    Raises
+    ------
+    CSEInputError
+        Naming the estimate and the limit.
+    """
+    if n_bytes > MEMORY_LIMIT_BYTES:
+        raise CSEInputError(
+            f"Invalid value for {name!r}: {value} would need about {n_bytes / 2**30:.3g} GiB for {what}, "
+            f"over the limit of {MEMORY_LIMIT_BYTES / 2**30:.3g} GiB; use a smaller {name}"
+        )
 
 
 def check_choice(name: str, value, choices) -> str:
@@ -104,14 +226,43 @@ def resolve_seed(seed) -> np.random.Generator:
     """Turn `seed` (int, None or Generator) into a `numpy.random.Generator`."""
     if isinstance(seed, np.random.Generator):
         return seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise TypeError(f"Invalid type for 'seed': expected an int, got {type(seed).__name__}")
-    return np.random.default_rng(seed)
+    return np.random.default_rng(check_seed(seed))
 
 
-def band_labels(level: int) -> list[str]:
-    """Band labels in storage order: ``d1..dJ`` (fine to coarse) then ``aJ``."""
-    return [f"d{j}" for j in range(1, level + 1)] + [f"a{level}"]
+@dataclasses.dataclass(frozen=True)
+class MeasureSettings:
+    """Resolved measure parameters of SPEC section 2, shared by every batch of a run.
+
+    Attributes
+    ----------
+    axis : {'depth', 'token', 'hidden'}
+    wavelet : str
+        PyWavelets name of an orthogonal wavelet.
+    level : int
+        J, the number of detail bands.
+    boundary : {'reflect', 'periodic'}
+    normalize : {'unit', 'none'}
+    null_permutations : int
+        P (0: no null).
+    seed : int
+        Seed of the null's permutations.
+    """
+
+    axis: str
+    wavelet: str
+    level: int
+    boundary: str
+    normalize: str
+    null_permutations: int
+    seed: int
+
+    def attrs(self) -> dict:
+        """The settings as result attributes (str and int values)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def pywt_wavelet(self) -> pywt.Wavelet:
+        return pywt.Wavelet(self.wavelet)
 
 
 def resolve_measure(axis, wavelet, level, boundary, normalize, null_permutations, *, n_steps):

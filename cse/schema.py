@@ -1,0 +1,87 @@
+"""The result schema of SPEC section 4: dimension order, variable names, CF attributes.
+
+This module is the one source of truth for what a CSE result looks like. Every writer
+(`cse.compute`, `cse.conditional_scale_entropy`, the sinks of `cse.compute`) takes the
+dims, ``long_name`` and ``units`` of its variables from `VARIABLES`, and the names of
+the package's own coordinates from `TOKEN_COORDS` and `LAYER_COORDS`, so that an input
+column can never silently take their place (see `reserved_names`).
+
+Dimension order is ``(token, layer, scale)`` everywhere.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DIMS",
+    "VARIABLES",
+    "NULL_VARIABLES",
+    "TOKEN_COORDS",
+    "LAYER_COORDS",
+    "COORD_ATTRS",
+    "band_labels",
+    "reserved_names",
+    "variable_attrs",
+]
+
+#: Dimension names, in storage order.
+DIMS = ("token", "layer", "scale")
+
+#: Data variables: name -> (dims, long_name, units). CF units: "1" is dimensionless.
+VARIABLES = {
+    "cse": (("token", "layer"), "conditional scale entropy of the layer update", "1"),
+    "scale_fraction": (("token", "layer", "scale"), "fraction of layer-update energy in each wavelet band", "1"),
+    "update_norm": (("token", "layer"), "L2 norm of the layer update", "units of the residual stream"),
+    "surprisal": (("token",), "surprisal of the token given its prefix, -ln p(x_t | x_<t)", "nat"),
+    "cse_null_mean": (("token", "layer"), "mean CSE over the permutations of the null", "1"),
+    "cse_null_std": (("token", "layer"), "standard deviation (ddof=1) of CSE over the permutations of the null", "1"),
+    "cse_z": (("token", "layer"), "CSE standardized against the permutation null, (cse - mean) / std", "1"),
+}
+
+#: Variables present only when a null was asked for (``null_permutations > 0``).
+NULL_VARIABLES = ("cse_null_mean", "cse_null_std", "cse_z")
+
+#: Coordinates on ``token`` that the package itself writes.
+TOKEN_COORDS = ("text", "position", "token_id", "token_str", "word", "is_word_start", "is_special")
+
+#: Coordinates on ``layer`` that the package itself writes (``boundary_affected`` is on
+#: ``token`` instead for the token axis).
+LAYER_COORDS = ("depth", "boundary_affected")
+
+#: CF attributes of the coordinates.
+COORD_ATTRS = {
+    "text": {"long_name": "0-based row of the text in the input"},
+    "position": {"long_name": "position of the token in its model input sequence"},
+    "token_id": {"long_name": "token id in the model's vocabulary"},
+    "token_str": {"long_name": "the token decoded on its own"},
+    "word": {"long_name": "index of the token's word in text.split(); -1 for special tokens"},
+    "is_word_start": {"long_name": "the token is the first token of its word"},
+    "is_special": {"long_name": "special token (BOS, attention sink); excluded from statistics by default"},
+    "layer": {"long_name": "block index (0-based)"},
+    "depth": {"long_name": "relative depth (layer + 1) / n_layers", "units": "1"},
+    "boundary_affected": {
+        "long_name": "a wavelet band at this position is a MODWT boundary coefficient (t <= L_J - 2)",
+    },
+    "scale": {"long_name": "wavelet band: details d1..dJ (fine to coarse), approximation aJ"},
+}
+
+
+def variable_attrs(name: str) -> dict:
+    """CF attributes (``long_name``, ``units``) of data variable `name`.
+
+    Raises
+    ------
+    KeyError
+        If `name` is not a variable of the schema.
+    """
+    _, long_name, units = VARIABLES[name]
+    return {"long_name": long_name, "units": units}
+
+
+def band_labels(level: int) -> list[str]:
+    """Band labels in storage order: ``d1..dJ`` (fine to coarse) then ``aJ``."""
+    return [f"d{j}" for j in range(1, level + 1)] + [f"a{level}"]
+
+
+def reserved_names() -> frozenset[str]:
+    """Names an input column may not take: dims, variables and the package's coordinates."""
+    return frozenset(DIMS) | frozenset(VARIABLES) | frozenset(TOKEN_COORDS) | frozenset(LAYER_COORDS)
