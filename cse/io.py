@@ -229,41 +229,146 @@ def per_word_columns(frame: pd.DataFrame) -> list[str]:
     return found
 
 
-def atomic_path(target) -> contextlib.AbstractContextManager:
+#: Attribute that marks a file or store as a result written by this package.
+RESULT_MARKER = "cse_version"
+
+
+def is_package_result(path) -> bool:
+    """True if `path` is a netCDF file or Zarr store written by this package.
+
+    Recognised by the `RESULT_MARKER` attribute in the file's (or the store's root)
+    attributes, read without decoding any data: an HDF5 file's root attributes, a
+    Zarr v3 store's ``zarr.json`` or a v2 store's ``.zattrs``.
+    """
+    import json
+
+    path = Path(path)
+    try:
+        if path.is_dir() and not path.is_symlink():
+            for name in ("zarr.json", ".zattrs"):
+                meta = path / name
+                if meta.is_file():
+                    doc = json.loads(meta.read_text(encoding="utf-8"))
+                    attrs = doc.get("attributes", doc) if name == "zarr.json" else doc
+                    return isinstance(attrs, dict) and RESULT_MARKER in attrs
+            return False
+        if path.is_file() and not path.is_symlink():
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                return RESULT_MARKER in handle.attrs
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return False
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output(path, *, inputs=(), overwrite: bool = False, name: str = "output", result: bool = True) -> Path:
+    """Check an output path before any work starts; the user's files are never replaced silently.
+
+    Parameters
+    ----------
+    path : str or Path
+        The output the command will write.
+    inputs : sequence of str or Path
+        Files the command reads; the output may not be one of them.
+    overwrite : bool
+        Allow replacing an existing output: any regular file, or a directory that
+        is a result of this package (`is_package_result`). A directory that is not
+        is never replaced, with or without it.
+    name : str
+        The parameter named in messages (``'output'``, ``'--output'`` ...).
+    result : bool
+        The output is a result file (``.nc`` or ``.zarr``): check its suffix.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    CSEInputError
+        One line: a wrong suffix, a missing or non-writable parent folder, the output
+        is an input, it exists without `overwrite`, or it is a directory (or a file
+        in place of a store) that this package did not write.
+    """
+    path = Path(path)
+    if result:
+        output_format(path, name)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise CSEInputError(f"Invalid value for {name!r}: the folder {str(parent)!r} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CSEInputError(f"Invalid value for {name!r}: the folder {str(parent)!r} is not writable; "
+                            f"choose another output path")
+    for item in inputs:
+        if item is not None and isinstance(item, (str, os.PathLike)) and _same_file(path, Path(item)):
+            raise CSEInputError(f"Invalid value for {name!r}: {str(path)!r} is an input of this command; "
+                                f"write the output to another path")
+    if not (path.exists() or path.is_symlink()):
+        return path
+    is_dir = path.is_dir() and not path.is_symlink()
+    if is_dir and not is_package_result(path):
+        raise CSEInputError(f"Invalid value for {name!r}: {str(path)!r} is an existing folder that cse did not write; "
+                            f"it is never replaced: choose another output path")
+    if not overwrite:
+        raise CSEInputError(f"Invalid value for {name!r}: {str(path)!r} exists; pass --overwrite (overwrite=True) "
+                            f"to replace it, or choose another output path")
+    return path
+
+
+def atomic_path(target, overwrite: bool = False) -> contextlib.AbstractContextManager:
     """Context manager yielding a temporary path beside ``target``.
 
-    On normal exit the temporary path (file or directory) replaces ``target``;
-    on any error it is removed and ``target`` is left untouched.
+    On normal exit the temporary path (file or directory) replaces ``target``; on
+    any error it is removed and ``target`` is left untouched. An existing ``target``
+    is replaced only with ``overwrite=True`` and, if it is a directory, only if it
+    is a result of this package (see `check_output`, which is called on entry).
     """
-    return _AtomicPath(Path(target))
+    return _AtomicPath(Path(target), overwrite)
 
 
 class _AtomicPath(contextlib.AbstractContextManager):
-    def __init__(self, target: Path):
+    def __init__(self, target: Path, overwrite: bool):
         self.target = target
+        self.overwrite = overwrite
 
     def __enter__(self) -> Path:
-        parent = self.target.parent
-        if not parent.is_dir():
-            raise CSEInputError(f"Output folder {str(parent)!r} does not exist; create it first")
-        fd, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".partial", dir=parent)
+        check_output(self.target, overwrite=self.overwrite, result=False)
+        fd, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".partial", dir=self.target.parent)
         os.close(fd)
         os.unlink(name)
         self.tmp = Path(name)
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            if self.target.is_dir() and not self.target.is_symlink():
-                shutil.rmtree(self.target)
-            os.replace(self.tmp, self.target)
-        else:
+        if exc_type is not None:
             remove_path(self.tmp)
+            return False
+        try:
+            check_output(self.target, overwrite=self.overwrite, result=False)  # it may have appeared meanwhile
+            if self.target.is_dir() and not self.target.is_symlink():
+                # A previous result store (checked above): move it aside, then drop it.
+                old = self.target.with_name(f".{self.target.name}.{os.getpid()}.old")
+                os.replace(self.target, old)
+                os.replace(self.tmp, self.target)
+                remove_path(old)
+            else:
+                os.replace(self.tmp, self.target)
+        except BaseException:
+            remove_path(self.tmp)
+            raise
         return False
 
 
 def remove_path(path) -> None:
-    """Remove a file or directory tree if it exists."""
+    """Remove a file or directory tree that this package created (staging, temporary outputs)."""
     path = Path(path)
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -289,24 +394,38 @@ def output_format(path, name: str = "output") -> str:
     raise CSEInputError(f"Invalid value for {name!r}: {str(path)!r} must end in .nc (netCDF4) or .zarr (Zarr)")
 
 
-def write_result(ds: xr.Dataset, path) -> Path:
+def write_result(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
     """Write a result Dataset atomically to netCDF4 (h5netcdf) or Zarr.
 
     Parameters
     ----------
     ds : xarray.Dataset
-        A result of `cse.compute` (NumPy- or Dask-backed).
+        A result of `cse.compute`, `cse.stats` or a study (NumPy- or Dask-backed).
+        The written file carries the `RESULT_MARKER` attribute (the package version).
     path : str or Path
         Target ending in ``.nc`` or ``.zarr``.
+    overwrite : bool
+        Replace an existing file or result store (see `check_output`).
 
     Returns
     -------
     Path
         The written path.
+
+    Raises
+    ------
+    CSEInputError
+        As `check_output`.
     """
+    from . import __version__
+
     path = Path(path)
     fmt = output_format(path)
-    with atomic_path(path) as tmp:
+    check_output(path, overwrite=overwrite)
+    if RESULT_MARKER not in ds.attrs:
+        ds = ds.copy()
+        ds.attrs[RESULT_MARKER] = __version__
+    with atomic_path(path, overwrite=overwrite) as tmp:
         if fmt == "netcdf":
             ds.to_netcdf(tmp, engine="h5netcdf", encoding=_string_encoding(ds))
         else:

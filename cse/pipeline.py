@@ -52,7 +52,7 @@ from .params import (
 from .params import null_permutations as shared_null_permutations
 from .models import ModelInfo, model_info
 from .schema import variable_attrs
-from .io import output_format, per_word_columns, read_texts, texts_frame, word_spans
+from .io import check_output, per_word_columns, read_texts, texts_frame, word_spans
 
 DEFAULT_BATCH_SIZE = 16
 
@@ -626,7 +626,7 @@ class Staging:
         tmp.write_text(json.dumps(manifest, indent=1))
         os.replace(tmp, self.manifest_path)
 
-    def finalize(self) -> None:
+    def finalize(self, overwrite: bool = False) -> None:
         """Move the filled store to the output atomically (converting to netCDF if asked)."""
         import zarr
 
@@ -638,7 +638,7 @@ class Staging:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
             zarr.consolidate_metadata(str(self.store))
-            with atomic_path(self.output) as tmp:
+            with atomic_path(self.output, overwrite=overwrite) as tmp:
                 if output_format(self.output) == "zarr":
                     os.replace(self.store, tmp)
                 else:
@@ -705,7 +705,7 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
             level=None, boundary="reflect", normalize=None, null_permutations=0, seed=0,
             batch_size=DEFAULT_BATCH_SIZE, device="auto", dtype=None, device_map=None, window=None, add_bos=True,
             output=None, resume=False, restart=False, workers=None, scheduler=None, zarr_chunk=None,
-            progress=False, command=None) -> xr.Dataset:
+            progress=False, command=None, overwrite=False) -> xr.Dataset:
     """Compute Conditional Scale Entropy for every token of every text.
 
     Parameters
@@ -765,6 +765,10 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
         Show a progress bar on stderr.
     command : str, optional
         Recorded in the ``command`` attribute (default: the Python call).
+    overwrite : bool
+        Replace an existing ``output`` (a file, or a result store of this package;
+        a folder that cse did not write is never replaced). Without it an existing
+        output is an error, raised before any work.
 
     Returns
     -------
@@ -810,7 +814,7 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
         if scheduler is not None:
             raise CSEInputError("give either --workers (a local cluster) or --scheduler (a running one), not both")
     if output is not None:
-        output_format(output)
+        check_output(output, inputs=[texts] if isinstance(texts, (str, Path)) else [], overwrite=overwrite)
     elif resume or restart or distributed:
         flag = "resume" if resume else "restart" if restart else "workers/scheduler"
         raise CSEInputError(f"Invalid value for 'output': {flag} needs an output file (.nc or .zarr)")
@@ -911,7 +915,7 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
         # 4. All batches done: the output appears atomically.
         bar.close()
         logger.info("computed %d of %d batches", len(todo), len(batches))
-        staging.finalize()
+        staging.finalize(overwrite=overwrite)
     from .io import open_result
 
     return open_result(output, chunks={})

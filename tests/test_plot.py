@@ -105,6 +105,9 @@ def test_plot_command_writes_figure(result_file, tmp_path):
     assert CliRunner().invoke(cli, ["stats", str(result_file), "--by", "label", "--n-permutations", "99",
                                     "--n-bootstrap", "0", "-o", str(stz)]).exit_code == 0  # fmt: skip
     run = CliRunner().invoke(cli, ["plot", str(result_file), "--by", "label", "--stats", str(stz), "-o", str(fig)])
+    assert run.exit_code != 0 and "exists; pass --overwrite" in str(run.exception)  # never replaced silently
+    run = CliRunner().invoke(cli, ["plot", str(result_file), "--by", "label", "--stats", str(stz), "-o", str(fig),
+                                   "--overwrite"])
     assert run.exit_code == 0, run.output
 
 

@@ -50,10 +50,12 @@ from ..params import AXES, BOUNDARIES, NORMALIZATIONS
 @click.option("--no-bos", is_flag=True, help="Do not prepend the BOS token when the tokenizer does not add one.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --example: PNG of the summary (default: cse-example.png).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing OUTPUT (a file, or a result store of cse; other folders never).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def compute_command(input, output, example, text_column, encoding, model_name, axis, wavelet, level, boundary,
                     normalize, null_permutations, seed, batch_size, device, dtype, device_map, resume, restart,
-                    workers, scheduler, window, no_bos, plot_path, quiet):
+                    workers, scheduler, window, no_bos, plot_path, overwrite, quiet):
     """Compute CSE for every token of INPUT (plain text, JSON Lines or CSV) and write OUTPUT.
 
     Empty and whitespace-only texts are skipped with a warning; their rows keep
@@ -94,7 +96,7 @@ def compute_command(input, output, example, text_column, encoding, model_name, a
                          level=level, boundary=boundary, normalize=normalize, null_permutations=null_permutations,
                          seed=seed, batch_size=batch_size, device=device, dtype=dtype, device_map=device_map,
                          window=window, add_bos=not no_bos, output=output, resume=resume, restart=restart,
-                         workers=workers, scheduler=scheduler, progress=not quiet,
+                         workers=workers, scheduler=scheduler, progress=not quiet, overwrite=overwrite,
                          command=recorded_command(sys.argv[1:]))
         finally:
             logging.getLogger("cse").removeHandler(handler)
@@ -112,7 +114,7 @@ def compute_command(input, output, example, text_column, encoding, model_name, a
                    f"Twelve pairs are a demonstration, not a test: use 'cse stats' for inference.")
         from ..io import atomic_path
 
-        with atomic_path(plot_path) as tmp:
+        with atomic_path(plot_path, overwrite=overwrite) as tmp:
             plot_summary(table, tmp.with_suffix(".png"), f"CSE depth profile, built-in example ({ds.attrs['model']})")
             tmp.with_suffix(".png").rename(tmp)
         click.echo(f"saved plot to {plot_path}", err=True)
@@ -120,7 +122,7 @@ def compute_command(input, output, example, text_column, encoding, model_name, a
 
 #: Options that change how a result is computed, not what it is: left out of its `command` attribute,
 #: so that a resumed or distributed run records the same command as an uninterrupted local one.
-EXECUTION_FLAGS = ("--resume", "--restart", "-q", "--quiet")
+EXECUTION_FLAGS = ("--resume", "--restart", "--overwrite", "-q", "--quiet")
 EXECUTION_OPTIONS = ("--workers", "--scheduler")
 
 

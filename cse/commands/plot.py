@@ -21,8 +21,9 @@ FIGURE_FORMATS = (".png", ".pdf", ".svg")
 @click.option("--ci", type=float, default=0.95, show_default=True, help="Coverage of the bands (t interval).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Figure file (.png, .pdf or .svg).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing figure file.")
 def plot_command(result, by, where, groups, var, include_special, paired_by, blocks, correction, n_permutations,
-                 tail, threshold, cluster_alpha, alpha, n_bootstrap, seed, stats_path, no_test, ci, output):
+                 tail, threshold, cluster_alpha, alpha, n_bootstrap, seed, stats_path, no_test, ci, output, overwrite):
     """Draw the depth profile of RESULT (.nc or .zarr) per group of --by.
 
     Mean per layer with Student t bands against relative depth (layer index on top);
@@ -39,6 +40,9 @@ def plot_command(result, by, where, groups, var, include_special, paired_by, blo
     suffix = output.suffix.lower()
     if suffix not in FIGURE_FORMATS:
         raise CSEInputError(f"Invalid value for 'output': {str(output)!r} must end in {', '.join(FIGURE_FORMATS)}")
+    from ..io import check_output
+
+    check_output(output, inputs=[result, stats_path], overwrite=overwrite, result=False)
     ds = load_result(result)
     if stats_path is not None:
         if not stats_path.exists():
@@ -59,6 +63,6 @@ def plot_command(result, by, where, groups, var, include_special, paired_by, blo
                           tail, threshold, cluster_alpha, alpha, 0, seed)
     fig = plot_depth_profile(ds, by, where, stats=res, ci=ci, groups=groups or None, var=var,
                              include_special=include_special)
-    with atomic_path(output) as tmp:
+    with atomic_path(output, overwrite=overwrite) as tmp:
         fig.savefig(tmp, format=suffix[1:], dpi=150)
     click.echo(f"saved figure to {output}", err=True)

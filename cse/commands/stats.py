@@ -114,8 +114,9 @@ def format_table(res) -> str:
 @permutation_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the per-layer statistics to this .nc (netCDF4) or .zarr file.")  # fmt: skip
+@click.option("--overwrite", is_flag=True, help="Replace an existing statistics file (never RESULT itself).")
 def stats_command(result, by, where, groups, var, include_special, paired_by, blocks, correction, n_permutations,
-                  tail, threshold, cluster_alpha, alpha, n_bootstrap, seed, output):  # fmt: skip
+                  tail, threshold, cluster_alpha, alpha, n_bootstrap, seed, output, overwrite):  # fmt: skip
     """Compare two groups of tokens in RESULT (.nc or .zarr) at every layer.
 
     Welch t per layer with label permutations (within --blocks when given) or sign
@@ -123,15 +124,15 @@ def stats_command(result, by, where, groups, var, include_special, paired_by, bl
 
     Example: cse stats result.nc --by label --where "word == verb_idx" -o stats.nc
     """
-    from ..io import output_format, write_result
+    from ..io import check_output, write_result
 
     if output is not None:
-        output_format(output)  # fail on a bad suffix before the permutations run
+        check_output(output, inputs=[result], overwrite=overwrite)  # before the permutations run
     ds = load_result(result)
     res = run_compare(ds, by, where, groups, var, include_special, paired_by, blocks, correction, n_permutations,
                       tail, threshold, cluster_alpha, alpha, n_bootstrap, seed)  # fmt: skip
     res.attrs["source"] = str(result)
     click.echo(format_table(res))
     if output is not None:
-        write_result(res, output)
+        write_result(res, output, overwrite=overwrite)
         click.echo(f"saved statistics to {output}", err=True)

@@ -224,11 +224,11 @@ def run(data, out, models=(None,), *, cache=None, seed: int = 0, limit: int | No
     profiles_ds = xr.concat(binned, dim="model")
     profiles_ds.attrs = {"title": "CSE depth profiles on relative depth", "bins": BINS, "tokens": WORDS,
                          "command": command or "", "cse_version": __version__}
-    write_result(profiles_ds, out / "profiles.nc")
+    write_result(profiles_ds, out / "profiles.nc", overwrite=True)
     for identity, slug, _, couplings, _ in entries:
         coupling = xr.concat([c.expand_dims(corpus=[k]) for k, c in couplings.items()], dim="corpus")
         coupling.attrs = {"model": identity["model"], "model_sha256": identity.get("model_sha256", "")}
-        write_result(coupling, out / f"coupling-{slug}.nc")
+        write_result(coupling, out / f"coupling-{slug}.nc", overwrite=True)
 
     report = _write_report(out, entries, profiles_ds, files, frames, limit, command, time.time() - started)
     log(f"wrote {report}")
