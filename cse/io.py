@@ -427,10 +427,15 @@ def write_result(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
         ds.attrs[RESULT_MARKER] = __version__
     with atomic_path(path, overwrite=overwrite) as tmp:
         if fmt == "netcdf":
-            ds.to_netcdf(tmp, engine="h5netcdf", encoding=_string_encoding(ds))
+            write_netcdf(ds, tmp)
         else:
             ds.to_zarr(tmp, mode="w", consolidated=True)
     return path
+
+
+def write_netcdf(ds: xr.Dataset, path) -> None:
+    """Write `ds` to netCDF4 at `path` with h5netcdf (variable-length UTF-8 strings); not atomic."""
+    ds.to_netcdf(path, engine="h5netcdf", encoding=_string_encoding(ds))
 
 
 def _string_encoding(ds: xr.Dataset) -> dict:

@@ -8,6 +8,7 @@ switch `DEFAULT_BACKEND` to move every caller to faster kernels.
 
 from __future__ import annotations
 
+import functools
 from importlib import import_module
 from types import ModuleType
 
@@ -15,10 +16,10 @@ import numpy as np
 import xarray as xr
 
 from .errors import CSEInputError
-from .params import band_labels, resolve_measure, resolve_seed
+from .params import as_wavelet, band_labels, resolve_measure, resolve_seed
 from .params import null_permutations as null_permutations_for
 
-__all__ = ["conditional_scale_entropy"]
+__all__ = ["boundary_affected", "boundary_width", "conditional_scale_entropy", "reduce_updates"]
 
 #: Below this null standard deviation, CSE differences are rounding noise (CSE is in
 #: [0, 1] and computed in float64), so ``cse_z`` is NaN rather than a huge number.
@@ -346,3 +347,105 @@ def _conditional_scale_entropy(u, axis, wavelet, level, boundary, normalize, nul
         seed=int(seed) if isinstance(seed, (int, np.integer)) else repr(seed),
     )
     return ds
+
+
+@functools.lru_cache(maxsize=32)
+def _shared_permutations(seed, n_permutations: int, n: int):
+    return null_permutations_for(seed, n_permutations, n)
+
+
+def reduce_updates(u, settings, backend="numba") -> dict:
+    """Reduce layer updates to the per-token result arrays, with one kernel module.
+
+    Parameters
+    ----------
+    u : ndarray or torch.Tensor, shape (n_layers, n_tokens, d_model)
+        Layer updates (one sequence for the token axis; any tokens otherwise).
+    settings : cse.params.MeasureSettings
+    backend : {'numba', 'reference', 'torch'}
+        ``'torch'`` reduces on the tensor's device with `cse_kernels.torch_twin`.
+
+    Returns
+    -------
+    dict of ndarray, float64
+        Token-major: ``cse``, ``update_norm`` (n_tokens, n_layers),
+        ``scale_fraction`` (n_tokens, n_layers, level + 1), and with a null
+        ``cse_null_mean``, ``cse_null_std``, ``cse_z``.
+    """
+    permutations = _shared_permutations(settings.seed, settings.null_permutations, u.shape[-1])
+    if backend == "torch":
+        return _reduce_updates_torch(u, settings, permutations)
+    kernels = {"numba": "cse_kernels", "reference": "cse_kernels.reference"}.get(backend, backend)
+    out = _cse_arrays(_to_numpy(u), settings.axis, as_wavelet(settings.wavelet), settings.level, settings.boundary,
+                      settings.normalize == "unit", permutations, kernels)
+    return {name: np.swapaxes(value, 0, 1) for name, value in out.items()}
+
+
+def _reduce_updates_torch(u, settings, permutations=None) -> dict:
+    """`reduce_updates` on the tensor's own device, with `cse_kernels.torch_twin`.
+
+    The GPU path: layer updates are reduced to scale energies where the model ran,
+    so only ``(n_tokens, n_layers, level + 1)`` numbers leave the device.
+
+    Parameters
+    ----------
+    u : torch.Tensor, shape (n_layers, n_tokens, d_model)
+        Layer updates on any device; bfloat16/float16 are taken as float32.
+    settings, permutations
+        As in `reduce_updates`.
+
+    Returns
+    -------
+    dict of ndarray
+        As `reduce_updates`, float64 on the CPU. Band energies and norms are
+        accumulated in float64 on the device.
+    """
+    import torch
+
+    from cse_kernels import torch_twin
+
+    wavelet = as_wavelet(settings.wavelet)
+    lo, hi = np.asarray(wavelet.dec_lo), np.asarray(wavelet.dec_hi)
+    unit = settings.normalize == "unit"
+    if u.dtype not in (torch.float32, torch.float64):
+        u = u.float()
+    n_layers, n_tokens, d_model = u.shape
+    tokens_first = u.transpose(0, 1)  # (n_tokens, n_layers, d_model)
+    # 1. Update norms, one layer at a time so that no float64 copy of u exists.
+    norms = torch.stack([torch.linalg.vector_norm(u[l].double(), dim=-1) for l in range(n_layers)], dim=1)
+    # 2. Band energies, token-major (n_tokens, n_layers, level + 1).
+    rows = None
+    if settings.axis == "depth":
+        energies = torch_twin.modwt_energies(tokens_first.contiguous(), lo, hi, settings.level,
+                                             boundary=settings.boundary, unit=unit)
+    elif settings.axis == "token":
+        energies = torch_twin.modwt_energies(u.contiguous(), lo, hi, settings.level,
+                                             boundary=settings.boundary, unit=unit).transpose(0, 1)
+    else:
+        rows = tokens_first.reshape(-1, d_model)
+        if unit:
+            row_norms = norms.reshape(-1, 1).to(rows.dtype)
+            rows = rows / torch.where(row_norms > 0, row_norms, torch.ones_like(row_norms))
+        energies = torch_twin.dwt_energies(rows, lo, hi, settings.level).reshape(n_tokens, n_layers, -1)
+    cse, fractions = torch_twin.scale_entropy(torch.as_tensor(energies).double())
+    out = {"cse": cse, "scale_fraction": fractions, "update_norm": norms}
+    # 3. Dimension-permutation null (hidden axis).
+    if permutations is not None and len(permutations):
+        perms = torch.as_tensor(np.asarray(permutations), device=rows.device)
+        null = torch.as_tensor(torch_twin.dwt_null_entropy(rows, lo, hi, settings.level, perms)).double()
+        null = null.reshape(n_tokens, n_layers, -1)
+        mean, std = null.mean(-1), null.std(-1, correction=1)
+        z = torch.where(std > _NULL_STD_FLOOR, (cse - mean) / torch.where(std > 0, std, torch.ones_like(std)),
+                        torch.full_like(std, float("nan")))
+        out.update(cse_null_mean=mean, cse_null_std=std, cse_z=z)
+    return {name: torch.as_tensor(value).double().cpu().numpy() for name, value in out.items()}
+
+
+def boundary_width(wavelet, level: int) -> int:
+    """Width L_J = (2**J - 1)(K - 1) + 1 of the level-J MODWT equivalent filter (Percival & Walden 2000, ch. 5)."""
+    return (2**int(level) - 1) * (as_wavelet(wavelet).dec_len - 1) + 1
+
+
+def boundary_affected(n_steps: int, wavelet, level: int) -> np.ndarray:
+    """True at positions t <= L_J - 2, whose MODWT coefficients depend on the boundary rule (bool, (n_steps,))."""
+    return np.arange(int(n_steps)) <= boundary_width(wavelet, level) - 2

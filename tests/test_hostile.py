@@ -130,7 +130,7 @@ def _cli(*args, cwd):
         ("cols.csv", b"a,b\n1,2\n", [], "no 'text' or 'sentence' column"),
         ("bad.jsonl", b'{"text": "ok"}\n{"text": \n', [], "line 2 is not valid JSON"),
         ("ok.txt", b"A short text.\n", ["--model", "/nonexistent/model"], "cannot load model"),
-        ("ok.txt", b"A short text.\n", ["--batch-size", "0"], "'batch_size': expected an integer >= 1"),
+        ("ok.txt", b"A short text.\n", ["--batch-size", "0"], r"'batch_size': expected an integer in \[1, 65536\]"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2_and_no_output(tmp_path, name, data, extra, message):

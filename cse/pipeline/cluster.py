@@ -1,7 +1,7 @@
-"""`cse compute` on a Dask cluster: batches sharded over workers, one Zarr store.
+"""The Dask runner: `cse compute` batches sharded over workers, one Zarr store.
 
 The client plans the run (tokenizes every text, sizes the staging store, see
-`cse.pipeline.Staging`); the workers compute. Work is cut into the same batches
+`cse.pipeline.staging.Staging`); the workers compute. Work is cut into the same batches
 as a single-process run (consecutive sequences, same padding), so each batch is
 computed exactly as it would be in one process and the result is identical.
 Consecutive batches are grouped into tasks; a task runs on one worker, which
@@ -29,9 +29,9 @@ import threading
 import uuid
 import warnings
 
-from .errors import CSEInputError
+from ..errors import CSEInputError
 
-__all__ = ["ModelSpec", "cluster_client", "remote_model_info", "run_batches", "worker_model"]
+__all__ = ["ModelSpec", "cluster_client", "remote_model_info", "run_cluster", "worker_model"]
 
 #: Batches per task: enough tasks to balance the workers, few enough for the scheduler.
 MAX_BATCHES_PER_TASK = 32
@@ -68,7 +68,7 @@ def worker_model(spec: ModelSpec):
     global LOADS
     with _MODELS_LOCK:
         if spec not in _MODELS:
-            from .models import load_model
+            from ..models import load_model
 
             model, tokenizer = load_model(spec.name, device=spec.device, dtype=spec.dtype,
                                           device_map=spec.device_map)
@@ -78,14 +78,14 @@ def worker_model(spec: ModelSpec):
 
 
 def _model_info_task(spec: ModelSpec):
-    from .models import model_info
+    from ..models import model_info
 
     model, tokenizer, _ = worker_model(spec)
     return model_info(model, tokenizer)
 
 
 def remote_model_info(client, spec: ModelSpec):
-    """`cse.pipeline.ModelInfo` of the model as loaded on a worker (tokenizer included).
+    """`cse.models.ModelInfo` of the model as loaded on a worker (tokenizer included).
 
     The client never loads the model: only a worker does, and keeps it.
     """
@@ -149,7 +149,7 @@ def _chunk_lock(prefix: str):
 
 
 def _done_log(done_dir):
-    from .pipeline import DoneLog
+    from .staging import DoneLog
 
     key = str(done_dir)
     if key not in _LOGS:
@@ -157,12 +157,13 @@ def _done_log(done_dir):
     return _LOGS[key]
 
 
-def _run_task(spec: ModelSpec, store: str, done_dir: str, items: list, settings, permutations, pad_id: int,
+def _run_task(spec: ModelSpec, store: str, done_dir: str, items: list, settings, pad_id: int,
               lock_prefix: str) -> int:
     """Compute and write a group of batches on a worker; return the number of tokens written."""
     from pathlib import Path
 
-    from .pipeline import ZarrSink, run_batch
+    from .reduction import run_batch
+    from .sinks import ZarrSink
 
     if not Path(store, "zarr.json").is_file():
         raise CSEInputError(f"the worker cannot see the staging store {store}; the output folder must be on a "
@@ -173,30 +174,23 @@ def _run_task(spec: ModelSpec, store: str, done_dir: str, items: list, settings,
     n_tokens = 0
     for index, start, stop, sequences in items:
         with model_lock:
-            arrays = run_batch(model, sequences, settings, permutations, pad_id)
+            arrays = run_batch(model, sequences, settings, pad_id)
         sink.write(start, stop, arrays)
         log.mark(index)
         n_tokens += stop - start
     return n_tokens
 
 
-def run_batches(client, spec: ModelSpec, staging, plan, batches, todo, settings, permutations, pad_id: int,
-                bar=None) -> None:
-    """Compute the batches ``todo`` on the cluster into ``staging``'s store.
+def run_cluster(client, spec: ModelSpec, work, store, done_dir, bar=None) -> None:
+    """Compute the batches ``work.todo`` on the cluster into the staging `store`.
 
     Parameters
     ----------
     client : dask.distributed.Client
     spec : ModelSpec
-    staging : cse.pipeline.Staging
-        An initialized staging folder.
-    plan : cse.pipeline.Plan
-    batches : list of range
-        All batches of the run (``plan.batches(batch_size)``).
-    todo : list of int
-        Indices of the batches still to compute, ascending.
-    settings, permutations, pad_id
-        As for `cse.pipeline.run_batch`.
+    work : cse.pipeline.plan.Work
+    store, done_dir : Path
+        The staging Zarr store (initialized) and the folder of completion logs.
     bar : tqdm, optional
         Advanced by the tokens of each finished task.
 
@@ -208,20 +202,16 @@ def run_batches(client, spec: ModelSpec, staging, plan, batches, todo, settings,
     """
     from dask.distributed import as_completed
 
-    if not todo:
+    if not work.todo:
         return
     n_workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
-    size = max(1, min(MAX_BATCHES_PER_TASK, -(-len(todo) // (TASKS_PER_WORKER * n_workers))))
+    size = max(1, min(MAX_BATCHES_PER_TASK, -(-len(work.todo) // (TASKS_PER_WORKER * n_workers))))
     prefix = f"cse-{uuid.uuid4().hex}"
     futures = []
-    for k in range(0, len(todo), size):
-        items = []
-        for i in todo[k:k + size]:
-            batch = batches[i]
-            items.append((i, int(plan.starts[batch.start]), int(plan.starts[batch.stop]),
-                          [plan.sequences[j] for j in batch]))
-        futures.append(client.submit(_run_task, spec, str(staging.store), str(staging.done_dir), items, settings,
-                                     permutations, pad_id, prefix, pure=False))
+    for k in range(0, len(work.todo), size):
+        items = [(i, *work.region(i), work.sequences(i)) for i in work.todo[k:k + size]]
+        futures.append(client.submit(_run_task, spec, str(store), str(done_dir), items, work.settings,
+                                     work.pad_id, prefix, pure=False))
     try:
         for future in as_completed(futures):
             n_tokens = future.result()

@@ -1,0 +1,218 @@
+"""Sinks: where each batch's per-token results go, in memory or in a Zarr store on disk.
+
+`result_template` lays out the result Dataset (SPEC section 4) with every coordinate and
+attribute and NaN-filled variables; a sink writes each batch into its token region.
+`BackgroundWriter` writes a batch while the next one is forwarded (bounded queue,
+exceptions re-raised in the caller, a batch recorded as done only after its write).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..params import MeasureSettings
+from ..schema import COORD_ATTRS, NULL_VARIABLES, VARIABLES, band_labels, variable_attrs
+from .plan import Plan
+
+__all__ = ["ZARR_CHUNK_BYTES", "BackgroundWriter", "MemorySink", "ZarrSink", "result_template", "token_chunk"]
+
+#: Bytes of one token chunk of the largest variable (scale_fraction) in a Zarr store.
+ZARR_CHUNK_BYTES = 4 * 2**20
+
+
+def token_chunk(n_tokens: int, n_layers: int, n_band: int) -> int:
+    """Tokens per Zarr chunk: a power of two with about `ZARR_CHUNK_BYTES` per chunk (>= 256)."""
+    per_token = 8 * n_layers * n_band
+    size = 2 ** int(np.log2(max(1, ZARR_CHUNK_BYTES // per_token)))
+    return int(max(1, min(max(256, size), n_tokens)))
+
+
+def result_template(plan: Plan, settings: MeasureSettings, attrs: dict, n_layers: int, lazy: bool,
+                    chunk: int | None = None) -> xr.Dataset:
+    """The result Dataset with coordinates and attributes, variables filled with NaN.
+
+    Parameters
+    ----------
+    plan : Plan
+    settings : MeasureSettings
+    attrs : dict
+        Global attributes.
+    n_layers : int
+    lazy : bool
+        Variables as Dask arrays of ``chunk`` tokens, so the template can be written
+        as Zarr metadata (``compute=False``) without allocating them; the chunks
+        become those of the store. Otherwise NumPy arrays.
+    chunk : int, optional
+        Tokens per chunk (default `token_chunk`).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``(token, layer, scale)``; coordinates of the plan, ``layer``, ``depth``,
+        ``scale`` and ``boundary_affected`` (on ``layer`` for the depth axis, on
+        ``token`` for the token axis; absent for the hidden axis).
+    """
+    from ..measure import boundary_affected
+
+    n_tok, n_band = plan.n_tokens, settings.level + 1
+    names = ["cse", "scale_fraction", "update_norm", "surprisal"]
+    names += list(NULL_VARIABLES) if settings.null_permutations else []
+    sizes = {"token": n_tok, "layer": n_layers, "scale": n_band}
+    chunks = {"token": chunk or token_chunk(n_tok, n_layers, n_band), "layer": n_layers, "scale": n_band}
+    data_vars = {}
+    for name in names:
+        dims = VARIABLES[name][0]
+        shape = tuple(sizes[d] for d in dims)
+        if lazy:
+            import dask.array as da
+
+            data = da.full(shape, np.nan, dtype=np.float64, chunks=tuple(chunks[d] for d in dims))
+        else:
+            data = np.full(shape, np.nan, dtype=np.float64)
+        data_vars[name] = xr.Variable(dims, data, attrs=variable_attrs(name))
+    coords = {name: ("token", plan.coords[name].to_numpy()) for name in plan.coords.columns}
+    coords["layer"] = ("layer", np.arange(n_layers, dtype=np.int64))
+    coords["depth"] = ("layer", (np.arange(n_layers) + 1) / n_layers)
+    coords["scale"] = ("scale", np.array(band_labels(settings.level), dtype=object))
+    if settings.axis == "depth":
+        coords["boundary_affected"] = ("layer", boundary_affected(n_layers, settings.wavelet, settings.level))
+    elif settings.axis == "token":
+        position = plan.coords["position"].to_numpy()
+        flags = boundary_affected(int(position.max()) + 1, settings.wavelet, settings.level)
+        coords["boundary_affected"] = ("token", flags[position])
+    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    for name in ds.coords:
+        if name in COORD_ATTRS:
+            ds[name].attrs.update(COORD_ATTRS[name])
+    return ds
+
+
+class MemorySink:
+    """Collects batch results in a NumPy-backed result Dataset."""
+
+    def __init__(self, template: xr.Dataset):
+        self.ds = template
+
+    def write(self, start: int, stop: int, arrays: dict) -> None:
+        for name, value in arrays.items():
+            self.ds[name].values[start:stop] = value
+
+    def close(self) -> xr.Dataset:
+        return self.ds
+
+
+class ZarrSink:
+    """Writes batch results into their token regions of a Zarr store on disk.
+
+    A region that does not start and end on chunk boundaries rewrites the
+    chunks it shares with its neighbours (read, merge, write). Each chunk is
+    written to a temporary file and renamed (Zarr's local store), so a killed
+    writer leaves every chunk either old or new, never torn. Concurrent
+    writers (Dask workers) pass ``lock``: a function of a chunk index that
+    returns a context manager held around the writes of a region's shared
+    chunks, in ascending order, so no two writers merge into one chunk at once.
+
+    Parameters
+    ----------
+    store : Path
+        A store created from `result_template` (``to_zarr(compute=False)``).
+    lock : callable, optional
+        ``lock(chunk_index) -> context manager``.
+    """
+
+    def __init__(self, store, lock=None):
+        import zarr
+
+        self.store = Path(store)
+        self.group = zarr.open_group(str(self.store), mode="r+")
+        self.arrays = {name: self.group[name] for name in self.group.array_keys()}
+        self.chunk = int(self.arrays["cse"].chunks[0])
+        self.n_tokens = int(self.arrays["cse"].shape[0])
+        self.lock = lock
+
+    def shared_chunks(self, start: int, stop: int) -> list[int]:
+        """Chunks that the region [start, stop) covers only in part."""
+        first, last = start // self.chunk, (stop - 1) // self.chunk
+        shared = []
+        if start % self.chunk:
+            shared.append(first)
+        if stop % self.chunk and stop != self.n_tokens and last not in shared:
+            shared.append(last)
+        return shared
+
+    def write(self, start: int, stop: int, arrays: dict) -> None:
+        with contextlib.ExitStack() as held:
+            if self.lock is not None:
+                for index in self.shared_chunks(start, stop):
+                    held.enter_context(self.lock(index))
+            for name, value in arrays.items():
+                self.arrays[name][start:stop] = value
+
+    def close(self) -> xr.Dataset:
+        return xr.open_zarr(self.store)
+
+
+class BackgroundWriter:
+    """Writes batches into a sink on a background thread while the caller computes the next.
+
+    At most `max_pending` batches wait in the queue, so memory stays bounded. A
+    batch is recorded in `log` (the run's done log) only after its region write has
+    returned, so a killed run resumes exactly (`cse.pipeline.Staging`). An error of
+    the writer is re-raised in the caller at the next `put` or at `close`.
+
+    Parameters
+    ----------
+    sink : ZarrSink or MemorySink
+    log : DoneLog, optional
+    max_pending : int
+    """
+
+    def __init__(self, sink, log=None, max_pending: int = 2):
+        self.sink, self.log = sink, log
+        self.queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self.error: BaseException | None = None
+        self.written: list[int] = []
+        self.thread = threading.Thread(target=self._run, name="cse-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            try:
+                if item is None:
+                    return
+                if self.error is None:
+                    index, start, stop, arrays = item
+                    with warnings.catch_warnings():
+                        warnings.filterwarnings("ignore", message=".*StringDType.*")
+                        self.sink.write(start, stop, arrays)
+                    if self.log is not None:
+                        self.log.mark(index)
+                    self.written.append(index)
+            except BaseException as error:  # re-raised in the caller's thread
+                self.error = error
+            finally:
+                self.queue.task_done()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def put(self, index: int, start: int, stop: int, arrays: dict) -> None:
+        """Queue batch `index` for its token region [start, stop); blocks while the queue is full."""
+        self._raise()
+        self.queue.put((index, start, stop, arrays))
+
+    def close(self) -> None:
+        """Write what is queued, stop the thread, and re-raise a writer error."""
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+        self._raise()
