@@ -13,7 +13,7 @@ import functools
 
 import torch
 
-FAMILIES = ("gpt2", "gpt_neo", "gpt_neox", "llama", "qwen2", "gpt_oss")
+FAMILIES = ("gpt2", "gpt_neo", "gpt_neox", "llama", "qwen2", "gpt_oss", "gemma3")
 VOCAB_SIZE = 512
 TOKENIZER_VOCAB_SIZE = 400
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
@@ -128,6 +128,13 @@ def _config(family: str, vocab_size: int):
             rope_parameters={"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
                              "truncate": False, "original_max_position_embeddings": 4, "rope_theta": 150000.0},
             **common,
+        )
+    if family == "gemma3":
+        # Gemma 3 text model: scaled embeddings, sandwich norms, sliding and full attention layers.
+        return tf.Gemma3TextConfig(
+            num_hidden_layers=3, hidden_size=32, head_dim=8, num_attention_heads=4, num_key_value_heads=1,
+            intermediate_size=64, sliding_window=4, max_position_embeddings=128,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention"], **common,
         )
     raise ValueError(f"Invalid value for 'family': expected one of {FAMILIES}, got {family!r}")
 
