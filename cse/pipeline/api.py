@@ -30,7 +30,7 @@ from ..params import (AXES, BOUNDARIES, as_wavelet, check_choice, check_int, che
 from .local import run_local
 from .plan import Work, check_token_axis, plan_tokens
 from .reduction import resolve_settings
-from .sinks import MemorySink, ZarrSink, result_template
+from .sinks import MemorySink, ZarrSink, result_template, settle_pending
 from .staging import DoneLog, Staging, build_manifest, check_manifest
 
 __all__ = ["DEFAULT_BATCH_SIZE", "compute"]
@@ -228,7 +228,7 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
             else:
                 log = DoneLog(staging.done_dir)
                 try:
-                    run_local(model, work, ZarrSink(staging.store), log, bar)
+                    run_local(model, work, ZarrSink(staging.store), log, bar, pending=staging.pending_dir)
                 finally:
                     log.close()
         # 4. All batches done: the output appears atomically.
@@ -316,6 +316,8 @@ def _batches_to_do(staging: Staging, manifest: dict, template, output, resume: b
     if previous is not None and resume:
         check_manifest(previous, manifest, output)
         logger.info("resuming %s: %d of %d batches already done", output, len(done), n_batches)
+        with _file_errors(output, staging, n_batches):
+            settle_pending(ZarrSink(staging.store), staging.pending_dir)
     elif previous is not None and done:
         raise CSEInputError(
             f"an interrupted run of {output} left {len(done)} of {previous.get('n_batches')} batches in "

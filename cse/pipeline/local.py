@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from .plan import Work
 from .reduction import run_batch
-from .sinks import BackgroundWriter
+from .sinks import BackgroundWriter, ChunkedZarrSink, ZarrSink
 
 __all__ = ["run_local"]
 
 
-def run_local(model, work: Work, sink, log=None, bar=None, max_pending: int = 2) -> list[int]:
+def run_local(model, work: Work, sink, log=None, bar=None, pending=None, max_pending: int = 2) -> list[int]:
     """Compute the batches `work.todo` with `model` and write them into `sink`.
 
     Parameters
@@ -23,10 +23,14 @@ def run_local(model, work: Work, sink, log=None, bar=None, max_pending: int = 2)
     model : transformers.PreTrainedModel
     work : Work
     sink : cse.pipeline.sinks.MemorySink or ZarrSink
+        With `pending`, a `ZarrSink` is wrapped in a `ChunkedZarrSink`: each chunk
+        is written once, each batch saved in `pending` until its chunks are.
     log : cse.pipeline.staging.DoneLog, optional
         Records each batch after its write (for resume).
     bar : tqdm, optional
         Advanced by each batch's tokens once written.
+    pending : Path, optional
+        The staging folder's ``pending/`` (see `cse.pipeline.staging.Staging`).
     max_pending : int
         Batches that may wait for the writer (bounds memory).
 
@@ -42,6 +46,8 @@ def run_local(model, work: Work, sink, log=None, bar=None, max_pending: int = 2)
         before it stay recorded in `log`. A `KeyboardInterrupt` lets the writer finish
         what is queued first.
     """
+    if isinstance(sink, ZarrSink) and pending is not None:
+        sink = ChunkedZarrSink(sink, {index: work.region(index) for index in work.todo}, pending)
     writer = BackgroundWriter(sink, log, max_pending=max_pending)
     reported = 0
     try:

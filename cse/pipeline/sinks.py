@@ -21,7 +21,8 @@ from ..params import MeasureSettings
 from ..schema import COORD_ATTRS, NULL_VARIABLES, VARIABLES, band_labels, variable_attrs
 from .plan import Plan
 
-__all__ = ["ZARR_CHUNK_BYTES", "BackgroundWriter", "MemorySink", "ZarrSink", "result_template", "token_chunk"]
+__all__ = ["ZARR_CHUNK_BYTES", "BackgroundWriter", "ChunkedZarrSink", "MemorySink", "ZarrSink", "result_template",
+           "settle_pending", "token_chunk"]
 
 #: Bytes of one token chunk of the largest variable (scale_fraction) in a Zarr store.
 ZARR_CHUNK_BYTES = 4 * 2**20
@@ -104,6 +105,14 @@ class MemorySink:
         for name, value in arrays.items():
             self.ds[name].values[start:stop] = value
 
+    def write_batch(self, index: int, start: int, stop: int, arrays: dict) -> list[int]:
+        """Write batch `index`; return the batches now stored (this one)."""
+        self.write(start, stop, arrays)
+        return [index]
+
+    def flush(self) -> list[int]:
+        return []
+
     def close(self) -> xr.Dataset:
         return self.ds
 
@@ -155,8 +164,135 @@ class ZarrSink:
             for name, value in arrays.items():
                 self.arrays[name][start:stop] = value
 
+    def write_batch(self, index: int, start: int, stop: int, arrays: dict) -> list[int]:
+        """Write batch `index` into its region now; return the batches now on disk (this one)."""
+        self.write(start, stop, arrays)
+        return [index]
+
+    def flush(self) -> list[int]:
+        return []
+
     def close(self) -> xr.Dataset:
         return xr.open_zarr(self.store)
+
+
+class ChunkedZarrSink:
+    """Collects batches in memory and writes each Zarr chunk once, when every batch in it has arrived.
+
+    Writing a batch's region straight into a store rewrites (decompresses, merges,
+    recompresses) every chunk the region shares with its neighbours, about a whole
+    chunk per batch; buffering writes each chunk once. Each batch is also saved at
+    once, atomically, as a small ``.npz`` file in `pending` (a few hundred KiB), so
+    it is durable as soon as `write_batch` returns (the caller then logs it as done);
+    the file is removed when the batch's chunks are in the store. A killed run leaves
+    such files; `settle_pending` writes them into the store before a resumed run
+    starts, so the resume is exact. `flush` writes the chunks in progress (merged
+    with what is on disk) on a clean stop or a Ctrl-C.
+
+    Parameters
+    ----------
+    sink : ZarrSink
+    regions : dict of int to (int, int)
+        Token region [start, stop) of every batch this run will write.
+    pending : Path
+        Folder for the batches not yet in the store (created if missing).
+    """
+
+    def __init__(self, sink: ZarrSink, regions: dict, pending):
+        self.sink, self.chunk, self.n_tokens = sink, sink.chunk, sink.n_tokens
+        self.pending = Path(pending)
+        self.pending.mkdir(exist_ok=True)
+        self.waiting: dict[int, set] = {}  # chunk -> batches not yet received
+        self.chunks_of: dict[int, set] = {}  # batch -> chunks not yet on disk
+        for index, (start, stop) in regions.items():
+            chunks = set(range(start // self.chunk, (stop - 1) // self.chunk + 1)) if stop > start else set()
+            self.chunks_of[index] = chunks
+            for c in chunks:
+                self.waiting.setdefault(c, set()).add(index)
+        self.members = {c: frozenset(batches) for c, batches in self.waiting.items()}  # chunk -> its batches
+        self.buffers: dict[int, tuple[dict, np.ndarray]] = {}  # chunk -> (arrays, covered mask)
+        self.received: set[int] = set()
+
+    def _bounds(self, c: int) -> tuple[int, int]:
+        return c * self.chunk, min((c + 1) * self.chunk, self.n_tokens)
+
+    def write_batch(self, index: int, start: int, stop: int, arrays: dict) -> list[int]:
+        """Save batch `index` (durable at once), buffer it, write the chunks it completes; return ``[index]``."""
+        self.received.add(index)
+        _save_pending(self.pending, index, start, stop, arrays)
+        for c in sorted(self.chunks_of.get(index, ())):
+            lo, hi = self._bounds(c)
+            if c not in self.buffers:
+                shapes = {name: (hi - lo, *np.shape(value)[1:]) for name, value in arrays.items()}
+                self.buffers[c] = ({name: np.full(shape, np.nan) for name, shape in shapes.items()},
+                                   np.zeros(hi - lo, dtype=bool))
+            buffer, covered = self.buffers[c]
+            a, b = max(start, lo), min(stop, hi)
+            for name, value in arrays.items():
+                buffer[name][a - lo:b - lo] = value[a - start:b - start]
+            covered[a - lo:b - lo] = True
+            self.waiting[c].discard(index)
+            if not self.waiting[c]:
+                self._write_chunk(c)
+        if not self.chunks_of.get(index):
+            (self.pending / f"{index}.npz").unlink(missing_ok=True)
+        return [index]
+
+    def _write_chunk(self, c: int) -> None:
+        lo, hi = self._bounds(c)
+        buffer, covered = self.buffers.pop(c)
+        if covered.all():
+            self.sink.write(lo, hi, buffer)
+        else:  # tokens of batches written by an earlier (interrupted) run, or not yet computed
+            for name, values in buffer.items():
+                on_disk = np.asarray(self.sink.arrays[name][lo:hi])
+                values[~covered] = on_disk[~covered]
+            self.sink.write(lo, hi, buffer)
+        for index in sorted(self.members[c]):
+            self.chunks_of[index].discard(c)
+            if not self.chunks_of[index] and index in self.received:
+                (self.pending / f"{index}.npz").unlink(missing_ok=True)
+
+    def flush(self) -> list[int]:
+        """Write every chunk in progress (merged with the store); every received batch is then in the store."""
+        for c in sorted(self.buffers):
+            self._write_chunk(c)
+        for index in self.received:
+            (self.pending / f"{index}.npz").unlink(missing_ok=True)
+        return []
+
+    def close(self) -> xr.Dataset:
+        return self.sink.close()
+
+
+def _save_pending(folder: Path, index: int, start: int, stop: int, arrays: dict) -> None:
+    """Save one batch's arrays as ``folder/index.npz``, atomically (temporary file, then rename)."""
+    import os
+
+    tmp = folder / f".{index}.npz.partial"
+    with open(tmp, "wb") as handle:
+        np.savez(handle, _start=start, _stop=stop, **arrays)
+    os.replace(tmp, folder / f"{index}.npz")
+
+
+def settle_pending(sink: ZarrSink, folder) -> int:
+    """Write the batches a killed run left in `folder` into the store, then remove them.
+
+    Returns
+    -------
+    int
+        The number of batches written.
+    """
+    folder = Path(folder)
+    files = sorted(folder.glob("*.npz"), key=lambda p: int(p.stem)) if folder.is_dir() else []
+    for path in files:
+        with np.load(path) as data:
+            arrays = {name: data[name] for name in data.files if not name.startswith("_")}
+            sink.write(int(data["_start"]), int(data["_stop"]), arrays)
+        path.unlink()
+    for stray in folder.glob(".*.partial") if folder.is_dir() else ():
+        stray.unlink()
+    return len(files)
 
 
 class BackgroundWriter:
@@ -169,7 +305,9 @@ class BackgroundWriter:
 
     Parameters
     ----------
-    sink : ZarrSink or MemorySink
+    sink : MemorySink, ZarrSink or ChunkedZarrSink
+        Anything with ``write_batch(index, start, stop, arrays) -> stored batches``
+        and ``flush() -> stored batches``.
     log : DoneLog, optional
     max_pending : int
     """
@@ -189,13 +327,13 @@ class BackgroundWriter:
                 if item is None:
                     return
                 if self.error is None:
-                    index, start, stop, arrays = item
                     with warnings.catch_warnings():
                         warnings.filterwarnings("ignore", message=".*StringDType.*")
-                        self.sink.write(start, stop, arrays)
-                    if self.log is not None:
-                        self.log.mark(index)
-                    self.written.append(index)
+                        stored = self.sink.write_batch(*item) if item != "flush" else self.sink.flush()
+                    for index in stored:
+                        if self.log is not None:
+                            self.log.mark(index)
+                        self.written.append(index)
             except BaseException as error:  # re-raised in the caller's thread
                 self.error = error
             finally:
@@ -211,8 +349,9 @@ class BackgroundWriter:
         self.queue.put((index, start, stop, arrays))
 
     def close(self) -> None:
-        """Write what is queued, stop the thread, and re-raise a writer error."""
+        """Write what is queued and buffered, stop the thread, and re-raise a writer error."""
         if self.thread.is_alive():
+            self.queue.put("flush")
             self.queue.put(None)
             self.thread.join()
         self._raise()

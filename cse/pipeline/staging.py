@@ -33,10 +33,12 @@ class Staging:
     Layout of ``.NAME.partial/`` (NAME = the output's file name)::
 
         lock            held (flock) by the run writing it
-        store.zarr/     the result's Zarr store, pre-sized, filled batch by batch
+        store.zarr/     the result's Zarr store, pre-sized, filled chunk by chunk
         manifest.json   what the run computes (input hash, model, settings, plan)
-        done/*.log      batch indices, one per line, appended after each batch's
-                        region write has finished (one log per writing process)
+        pending/*.npz   batches saved but not yet in the store (a local run writes
+                        each store chunk once, when all its batches are in)
+        done/*.log      batch indices, one per line, appended after each batch is
+                        durable (in pending/ or in the store; one log per process)
 
     The manifest is written after the store is initialized, so a folder with a
     manifest has a complete (if unfilled) store. The output itself appears only
@@ -50,6 +52,7 @@ class Staging:
         self.store = self.root / "store.zarr"
         self.manifest_path = self.root / "manifest.json"
         self.done_dir = self.root / "done"
+        self.pending_dir = self.root / "pending"
         self._lock_fd = None
 
     def __enter__(self):
@@ -97,7 +100,7 @@ class Staging:
         """Discard any previous state and create the store, then the manifest."""
         from ..io import remove_path
 
-        for path in (self.manifest_path, self.store, self.done_dir):
+        for path in (self.manifest_path, self.store, self.done_dir, self.pending_dir):
             remove_path(path)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
