@@ -69,6 +69,15 @@ def make_result(
     )
 
 
+def write_synthetic_result(path):
+    """Write `make_result` with a planted band, boundary layers 0-2 and a ``cse_z`` variable; return the path."""
+    from cse.io import write_result
+
+    ds = make_result(effect=1.2, seed=4, boundary_layers=3)
+    ds["cse_z"] = (ds.cse - 0.5) / 0.1
+    return write_result(ds, path)
+
+
 def confounded_blocks(rng, n_blocks=8, per_block=16, n_layers=10, rho=0.6, effect=0.0, band=(), shift=1.5):
     """Blocks that differ in mean AND in label share, AR(1) noise over layers, unit within-block SD.
 

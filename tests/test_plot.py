@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 from scipy import stats as sps
-from stats_data import make_result
+from stats_data import make_result, write_synthetic_result
 
 from cse import plot, stats
 from cse.errors import CSEInputError
@@ -97,13 +97,7 @@ def test_plot_rejects_mismatched_stats():
 
 @pytest.fixture
 def result_file(tmp_path):
-    from cse.io import write_result
-
-    path = tmp_path / "result.nc"
-    ds = make_result(effect=1.2, seed=4, boundary_layers=3)
-    ds["cse_z"] = (ds.cse - 0.5) / 0.1
-    write_result(ds, path)
-    return path
+    return write_synthetic_result(tmp_path / "result.nc")
 
 
 def test_plot_command_writes_figure(result_file, tmp_path):

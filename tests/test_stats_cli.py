@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
-from stats_data import make_result
+from stats_data import make_result, write_synthetic_result
 
 from cse import stats
 from cse.cli import cli
@@ -21,13 +21,7 @@ from cse.errors import CSEInputError
 
 @pytest.fixture
 def result_file(tmp_path):
-    from cse.io import write_result
-
-    path = tmp_path / "result.nc"
-    ds = make_result(effect=1.2, seed=4, boundary_layers=3)
-    ds["cse_z"] = (ds.cse - 0.5) / 0.1
-    write_result(ds, path)
-    return path
+    return write_synthetic_result(tmp_path / "result.nc")
 
 
 def invoke(*args):
