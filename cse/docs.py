@@ -89,12 +89,15 @@ docdict["where"] = """
 where : None, str, dict or boolean DataArray over ``token``
     Token selection applied before grouping. A string is an expression over the
     token coordinates (and 1-D token variables such as ``surprisal``), parsed with
-    `ast` and allowed only comparisons (``==``, ``!=``, ``<``, ``<=``, ``>``,
-    ``>=``, ``in``, ``not in`` with a list or tuple of constants), ``and``,
-    ``or``, ``not``, arithmetic on numbers (``+ - * / // % **``, unary ``-``),
-    constants and coordinate names, e.g. ``"word == verb_idx"`` or
-    ``"is_word_start and genre == 'news'"``; anything else (attribute access,
-    calls, subscripts, lambdas, comprehensions) is refused. A dict
+    `ast` by `cse.where.evaluate` and never evaluated as Python: it may use only
+    comparisons (``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, chained as in
+    ``0 < position <= 5``), ``in`` / ``not in`` with a list, tuple or set of
+    constants, ``and``, ``or``, ``not``, arithmetic on numbers (``+ - * / // %
+    **``, unary ``-``/``+``, in float64), constants (str, int, float, bool, None)
+    and coordinate names, e.g. ``"word == verb_idx"`` or ``"is_word_start and
+    genre == 'news'"``; anything else (attribute access, calls, subscripts,
+    lambdas, comprehensions, f-strings) is refused with one line naming it, as
+    are expressions over 10,000 characters or nested over 100 levels. A dict
     ``{coord: value}`` keeps tokens whose coordinate equals the value (or is in
     it, for a list). A boolean DataArray over ``token`` is used as is.
 """

@@ -98,7 +98,9 @@ def check_number(name: str, value, low: float | None = None, high: float | None 
     above = high is not None and (value > high if inclusive else value >= high)
     if not np.isfinite(value) or below or above:
         left, right = ("[", "]") if inclusive else ("(", ")")
-        interval = f"{left}{'-inf' if low is None else low:g}, {'inf' if high is None else high:g}{right}"
+        lower = "-inf" if low is None else f"{low:g}"
+        upper = "inf" if high is None else f"{high:g}"
+        interval = f"{left}{lower}, {upper}{right}"
         raise CSEInputError(f"Invalid value for {name!r}: expected a number in {interval}, got {value!r}")
     return value
 

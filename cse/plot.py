@@ -1,4 +1,4 @@
-"""Figures of CSE results: depth profiles per group with confidence bands and clusters.
+"""Figures of CSE results: depth profiles per group with confidence bands, clusters and boundary layers.
 
 Figures are built on `matplotlib.figure.Figure` directly (Agg canvas, no pyplot, no
 display, no global state), so they are safe in scripts, tests and worker processes.
@@ -13,11 +13,14 @@ import xarray as xr
 from scipy import stats as sps
 
 from .errors import CSEInputError
-from .stats import _select_groups
+from .stats.result import layer_coords
+from .stats.selection import select_groups
 
 __all__ = ["plot_depth_profile", "group_profiles"]
 
 _COLOURS = ("#1f77b4", "#d62728")
+#: Hatch colour of the boundary-affected layers.
+BOUNDARY_COLOUR = "#8c564b"
 
 
 def group_profiles(ds, by, where=None, *, groups=None, var: str = "cse", include_special: bool = False,
@@ -45,10 +48,10 @@ def group_profiles(ds, by, where=None, *, groups=None, var: str = "cse", include
     """
     if not 0 < float(ci) < 1:
         raise CSEInputError(f"Invalid value for 'ci': expected a number in (0, 1), got {ci!r}")
-    sel = _select_groups(ds, by, where, groups, var, include_special)
-    da = sel["da"]
+    sel = select_groups(ds, by, where, groups, var, include_special)
+    da = sel.da
     rows = []
-    for idx in (sel["idx_a"], sel["idx_b"]):
+    for idx in (sel.idx_a, sel.idx_b):
         y = np.asarray(da.isel(token=idx).values, dtype=np.float64)  # (n, L), loads only these tokens
         n = np.isfinite(y).sum(axis=0)
         with warnings.catch_warnings():
@@ -59,13 +62,11 @@ def group_profiles(ds, by, where=None, *, groups=None, var: str = "cse", include
         half = np.where(n >= 2, half, np.nan)
         rows.append((mean, sd, n, mean - half, mean + half))
     stacked = [np.stack(v) for v in zip(*rows)]
-    coords = {"group": [str(g) for g in sel["groups"]], "layer": da["layer"].values}
-    if "depth" in da.coords and da["depth"].dims == ("layer",):
-        coords["depth"] = ("layer", np.asarray(da["depth"].values, dtype=np.float64))
+    coords = {"group": [str(g) for g in sel.groups], **layer_coords(da, sel.source)}
     out = xr.Dataset(
         {name: (("group", "layer"), arr) for name, arr in zip(("mean", "sd", "n", "ci_low", "ci_high"), stacked)},
         coords=coords,
-        attrs={"by": sel["by"], "var": var, "ci": float(ci), "interval": "Student t interval of the mean"},
+        attrs={"by": sel.by, "var": var, "ci": float(ci), "interval": "Student t interval of the mean"},
     )
     return out
 
@@ -88,16 +89,19 @@ def plot_depth_profile(
     var: str = "cse",
     include_special: bool = False,
     title: str | None = None,
+    shade_boundary: bool = True,
 ):
-    """Draw the mean CSE per group against relative depth, with bands and significant clusters.
+    """Draw the mean of `var` per group against relative depth, with bands, significant layers and boundary layers.
 
     Parameters
     ----------
     ds, by, where, groups, var, include_special
-        As in `cse.stats.compare`.
+        As in `cse.stats.compare`; `var` may be ``cse_z`` (the order-null z-score),
+        drawn with a line at 0.
     stats : xarray.Dataset, optional
         A `cse.stats.compare` result for the same layers: runs of layers with
-        ``significant`` True are shaded and labelled with the correction. None: no shading.
+        ``significant`` True are shaded grey and labelled with the correction and the
+        statistic. None: no shading.
     ax : matplotlib.axes.Axes, optional
         Axes to draw on; default a new 7 x 4 inch Figure.
     ci : float
@@ -105,12 +109,16 @@ def plot_depth_profile(
         see `group_profiles`).
     title : str, optional
         Axes title; default names the model (from the attributes) and the variable.
+    shade_boundary : bool
+        Hatch the layers flagged ``boundary_affected`` (MODWT boundary coefficients,
+        whose raw CSE depends on the boundary rule) where the result carries the flag.
 
     Returns
     -------
     matplotlib.figure.Figure
         The bottom x axis is relative depth ``(layer + 1) / L``, the top axis the layer
-        index; the legend gives each group's token count.
+        index; the legend gives each group's token count, the significant layers (with
+        the correction and the statistic) and the boundary-affected layers.
 
     Raises
     ------
@@ -124,36 +132,32 @@ def plot_depth_profile(
     layers = np.asarray(profile["layer"].values)
     depth = _depth_of(layers, profile)
     if stats is not None:
-        if not isinstance(stats, xr.Dataset) or "significant" not in stats:
-            raise CSEInputError("Invalid value for 'stats': expected a cse.stats.compare result with 'significant'")
-        for key in ("by", "var"):
-            if key in stats.attrs and str(stats.attrs[key]) != str(profile.attrs[key]):
-                raise CSEInputError(
-                    f"Invalid value for 'stats': it tests {key} {stats.attrs[key]!r} but the profile shows "
-                    f"{profile.attrs[key]!r}; compute it with the same --by and --var"
-                )
-        if stats.sizes.get("layer") != layers.size or not np.array_equal(np.asarray(stats["layer"].values), layers):
-            raise CSEInputError(
-                f"Invalid value for 'stats': its layers ({stats.sizes.get('layer')}) do not match the "
-                f"result's ({layers.size}); compute it on the same result"
-            )
+        _check_stats(stats, profile, layers)
     if ax is None:
         fig = Figure(figsize=(7, 4), layout="constrained")
         ax = fig.add_subplot()
     else:
         fig = ax.figure
+    half = 0.5 / layers.size
 
-    # 1. Significant runs of layers, shaded behind the lines.
+    # 1. Boundary-affected and significant runs of layers, shaded behind the lines.
+    if shade_boundary and "boundary_affected" in profile.coords:
+        flagged = np.asarray(profile["boundary_affected"].values, dtype=bool)
+        for k, (start, stop) in enumerate(_runs(flagged)):
+            ax.axvspan(depth[start] - half, depth[stop] + half, facecolor="none", edgecolor=BOUNDARY_COLOUR,
+                       hatch="///", linewidth=0, zorder=0,
+                       label="boundary-affected layers (MODWT boundary coefficients)" if k == 0 else None)  # fmt: skip
     if stats is not None:
-        sig = np.asarray(stats["significant"].values, dtype=bool)
-        half = 0.5 / layers.size
-        edges = np.flatnonzero(np.diff(np.r_[0, sig.astype(np.int8), 0]))
-        label = f"significant ({stats.attrs.get('correction', '')}, α = {stats.attrs.get('alpha', 0.05):g})"
-        for k, (start, stop) in enumerate(zip(edges[::2], edges[1::2] - 1)):
+        statistic = stats.attrs.get("statistic", "")
+        label = (f"significant ({stats.attrs.get('correction', '')}, α = {stats.attrs.get('alpha', 0.05):g}"
+                 + (f"; {statistic}" if statistic else "") + ")")  # fmt: skip
+        for k, (start, stop) in enumerate(_runs(np.asarray(stats["significant"].values, dtype=bool))):
             ax.axvspan(depth[start] - half, depth[stop] + half, color="0.85", zorder=0,
                        label=label if k == 0 else None)  # fmt: skip
 
-    # 2. Mean and band of each group.
+    # 2. Mean and band of each group (and the null's 0 for z-scores).
+    if var == "cse_z":
+        ax.axhline(0.0, color="0.4", linewidth=0.8, linestyle="--", zorder=1)
     for g, colour in zip(range(profile.sizes["group"]), _COLOURS):
         row = profile.isel(group=g)
         n_tok = int(row["n"].max())
@@ -169,12 +173,35 @@ def plot_depth_profile(
     ax.set_ylabel(f"{var}" + (f" [{units}]" if units else "") + f", mean ± {ci:.0%} CI")
     top = ax.secondary_xaxis("top", functions=(lambda d: d * L - 1, lambda layer: (layer + 1) / L))
     top.set_xlabel("layer")
-    ax.legend(loc="best", fontsize="small", frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="small", frameon=False)
     attrs = ds.attrs if isinstance(ds, (xr.Dataset, xr.DataArray)) else {}
     if title is None:
         title = f"{attrs.get('model', '')} — {var} by {profile.attrs['by']}".strip(" —")
     ax.set_title(title, fontsize="medium")
     return fig
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) index of every run of True in a 1-D boolean array."""
+    edges = np.flatnonzero(np.diff(np.r_[0, flags.astype(np.int8), 0]))
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _check_stats(stats, profile: xr.Dataset, layers: np.ndarray) -> None:
+    """Refuse a `stats` Dataset that does not describe the profile's variable, groups and layers."""
+    if not isinstance(stats, xr.Dataset) or "significant" not in stats:
+        raise CSEInputError("Invalid value for 'stats': expected a cse.stats.compare result with 'significant'")
+    for key in ("by", "var"):
+        if key in stats.attrs and str(stats.attrs[key]) != str(profile.attrs[key]):
+            raise CSEInputError(
+                f"Invalid value for 'stats': it tests {key} {stats.attrs[key]!r} but the profile shows "
+                f"{profile.attrs[key]!r}; compute it with the same --by and --var"
+            )
+    if stats.sizes.get("layer") != layers.size or not np.array_equal(np.asarray(stats["layer"].values), layers):
+        raise CSEInputError(
+            f"Invalid value for 'stats': its layers ({stats.sizes.get('layer')}) do not match the "
+            f"result's ({layers.size}); compute it on the same result"
+        )
 
 
 def _var_attrs(ds, var) -> dict:

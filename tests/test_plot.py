@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 from scipy import stats as sps
-from test_stats import make_result
+from stats_data import make_result, write_synthetic_result
 
 from cse import plot, stats
 from cse.errors import CSEInputError
@@ -50,6 +50,29 @@ def test_plot_depth_profile_draws_groups_bands_and_clusters(tmp_path):
     assert path.stat().st_size > 5000
 
 
+def test_plot_hatches_boundary_layers_and_names_the_statistic():
+    ds = make_result(effect=1.2, seed=4, boundary_layers=7)
+    res = stats.compare(ds, "label", exchangeability_blocks="verb", n_permutations=199, n_bootstrap=0, seed=0)
+    ax = plot.plot_depth_profile(ds, "label", stats=res).axes[0]
+    boundary = [p for p in ax.patches if p.get_hatch()]
+    assert len(boundary) == 1 and boundary[0].get_label().startswith("boundary-affected layers")
+    lo, hi = boundary[0].get_x(), boundary[0].get_x() + boundary[0].get_width()
+    assert lo < ds.depth.values[0] and ds.depth.values[6] < hi < ds.depth.values[7]
+    significant = [p for p in ax.patches if not p.get_hatch()]
+    assert significant and "within-block t (block fixed effects)" in significant[0].get_label()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("boundary-affected") for t in labels)
+    assert not [p for p in plot.plot_depth_profile(ds, "label", shade_boundary=False).axes[0].patches]
+
+
+def test_plot_draws_cse_z_with_the_null_line():
+    ds = make_result(seed=3)
+    ds["cse_z"] = ((ds.cse - 0.5) / 0.1).assign_attrs(units="1")
+    ax = plot.plot_depth_profile(ds, "label", var="cse_z").axes[0]
+    assert ax.get_ylabel().startswith("cse_z [1]")
+    assert any(np.allclose(line.get_ydata(), 0) for line in ax.get_lines() if not line.get_label().startswith("label"))
+
+
 def test_plot_on_given_axes_and_without_stats():
     from matplotlib.figure import Figure
 
@@ -74,11 +97,7 @@ def test_plot_rejects_mismatched_stats():
 
 @pytest.fixture
 def result_file(tmp_path):
-    from cse.io import write_result
-
-    path = tmp_path / "result.nc"
-    write_result(make_result(effect=1.2, seed=4), path)
-    return path
+    return write_synthetic_result(tmp_path / "result.nc")
 
 
 def test_plot_command_writes_figure(result_file, tmp_path):
@@ -108,6 +127,10 @@ def test_plot_command_writes_figure(result_file, tmp_path):
     assert run.exit_code != 0 and "exists; pass --overwrite" in str(run.exception)  # never replaced silently
     run = CliRunner().invoke(cli, ["plot", str(result_file), "--by", "label", "--stats", str(stz), "-o", str(fig),
                                    "--overwrite"])
+    assert run.exit_code == 0, run.output
+    # the options of cse stats reach the test, cse_z included
+    run = CliRunner().invoke(cli, ["plot", str(result_file), "--by", "label", "--var", "cse_z", "--blocks", "verb",
+                                   "--correction", "tfce", "--n-permutations", "99", "-o", str(tmp_path / "z.pdf")])
     assert run.exit_code == 0, run.output
 
 

@@ -9,6 +9,7 @@ import click
 from ..errors import CSEInputError
 
 TAIL_NAMES = {"two-sided": 0, "0": 0, "greater": 1, "1": 1, "less": -1, "-1": -1}
+CORRECTION_CHOICES = ("cluster", "tfce", "maxT", "maxT_stepdown", "fdr_bh")
 
 
 def load_result(path: Path):
@@ -28,11 +29,13 @@ def shared_options(func):
         click.argument("result", type=click.Path(path_type=Path)),
         click.option("--by", required=True, help="Token coordinate holding the two groups, e.g. label."),
         click.option("--where", default=None,
-                     help="Token selection, a pandas expression over token coordinates, "
-                          "e.g. \"word == verb_idx\" or \"is_word_start and genre == 'news'\"."),  # fmt: skip
+                     help="Token selection over token coordinates: comparisons, and/or/not, 'in' a list of "
+                          "constants, arithmetic on numbers; e.g. \"word == verb_idx\" or "
+                          "\"is_word_start and genre == 'news'\". Never evaluated as Python."),  # fmt: skip
         click.option("--groups", nargs=2, default=None, metavar="A B",
                      help="The two values of --by to compare; differences are B - A [default: the two found, sorted]."),
-        click.option("--var", default="cse", show_default=True, help="(token, layer) variable to test."),
+        click.option("--var", default="cse", show_default=True,
+                     help="(token, layer) variable to test, e.g. cse or cse_z (the order-null z-score)."),
         click.option("--include-special", is_flag=True, help="Keep special tokens (excluded by default)."),
     ]  # fmt: skip
     for option in reversed(options):
@@ -44,15 +47,23 @@ def permutation_options(func):
     """Options of the permutation test, shared by `cse stats` and `cse plot`."""
     options = [
         click.option("--paired-by", default=None, help="Token coordinate of pair ids: sign-flip test of pairs."),
-        click.option("--blocks", default=None, help="Token coordinate of exchangeability blocks (e.g. verb, text)."),
-        click.option("--correction", type=click.Choice(["cluster", "maxT", "fdr_bh"]), default="cluster",
-                     show_default=True),
+        click.option("--exchangeability-blocks", "--blocks", "exchangeability_blocks", default=None,
+                     help="Token coordinate of exchangeability blocks (e.g. verb, text): within-block t (block "
+                          "fixed effects), labels permuted within blocks. --blocks is the old name."),
+        click.option("--covariate", "covariates", multiple=True,
+                     help="Numeric token coordinate entered as a nuisance regressor (Freedman-Lane), e.g. "
+                          "surprisal or position; repeat for several."),
+        click.option("--correction", "corrections", type=click.Choice(CORRECTION_CHOICES), multiple=True,
+                     help="Correction across layers; repeat to compute several from the same permutations, "
+                          "the first is the primary [default: cluster]."),
         click.option("--n-permutations", type=int, default=10000, show_default=True),
         click.option("--tail", type=click.Choice(list(TAIL_NAMES)), default="two-sided", show_default=True,
                      help="greater: B > A; less: B < A."),
         click.option("--threshold", type=float, default=None,
                      help="Cluster-forming |t| [default: t critical value at --cluster-alpha]."),
         click.option("--cluster-alpha", type=float, default=0.05, show_default=True),
+        click.option("--tfce-e", type=float, default=0.5, show_default=True, help="TFCE extent exponent E."),
+        click.option("--tfce-h", type=float, default=2.0, show_default=True, help="TFCE height exponent H."),
         click.option("--alpha", type=float, default=0.05, show_default=True),
         click.option("--n-bootstrap", type=int, default=2000, show_default=True,
                      help="Bootstrap replicates for the interval of Hedges' g."),
@@ -63,49 +74,103 @@ def permutation_options(func):
     return func
 
 
-def run_compare(ds, by, where, groups, var, include_special, paired_by, blocks, correction, n_permutations, tail,
-                threshold, cluster_alpha, alpha, n_bootstrap, seed):  # fmt: skip
+def run_compare(ds, options: dict, n_bootstrap: int | None = None):
+    """`cse.stats.compare` with the options of `shared_options` and `permutation_options`."""
     from ..stats import compare
 
+    corrections = list(options["corrections"]) or ["cluster"]
     return compare(
-        ds, by, where, groups=groups or None, var=var, paired_by=paired_by, blocks=blocks,
-        n_permutations=n_permutations, correction=correction, tail=TAIL_NAMES[tail], threshold=threshold,
-        cluster_alpha=cluster_alpha, alpha=alpha, n_bootstrap=n_bootstrap, include_special=include_special,
-        seed=seed,
+        ds, options["by"], options["where"], groups=options["groups"] or None, var=options["var"],
+        paired_by=options["paired_by"], exchangeability_blocks=options["exchangeability_blocks"],
+        covariates=list(options["covariates"]) or None, n_permutations=options["n_permutations"],
+        correction=corrections[0], corrections=corrections, tail=TAIL_NAMES[options["tail"]],
+        threshold=options["threshold"], cluster_alpha=options["cluster_alpha"], tfce_e=options["tfce_e"],
+        tfce_h=options["tfce_h"], alpha=options["alpha"],
+        n_bootstrap=options["n_bootstrap"] if n_bootstrap is None else n_bootstrap,
+        include_special=options["include_special"], seed=options["seed"],
     )  # fmt: skip
 
 
-def format_table(res) -> str:
-    """The per-layer table and the cluster list as text."""
+def layer_ranges(layers) -> str:
+    """Layer labels as runs, e.g. ``0-6, 9``."""
+    layers = [int(v) for v in layers]
+    runs: list[list[int]] = []
+    for value in layers:
+        if runs and value == runs[-1][-1] + 1:
+            runs[-1].append(value)
+        else:
+            runs.append([value])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
+
+
+def boundary_note(res) -> str:
+    """One line naming the boundary-affected layers of a comparison ('' when unknown or none)."""
+    if "boundary_affected" not in res.coords:
+        return ""
     import numpy as np
 
-    a, b = res.attrs["group_a"], res.attrs["group_b"]
-    cols = ["mean_a", "mean_b", "diff", "t", "p_uncorrected", "p_corrected", "significant",
-            "hedges_g", "g_ci_low", "g_ci_high", "n_a", "n_b"]  # fmt: skip
-    frame = res[cols].to_dataframe()
-    frame = frame[[c for c in ["depth", *cols] if c in frame.columns]]
-    frame = frame.rename(columns={"mean_a": f"mean[{a}]", "mean_b": f"mean[{b}]", "p_uncorrected": "p_unc",
-                                  "p_corrected": f"p_{res.attrs['correction']}", "significant": "sig",
-                                  "n_a": f"n[{a}]", "n_b": f"n[{b}]"})  # fmt: skip
+    flagged = np.asarray(res["layer"].values)[np.asarray(res["boundary_affected"].values, dtype=bool)]
+    if not flagged.size:
+        return "boundary-affected layers: none"
+    return (f"boundary-affected layers (MODWT boundary coefficients; raw CSE there depends on the boundary rule, "
+            f"compare across layers only outside them or on cse_z): {layer_ranges(flagged)}")  # fmt: skip
+
+
+def describe_test(res) -> list[str]:
+    """Header lines: the statistic, the permutation scheme, the corrections, the effect size, the tokens."""
+    at = res.attrs
+    a, b = at["group_a"], at["group_b"]
+    scheme = f"{at['n_permutations']} permutations"
+    if at["paired_by"]:
+        scheme = f"{at['n_permutations']} sign flips of pairs by {at['paired_by']!r}"
+    elif at["exchangeability_blocks"]:
+        scheme += f" within {at['exchangeability_blocks']!r} blocks ({at['n_blocks']} blocks"
+        if at["n_blocks_single_label"]:
+            scheme += (f"; {at['n_blocks_single_label']} holding one label left out "
+                       f"({at['n_tokens_single_label_blocks']} tokens): {at['blocks_single_label']}")  # fmt: skip
+        scheme += ")"
+    corrections = at["corrections"].split(", ")
     lines = [
-        f"{res.attrs['var']} by {res.attrs['by']}: {res.attrs['difference']}; test {res.attrs['test']}, "
-        f"{res.attrs['n_permutations']} permutations, correction {res.attrs['correction']}, "
-        f"tail {res.attrs['tail']}, seed {res.attrs['seed']}",
-        f"tokens: {res.attrs['n_tokens_a']} {a}, {res.attrs['n_tokens_b']} {b}"
-        + (f"; where {res.attrs['where']}" if res.attrs["where"] else "")
-        + (f"; {res.attrs['n_special_excluded']} special tokens excluded" if res.attrs["n_special_excluded"] else ""),
-        frame.to_string(float_format=lambda v: f"{v:.4g}"),
+        f"{at['var']} by {at['by']}: {at['difference']}",
+        f"statistic: {at['statistic']}; {scheme}; corrections: {corrections[0]} (primary)"
+        + "".join(f", {c}" for c in corrections[1:]) + f"; tail {at['tail']}, seed {at['seed']}",
+        f"effect size: {at['effect_size']}",
+        f"tokens: {at['n_tokens_a']} {a}, {at['n_tokens_b']} {b}"
+        + (f"; where {at['where']}" if at["where"] else "")
+        + (f"; {at['n_special_excluded']} special tokens excluded" if at["n_special_excluded"] else "")
+        + (f"; {at['n_tokens_incomplete']} incomplete tokens left out" if at.get("n_tokens_incomplete") else ""),
     ]
-    if res.attrs["correction"] == "cluster":
-        lines.append(f"clusters (|t| > {res.attrs['threshold']:.3g}): {res.sizes['cluster']}")
+    return lines
+
+
+def format_table(res) -> str:
+    """The header, the per-layer table, the boundary note and the cluster list as text."""
+    import numpy as np
+
+    at = res.attrs
+    a, b = at["group_a"], at["group_b"]
+    corrections = at["corrections"].split(", ")
+    cols = ["mean_a", "mean_b", "diff", "t", "df", "p_uncorrected", *[f"p_{c}" for c in corrections], "significant",
+            "hedges_g", "g_ci_low", "g_ci_high", "n_a", "n_b"] + (["tfce"] if "tfce" in res else [])  # fmt: skip
+    frame = res[cols].to_dataframe()
+    frame = frame[[c for c in ["depth", "boundary_affected", *cols] if c in frame.columns]]
+    frame = frame.rename(columns={"mean_a": f"mean[{a}]", "mean_b": f"mean[{b}]", "p_uncorrected": "p_unc",
+                                  "significant": "sig", "boundary_affected": "boundary", "n_a": f"n[{a}]",
+                                  "n_b": f"n[{b}]"})  # fmt: skip
+    lines = [*describe_test(res), frame.to_string(float_format=lambda v: f"{v:.4g}")]
+    note = boundary_note(res)
+    if note:
+        lines.append(note)
+    if "cluster" in corrections:
+        lines.append(f"clusters (|t| > {at['threshold']:.3g}): {res.sizes['cluster']}")
         for k in range(res.sizes["cluster"]):
             lines.append(
                 f"  layers {res.cluster_start.values[k]}-{res.cluster_stop.values[k]}  "
                 f"mass {res.cluster_mass.values[k]:+.3f}  p = {res.cluster_p.values[k]:.4g}"
-                + ("  *" if res.cluster_p.values[k] <= res.attrs["alpha"] else "")
+                + ("  *" if res.cluster_p.values[k] <= at["alpha"] else "")
             )
     n_sig = int(np.sum(res.significant.values))
-    lines.append(f"significant layers at alpha {res.attrs['alpha']:g}: {n_sig} of {res.sizes['layer']}")
+    lines.append(f"significant layers at alpha {at['alpha']:g} ({corrections[0]}): {n_sig} of {res.sizes['layer']}")
     return "\n".join(lines)
 
 
@@ -115,22 +180,23 @@ def format_table(res) -> str:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the per-layer statistics to this .nc (netCDF4) or .zarr file.")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace an existing statistics file (never RESULT itself).")
-def stats_command(result, by, where, groups, var, include_special, paired_by, blocks, correction, n_permutations,
-                  tail, threshold, cluster_alpha, alpha, n_bootstrap, seed, output, overwrite):  # fmt: skip
+def stats_command(output, overwrite, **options):
     """Compare two groups of tokens in RESULT (.nc or .zarr) at every layer.
 
-    Welch t per layer with label permutations (within --blocks when given) or sign
-    flips of pairs (--paired-by), corrected across layers; prints a per-layer table.
+    Welch t per layer with label permutations; with --exchangeability-blocks the
+    within-block t (block fixed effects) with permutations within blocks; with
+    --covariate a Freedman-Lane t; with --paired-by sign flips of pairs. Every
+    --correction comes from the same permutations; prints a per-layer table.
 
-    Example: cse stats result.nc --by label --where "word == verb_idx" -o stats.nc
+    Example: cse stats result.nc --by label --where "word == verb_idx" --exchangeability-blocks verb -o stats.nc
     """
     from ..io import check_output, write_result
 
+    result = options["result"]
     if output is not None:
         check_output(output, inputs=[result], overwrite=overwrite)  # before the permutations run
     ds = load_result(result)
-    res = run_compare(ds, by, where, groups, var, include_special, paired_by, blocks, correction, n_permutations,
-                      tail, threshold, cluster_alpha, alpha, n_bootstrap, seed)  # fmt: skip
+    res = run_compare(ds, options)
     res.attrs["source"] = str(result)
     click.echo(format_table(res))
     if output is not None:
