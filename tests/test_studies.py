@@ -181,11 +181,15 @@ def test_metaphor_tests_select_the_right_tokens(tiny_metaphor, metaphor_dir):
     _, result = tiny_metaphor
     tests = result["tests"]
     mohx = load_mohx(metaphor_dir, limit=LIMIT)
-    # One target token per MOH-X sentence, split by label.
-    assert tests["mohx"].attrs["n_tokens_b"] == int((mohx["label"] == 1).sum())
-    assert tests["mohx"].attrs["n_tokens_a"] == int((mohx["label"] == 0).sum())
+    # One target token per MOH-X sentence, split by label; verbs with one label only contribute nothing.
+    attrs = tests["mohx"].attrs
+    single = mohx.groupby("verb")["label"].transform("nunique") == 1
+    assert attrs["n_tokens_b"] == int(((mohx["label"] == 1) & ~single).sum())
+    assert attrs["n_tokens_a"] == int(((mohx["label"] == 0) & ~single).sum())
+    assert attrs["n_tokens_single_label_blocks"] == int(single.sum())
     # Control: sentences whose verb is not the first word.
-    assert tests["mohx_control"].attrs["n_tokens"] == int((mohx["verb_idx"] > 0).sum())
+    control = tests["mohx_control"].attrs
+    assert control["n_tokens"] + control["n_tokens_single_label_blocks"] == int((mohx["verb_idx"] > 0).sum())
     # Pairs: every drawn pair, both sides.
     assert tests["pairs"].attrs["n_tokens_a"] == len(result["pairs"]) == tests["pairs"].attrs["n_tokens_b"]
     assert tests["pairs"].attrs["test"] == "sign-flip"
