@@ -364,7 +364,8 @@ def layer_updates(model: torch.nn.Module, input_ids, keep_device: bool = False) 
 
 
 def forward_with_updates(model: torch.nn.Module, input_ids, attention_mask,
-                         dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                         dtype: torch.dtype | None = None,
+                         zero_padding: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Layer updates and surprisal of a right-padded batch in one forward pass.
 
     Parameters
@@ -379,12 +380,16 @@ def forward_with_updates(model: torch.nn.Module, input_ids, attention_mask,
         dtype of the returned updates; the difference is taken in it, so
         ``torch.float32`` keeps a bfloat16/float16 model's updates from being
         rounded to half precision. Default: the model's hidden-state dtype.
+    zero_padding : bool
+        Set the updates at padded positions to 0 (default). A caller that drops
+        padded positions itself passes False and saves a pass over the updates.
 
     Returns
     -------
     updates : torch.Tensor, shape (n_layers, batch, seq, d_model)
         ``h_{l+1} - h_l`` per block, on the device of the model's blocks, in
-        ``dtype`` (the caller reduces it). Zero at padded positions.
+        ``dtype`` (the caller reduces it). Zero at padded positions (with
+        `zero_padding`; otherwise whatever the model computed there).
     surprisal : torch.Tensor, shape (batch, seq), float64, on the CPU
         ``-ln p(x_t | x_<t)`` in nats for t >= 1, from the float32 log-softmax of
         the logits at t - 1. NaN at t = 0 (no prefix) and at padded positions.
@@ -399,8 +404,9 @@ def forward_with_updates(model: torch.nn.Module, input_ids, attention_mask,
 
     Notes
     -----
-    The log-softmax is taken one sequence at a time via ``logsumexp`` so that no
-    float64 (or second float32) tensor of shape (batch, seq, vocab) is created.
+    The log-softmax is taken one sequence at a time, in place on the logits
+    (``x - max``, ``exp``, sum), so that no second tensor of shape (seq, vocab) is
+    created (the logits are not returned).
     Right padding leaves the positions of real tokens unchanged, so the real
     positions match an unpadded forward pass of each sequence.
     """
@@ -427,26 +433,29 @@ def forward_with_updates(model: torch.nn.Module, input_ids, attention_mask,
         logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
         updates = recorder.updates
         padding = ~mask.to(updates.device).bool()
-        if padding.any():
+        if zero_padding and padding.any():
             updates.masked_fill_(padding[None, :, :, None], 0)
     surprisal = _surprisal(logits, ids.to(logits.device), mask.to(logits.device))
     return updates, surprisal
 
 
 def _surprisal(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """-ln softmax(logits[:, t-1])[ids[:, t]] in nats; NaN at t = 0 and padding."""
+    """-ln softmax(logits[:, t-1])[ids[:, t]] in nats; NaN at t = 0 and padding. Overwrites `logits`."""
     batch, seq = ids.shape
     surprisal = torch.full((batch, seq), float("nan"), dtype=torch.float64)
-    if seq < 2:
-        return surprisal
+    lengths = mask.sum(1).tolist()
     with torch.inference_mode():
-        rows = []
-        # One sequence at a time: bounds the float32 temporaries to (seq, vocab).
+        # One sequence at a time, real positions only, in place: no second (seq, vocab) tensor.
         for b in range(batch):
-            step = logits[b, :-1].float()
-            target = step.gather(-1, ids[b, 1:, None])[:, 0]
-            rows.append(torch.logsumexp(step, dim=-1) - target)
-        values = torch.stack(rows).double().cpu()
-    surprisal[:, 1:] = values
-    surprisal[~mask.bool().cpu()] = float("nan")
+            n = int(lengths[b])
+            if n < 2:
+                continue
+            step = logits[b, : n - 1]
+            if step.dtype != torch.float32:
+                step = step.float()  # a copy; half-precision logits are not overwritten
+            target = step.gather(-1, ids[b, 1:n, None])[:, 0].double()
+            peak = step.amax(-1, keepdim=True)
+            step.sub_(peak).exp_()
+            log_total = step.sum(-1).double().log_() + peak[:, 0].double()
+            surprisal[b, 1:n] = (log_total - target).cpu()
     return surprisal

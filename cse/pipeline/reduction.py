@@ -89,18 +89,22 @@ def run_batch(model, sequences, settings: MeasureSettings, pad_id: int = 0, redu
     lengths = [len(s) for s in sequences]
     ids, mask = pad_batch(sequences, pad_id)
     updates, surprisal = forward_with_updates(model, torch.from_numpy(ids), torch.from_numpy(mask),
-                                              dtype=torch.float32)
+                                              dtype=torch.float32, zero_padding=False)
     if reducer == "auto":
         reducer = "torch" if updates.device.type == "cuda" else "numba"
+    valid = mask.astype(bool).reshape(-1)
     if settings.axis == "token":
         parts = [reduce_updates(updates[:, b, :n], settings, backend=reducer) for b, n in enumerate(lengths)]
-    elif all(n == updates.shape[2] for n in lengths):
-        # depth and hidden treat tokens independently: one call for the whole batch, no copy.
-        parts = [reduce_updates(updates.flatten(1, 2), settings, backend=reducer)]
+        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    elif settings.axis == "depth" and not settings.null_permutations:
+        # Tokens are independent on the depth axis: reduce the padded batch in place (a view, no
+        # copy of the updates), then keep the real tokens' rows of the small results.
+        out = {k: v[valid] for k, v in reduce_updates(updates.flatten(1, 2), settings, backend=reducer).items()}
     else:
-        valid = torch.from_numpy(mask.astype(bool)).to(updates.device)
-        parts = [reduce_updates(updates[:, valid], settings, backend=reducer)]
+        # Per-cell work is heavier (nulls, hidden-axis DWT): gather the real tokens first.
+        flat = updates.flatten(1, 2)
+        u = flat if valid.all() else flat[:, torch.from_numpy(valid).to(flat.device)]
+        out = reduce_updates(u, settings, backend=reducer)
     del updates
-    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if len(parts) > 1 else parts[0]
-    out["surprisal"] = surprisal.numpy()[mask.astype(bool)]
+    out["surprisal"] = surprisal.numpy().reshape(-1)[valid]
     return out
