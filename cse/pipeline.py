@@ -630,7 +630,7 @@ class Staging:
         """Move the filled store to the output atomically (converting to netCDF if asked)."""
         import zarr
 
-        from .io import _string_encoding, atomic_path, output_format, remove_path
+        from .io import atomic_path, output_format, remove_path, write_netcdf
 
         # Writes of a killed run that never became the output.
         for stray in self.output.parent.glob(f".{self.output.name}.*.partial"):
@@ -643,7 +643,7 @@ class Staging:
                     os.replace(self.store, tmp)
                 else:
                     staged = xr.open_zarr(self.store)
-                    staged.to_netcdf(tmp, engine="h5netcdf", encoding=_string_encoding(staged))
+                    write_netcdf(staged, tmp)
         remove_path(self.root)
 
 
