@@ -155,9 +155,15 @@ def _csv_frame(content: str, path: Path, text_column) -> pd.DataFrame:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     text_names = [text_column] if text_column is not None else ["text", "sentence"]
     try:
-        # The text column is read as str: '007' stays '007', '1e5' stays '1e5'.
-        return pd.read_csv(io.StringIO(content), sep=delimiter, dtype={c: str for c in text_names},
-                           keep_default_na=False, index_col=False)
+        with warnings.catch_warnings():
+            # pandas drops the extra fields of a row longer than the header with only a warning.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            # The text column is read as str: '007' stays '007', '1e5' stays '1e5'.
+            return pd.read_csv(io.StringIO(content), sep=delimiter, dtype={c: str for c in text_names},
+                               keep_default_na=False, index_col=False)
+    except pd.errors.ParserWarning:
+        raise CSEInputError(f"{path}: not valid CSV (a row has more fields than the header; quote fields that "
+                            f"hold the delimiter)") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as exc:
         raise CSEInputError(f"{path}: not valid CSV ({str(exc).splitlines()[0]})") from None
 
