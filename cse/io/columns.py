@@ -62,8 +62,13 @@ def _sanitised(name: str, position: int) -> str:
     base = PREFIX + clean
     if len(base.encode("utf-8")) > MAX_NAME_BYTES:
         digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-        base = base.encode("utf-8")[: MAX_NAME_BYTES - 9].decode("utf-8", "ignore") + "_" + digest
+        base = _cut(base, MAX_NAME_BYTES - 9) + "_" + digest
     return base
+
+
+def _cut(name: str, n_bytes: int) -> str:
+    """`name` cut to at most `n_bytes` UTF-8 bytes, on a character boundary."""
+    return name.encode("utf-8")[:n_bytes].decode("utf-8", "ignore")
 
 
 def rename_columns(frame: pd.DataFrame, source: str, *, keep=()) -> pd.DataFrame:
@@ -108,7 +113,7 @@ def rename_columns(frame: pd.DataFrame, source: str, *, keep=()) -> pd.DataFrame
         base = _sanitised(name, i)
         candidate, k = base, 2
         while candidate.casefold() in taken:
-            candidate, k = f"{base}_{k}", k + 1
+            candidate, k = _cut(base, MAX_NAME_BYTES - len(f"_{k}")) + f"_{k}", k + 1
         new[i] = candidate
         taken.add(candidate.casefold())
         renames.append(f"{name!r} -> {candidate!r}")
