@@ -78,8 +78,9 @@ def _reductions(ds: xr.Dataset) -> dict:
         var = _kept(ds, ds[name])
         out[f"{name}_mean"] = var.mean()
         out[f"{name}_std"] = var.std()
-        out[f"{name}_min"] = var.min()
-        out[f"{name}_max"] = var.max()
+        if var.size:  # min and max of nothing are errors, not NaN
+            out[f"{name}_min"] = var.min()
+            out[f"{name}_max"] = var.max()
         out[f"{name}_defined"] = var.notnull().sum()
         if name == "cse" and "layer" in var.dims:
             out["cse_by_layer"] = var.mean([d for d in var.dims if d != "layer"])
@@ -148,7 +149,7 @@ def _boundary_line(ds: xr.Dataset) -> str:
 
 
 def _null_line(ds: xr.Dataset, numbers: dict) -> str:
-    if "cse_z_mean" not in numbers:
+    if "cse_z_min" not in numbers:
         return "null      cse_z present (no numeric summary)"
     return (f"null      cse_z mean {_number(numbers['cse_z_mean'], 3)}, sd {_number(numbers['cse_z_std'], 3)}, "
             f"min {_number(numbers['cse_z_min'], 2)}, max {_number(numbers['cse_z_max'], 2)} over "
