@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..schema import reserved_names
+from .encoding import is_utf8
 
 __all__ = ["MAX_NAME_BYTES", "column_list", "parse_word_list", "per_word_columns", "rename_columns", "word_spans"]
 
@@ -46,11 +47,9 @@ def name_problem(name: str) -> str | None:
         return "starts with '.'"
     if name.startswith("__"):
         return "starts with '__' (reserved by Zarr)"
-    try:
-        size = len(name.encode("utf-8"))
-    except UnicodeEncodeError:
+    if not is_utf8(name):
         return "holds an unpaired surrogate"
-    if size > MAX_NAME_BYTES:
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         return f"is longer than {MAX_NAME_BYTES} bytes"
     return None
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..errors import CSEInputError
 
-__all__ = ["BOMS", "decode_text"]
+__all__ = ["BOMS", "decode_text", "is_utf8"]
 
 #: (mark, name in messages, codec that reads it). UTF-32 LE first: its mark starts with UTF-16 LE's.
 BOMS = (
@@ -34,6 +34,15 @@ BOMS = (
     (codecs.BOM_UTF16_LE, "UTF-16 LE", "utf-16"),
     (codecs.BOM_UTF16_BE, "UTF-16 BE", "utf-16"),
 )
+
+
+def is_utf8(text: str) -> bool:
+    """True if `text` can be written as UTF-8 (it holds no unpaired surrogate such as ``'\\ud800'``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_utf(codec_name: str) -> bool:

@@ -24,6 +24,7 @@ import xarray as xr
 
 from ..errors import CSEInputError
 from .allowlist import check_result_file
+from .encoding import is_utf8
 from .paths import RESULT_MARKER, atomic_path, check_output, is_package_result, output_format, read_metadata
 
 __all__ = [
@@ -313,7 +314,7 @@ def _attr_name(name) -> str:
 
 def _attr_value(name: str, value):
     if value is None or isinstance(value, str | float | int | np.floating | np.integer):
-        if isinstance(value, str) and ("\x00" in value or not _utf8(value)):
+        if isinstance(value, str) and ("\x00" in value or not is_utf8(value)):
             raise CSEInputError(f"Invalid value for 'attrs': {name!r} holds NUL or an unpaired surrogate")
         if isinstance(value, bool | np.bool_):
             return int(value)
@@ -326,11 +327,3 @@ def _attr_value(name: str, value):
             return array.astype(np.int64 if array.dtype.kind in "biu" else np.float64)
     raise CSEInputError(f"Invalid value for 'attrs': {name!r} is {type(value).__name__}; expected str, int, float, "
                         f"bool, a list of numbers, or None to delete it")
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..errors import CSEInputError
 from .columns import column_list, rename_columns
-from .encoding import decode_text
+from .encoding import decode_text, is_utf8
 from .paths import check_file_kind
 
 __all__ = ["MAX_INPUT_COLUMNS", "TEXT_FORMATS", "read_texts", "split_lines", "texts_frame"]
@@ -206,19 +206,11 @@ def _check_surrogates(value, where: str) -> None:
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
         for text in (key, item):
-            if isinstance(text, str) and not _is_utf8(text):
+            if isinstance(text, str) and not is_utf8(text):
                 raise CSEInputError(f"{where} holds an unpaired surrogate escape (e.g. \\ud800), which is not a "
                                     f"character; fix or remove it")
         if isinstance(item, (dict, list)):
             _check_surrogates(item, where)
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def texts_frame(texts, text_column=None, *, columns=None) -> pd.DataFrame:
@@ -286,9 +278,9 @@ def texts_frame(texts, text_column=None, *, columns=None) -> pd.DataFrame:
 
 def _check_column(values: pd.Series, source: str) -> None:
     strings = [v for v in values if isinstance(v, str)]
-    if _is_utf8("".join(strings)):
+    if is_utf8("".join(strings)):
         return
-    row = next(i for i, v in enumerate(values) if isinstance(v, str) and not _is_utf8(v))
+    row = next(i for i, v in enumerate(values) if isinstance(v, str) and not is_utf8(v))
     raise CSEInputError(f"Invalid value for {source!r}: row {row} of {values.name!r} holds an unpaired surrogate "
                         f"(e.g. '\\ud800'), which is not a character")
 
