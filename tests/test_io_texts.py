@@ -293,6 +293,10 @@ def test_very_wide_csv_is_refused_within_seconds(tmp_path):
     assert frame.to_dict("list") == {"text": ["a b c d"], "c3": [3], "c7": [7]}
     with pytest.raises(CSEInputError, match="'nope' is not a column"):
         read_texts(path, columns=["nope"])
+    wide = pd.DataFrame([["a b c d", *range(n)]], columns=["text", *(f"c{i}" for i in range(n))])
+    with pytest.raises(CSEInputError, match=f"more than the {MAX_INPUT_COLUMNS}"):
+        texts_frame(wide)
+    assert list(texts_frame(wide, columns=["c1"]).columns) == ["text", "c1"]
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
