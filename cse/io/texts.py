@@ -70,9 +70,9 @@ def read_texts(path, text_column=None, encoding="utf-8", format=None, *, columns
     format : {'txt', 'jsonl', 'csv'}, optional
         Overrides the format inferred from the file suffix (unknown suffixes are
         read as plain text).
-    columns : sequence of str, optional
-        The input columns to keep besides the text (default: all, at most
-        `MAX_INPUT_COLUMNS`).
+    columns : sequence of str or str, optional
+        The input columns to keep besides the text, as names or one comma-separated
+        string (default: all, at most `MAX_INPUT_COLUMNS`).
 
     Returns
     -------
