@@ -1,17 +1,27 @@
-"""The `cse` command line: compute, info, stats, plot, study.
+"""The `cse` command line: compute, info, stats, plot, study, models.
 
-Every subcommand lives in `cse.commands.<name>`; this module only assembles the
-group and turns user-input errors into one line on stderr with exit status 2.
+Every subcommand lives in `cse.commands.<name>`; this module only assembles the group
+and turns what ends a run into one line on stderr and an exit status:
+
+- 0: done;
+- 2: bad input — a `cse.errors.CSEInputError` or one of click's usage errors (unknown
+  option, invalid choice ...), printed as one ``Error: ...`` line without the usage block;
+- 130 / 143: interrupted by Ctrl-C (SIGINT) / SIGTERM (128 + the signal number). SIGTERM
+  is turned into `cse.errors.Terminated`, a KeyboardInterrupt, so every run cleans up
+  the same way for both; a `cse.errors.RunInterrupted` says what was kept and how to
+  resume, any other interrupt gets a generic line.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from importlib import import_module
 
 import click
 
-from .errors import CSEInputError
+from .errors import CSEInputError, RunInterrupted, Terminated
 
 # name -> module holding a click command of that name
 COMMANDS = {
@@ -22,6 +32,14 @@ COMMANDS = {
     "study": "cse.commands.study",
     "models": "cse.commands.models",
 }
+
+#: Printed on an interrupt that is not a `RunInterrupted` (which says more).
+INTERRUPTED = ("interrupted by {name}; no output was written (an interrupted 'cse compute' keeps its finished "
+               "batches: rerun the same command with --resume to continue)")
+
+
+# click >= 8.2 raises this for a bare group invocation; older versions print the help themselves.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 class _LazyGroup(click.Group):
@@ -43,23 +61,85 @@ def cli():
     """Conditional Scale Entropy (CSE) of transformer layer updates."""
 
 
-def main(argv=None) -> None:
-    """Entry point: run the group; bad input ends in one stderr line and exit 2."""
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
+
+
+def install_signal_handlers() -> None:
+    """Make SIGTERM raise `cse.errors.Terminated` in the main thread (no-op in other threads)."""
     try:
-        cli.main(args=argv, prog_name="cse", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread of the main interpreter
+        pass
+
+
+def one_line(message: str) -> str:
+    """`message` with its lines joined by spaces."""
+    return " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+
+
+def interrupt_status(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """The line to print and the exit status (128 + signal number) for an interrupt."""
+    signum = int(getattr(exc, "signum", signal.SIGINT))
+    if isinstance(exc, RunInterrupted):
+        line = one_line(exc.message)
+    else:
+        name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
+        line = INTERRUPTED.format(name=name)
+    return line, 128 + signum
+
+
+def run(argv=None) -> int:
+    """Run the group on `argv` (default ``sys.argv[1:]``) and return the exit status.
+
+    What ends the run is printed here as one line on stderr (see the module docstring).
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        with cli.make_context("cse", args) as ctx:
+            cli.invoke(ctx)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.UsageError as exc:
+        if isinstance(exc, _NO_ARGS_IS_HELP):  # bare `cse`: the help, as click prints it
+            click.echo(exc.ctx.get_help(), err=True)
+            return 2
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"Error: {one_line(exc.format_message())}{where}", err=True)
+        return 2
     except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(2 if exc.exit_code in (1, 2) else exc.exit_code)
+        click.echo(f"Error: {one_line(exc.format_message())}", err=True)
+        return 2 if exc.exit_code in (1, 2) else exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Error: aborted", err=True)
+        return 1
     except CSEInputError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("Interrupted; no output was written. Rerun the same command with --resume to continue.", err=True)
-        sys.exit(130)
-    sys.exit(0)
+        click.echo(f"Error: {one_line(exc)}", err=True)
+        return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C, Terminated (SIGTERM), RunInterrupted
+        line, status = interrupt_status(exc)
+        click.echo(line, err=True)
+        return status
+    except BrokenPipeError:  # e.g. `cse info r.nc | head -1`: the reader has gone, say nothing
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return 0
+
+
+def main(argv=None) -> None:
+    """Entry point: SIGTERM handling, then `run`; exits with its status."""
+    install_signal_handlers()
+    status = run(argv)
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+    sys.exit(status)
+
+
+__all__ = ["COMMANDS", "INTERRUPTED", "cli", "install_signal_handlers", "interrupt_status", "main",
+           "one_line", "run"]
 
 
 if __name__ == "__main__":

@@ -116,10 +116,12 @@ def test_very_long_line_is_one_clear_error_or_windows(tmp_path, tiny):
     assert ds.sizes["token"] > 128 * 10 and (ds["position"].values < 128).all()
 
 
-def _cli(*args, cwd):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+def _cli(*args, cwd, env=None, timeout=600):
+    """Run ``cse ARGS`` in a subprocess (the real entry point: signal handlers, exit codes)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {}),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "-m", "cse.cli", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.parametrize(
@@ -199,3 +201,109 @@ def test_huge_activations_stay_defined(poisoned):
     bad = (ds["text"].values == 0) & (ds["position"].values == 2)
     cell = ds["cse"].values[bad]
     assert np.isnan(cell).all() or ((cell >= 0) & (cell <= 1)).all()
+
+
+# --------------------------------------------------------------------------- issue 10: the audit's cases on the CLI
+
+
+def _error_line(proc) -> str:
+    """The one stderr line of a refused command (exit 2, no traceback, nothing else)."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("Warning:")]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", ["keep.nc", "photos.zarr"])
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_compute_never_deletes_a_folder_it_did_not_write(tmp_path, model_dir, name, overwrite):
+    _write(tmp_path, "t.txt", b"The cat sat on the mat.\n")
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "notes.txt").write_text("precious")
+    line = _error_line(_cli("compute", "t.txt", "-o", name, "--model", model_dir, "-q", *overwrite, cwd=tmp_path))
+    assert "existing folder that cse did not write" in line or "is a folder, not a file; cse never replaces it" in line
+    assert (tmp_path / name / "notes.txt").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["t.txt", name])
+
+
+def test_the_output_may_not_be_an_input(tmp_path, model_dir):
+    _write(tmp_path, "texts.nc", b"The cat sat on the mat.\n")
+    for extra in ([], ["--overwrite"]):
+        line = _error_line(_cli("compute", "texts.nc", "-o", "texts.nc", "--model", model_dir, *extra, cwd=tmp_path))
+        assert "is an input of this command" in line
+    assert (tmp_path / "texts.nc").read_bytes() == b"The cat sat on the mat.\n"
+
+
+def _labelled_result(path):
+    from cse.io import write_result
+
+    rng = np.random.default_rng(0)
+    ds = xr.Dataset({"cse": (("token", "layer"), rng.random((20, 8)))},
+                    coords={"label": ("token", np.arange(20) % 2), "is_special": ("token", np.zeros(20, bool)),
+                            "text": ("token", np.arange(20)), "layer": np.arange(8)})
+    write_result(ds, path)
+    return path.read_bytes()
+
+
+def test_stats_cannot_replace_its_own_result(tmp_path):
+    before = _labelled_result(tmp_path / "res.nc")
+    for extra in ([], ["--overwrite"]):
+        proc = _cli("stats", "res.nc", "--by", "label", "--n-permutations", "99", "-o", "res.nc", *extra, cwd=tmp_path)
+        assert "is an input of this command" in _error_line(proc)
+    assert (tmp_path / "res.nc").read_bytes() == before
+
+
+def test_a_pickle_store_is_refused_whatever_the_environment(tmp_path):
+    from test_io_results import pickle_store
+
+    marker = tmp_path / "PAYLOAD_RAN"
+    pickle_store(tmp_path / "evil.zarr", marker)
+    env = {"NUMCODECS_ALLOW_UNSAFE_PICKLE_DECODE": "1"}
+    for args in (["info", "evil.zarr"], ["stats", "evil.zarr", "--by", "label"]):
+        proc = _cli(*args, cwd=tmp_path, env=env)
+        assert "refused: array 'cse' uses the codec 'pickle'" in _error_line(proc)
+    assert not marker.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_no_command_hangs_on_a_fifo(tmp_path, model_dir):
+    os.mkfifo(tmp_path / "r.nc")
+    os.mkfifo(tmp_path / "in.txt")
+    cases = [(["info", "r.nc"], "is a FIFO"), (["stats", "r.nc", "--by", "label"], "is a FIFO"),
+             (["compute", "in.txt", "-o", "out.nc", "--model", model_dir], "is a FIFO"),
+             (["compute", "t.txt", "-o", "r.nc", "--model", model_dir, "--overwrite"], "is a FIFO")]
+    _write(tmp_path, "t.txt", b"The cat sat on the mat.\n")
+    for args, message in cases:
+        proc = _cli(*args, cwd=tmp_path, timeout=60)
+        assert message in _error_line(proc)
+
+
+def test_a_zarr_path_that_is_a_file_is_refused_before_the_model_loads(tmp_path):
+    _write(tmp_path, "t.txt", b"The cat sat on the mat.\n")
+    _write(tmp_path, "out.zarr", b"my file")
+    proc = _cli("compute", "t.txt", "-o", "out.zarr", "--model", "/nonexistent/model", "--overwrite", cwd=tmp_path)
+    assert "is a regular file, not a Zarr store" in _error_line(proc)
+    assert (tmp_path / "out.zarr").read_bytes() == b"my file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr", "t.txt"]
+
+
+def test_colliding_columns_keep_the_package_coordinates(tmp_path, model_dir):
+    _write(tmp_path, "in.csv", b"text,word,is_special,position,layer,cse,a/b,label\n"
+                               b"The cat sat on the mat.,cat,0,9,1,2,3,x\nA dog ran.,dog,0,9,1,2,3,y\n")
+    proc = _cli("compute", "in.csv", "-o", "out.nc", "--model", model_dir, "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "renamed 6 input column(s)" in proc.stderr
+    ds = open_result(tmp_path / "out.nc")
+    assert ds["word"].dtype.kind == "i" and ds["is_special"].dtype == bool and ds["is_special"].values.any()
+    assert ds["position"].values.min() == 0
+    assert (ds["input_word"].values[ds["text"].values == 0] == "cat").all()
+    assert {"input_is_special", "input_position", "input_layer", "input_cse", "input_a_b", "label"} <= set(ds.coords)
+
+
+def test_nul_in_texts_and_fields_round_trips_through_netcdf(tmp_path, model_dir):
+    _write(tmp_path, "in.jsonl", b'{"text": "a\\u0000b c", "tag": "x\\u0000\\u2400y"}\n{"text": "plain words", "tag": "z"}\n')
+    proc = _cli("compute", "in.jsonl", "-o", "out.nc", "--model", model_dir, "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    ds = open_result(tmp_path / "out.nc")
+    assert set(ds["tag"].values.tolist()) == {"x\x00\u2400y", "z"}
+    assert "\x00" in "".join(ds["token_str"].values[ds["text"].values == 0].tolist())

@@ -67,6 +67,10 @@ def compute_command(input, output, example, text_column, encoding, model_name, a
     --workers N or --scheduler ADDRESS the batches are computed on a Dask cluster.
     The result is the same whichever way it is computed.
     """
+    if quiet:  # before torch and transformers are imported: their bars read the environment then
+        from ..io import silence_progress_bars
+
+        silence_progress_bars()
     from ..pipeline import compute
 
     if example:
@@ -85,10 +89,6 @@ def compute_command(input, output, example, text_column, encoding, model_name, a
         warnings.simplefilter("default")
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
         warnings.filterwarnings("ignore", message=".*StringDType.*")
-        if quiet:
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
         warnings.formatwarning = lambda message, *a, **k: f"Warning: {message}\n"
         handler = _log_handler(quiet)
         try:

@@ -1,0 +1,298 @@
+"""Reading texts: plain text (one text per line), JSON Lines or CSV, and in-memory texts.
+
+The frame returned holds column ``text`` (str) and the input's other columns, which
+become token coordinates of the result; they are renamed where they would collide with
+the package's own names (`cse.io.columns.rename_columns`). Rows are indexed by their
+0-based row in the input (the ``text`` coordinate of results).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import CSEInputError
+from .columns import column_list, rename_columns
+from .encoding import decode_text, is_utf8
+from .paths import check_file_kind
+
+__all__ = ["MAX_INPUT_COLUMNS", "TEXT_FORMATS", "read_texts", "split_lines", "texts_frame"]
+
+TEXT_FORMATS = ("txt", "jsonl", "csv")
+
+#: Most input columns (besides the text) kept as token coordinates. Every coordinate costs
+#: a Zarr array and a netCDF variable, and xarray's and h5netcdf's handling of many
+#: variables grows faster than linearly (2,000 columns: minutes), so wider inputs are an
+#: error that names the fix (keep the columns you need).
+MAX_INPUT_COLUMNS = 256
+
+_SUFFIX_FORMAT = {".txt": "txt", ".text": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "csv"}
+_JSON_KINDS = {bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
+
+
+def split_lines(content: str) -> list[str]:
+    """Lines of plain text split at ``\\n`` and ``\\r\\n`` only (not at U+2028, U+0085, form feed ...).
+
+    A final newline ends the last line rather than starting an empty one.
+    """
+    lines = content.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CSEInputError(f"Invalid value for 'INPUT': {str(path)!r} cannot be read ({exc.strerror})") from None
+
+
+def read_texts(path, text_column=None, encoding="utf-8", format=None, *, columns=None) -> pd.DataFrame:
+    """Read texts and their per-text fields from a file.
+
+    Parameters
+    ----------
+    path : str or Path
+        Plain text (one text per line), JSON Lines (one object per line) or CSV.
+    text_column : str, optional
+        Column (CSV) or key (JSON Lines) holding the text. Defaults to ``text``,
+        then ``sentence``, when present.
+    encoding : str
+        Text encoding of the file, e.g. ``utf-8`` or ``cp1252``; a byte-order mark
+        decides between UTF encodings (see `cse.io.encoding`).
+    format : {'txt', 'jsonl', 'csv'}, optional
+        Overrides the format inferred from the file suffix (unknown suffixes are
+        read as plain text).
+    columns : sequence of str or str, optional
+        The input columns to keep besides the text, as names or one comma-separated
+        string (default: all, at most `MAX_INPUT_COLUMNS`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per non-empty text: column ``text`` (str) and every other kept input
+        column (renamed where it collides with the package's own names), indexed by the
+        0-based line (plain text, JSON Lines) or data row (CSV) of the input, so skipped
+        rows do not shift indices.
+
+    Raises
+    ------
+    CSEInputError
+        Missing, empty or non-regular file (FIFOs are refused before any ``open``),
+        unknown column, undecodable bytes or NUL characters, malformed JSON, a JSON text
+        value that is not a string, an unpaired surrogate escape, too many columns, or
+        no non-empty text.
+
+    Warns
+    -----
+    UserWarning
+        When empty or whitespace-only texts are skipped (their rows keep their
+        indices; they produce no tokens), and when columns are renamed.
+    """
+    path = check_file_kind(path, "INPUT")
+    fmt = format or _SUFFIX_FORMAT.get(path.suffix.lower(), "txt")
+    if fmt not in TEXT_FORMATS:
+        raise CSEInputError(f"Invalid value for 'format': expected one of {TEXT_FORMATS}, got {fmt!r}")
+    raw = _read_bytes(path)
+    if not raw.strip():
+        raise CSEInputError(f"Input file {str(path)!r} is empty")
+    content = decode_text(raw, path, encoding)
+    if not content.strip():  # e.g. a lone UTF-16 byte-order mark
+        raise CSEInputError(f"Input file {str(path)!r} is empty")
+    if fmt == "txt":
+        if text_column is not None or columns is not None:
+            raise CSEInputError("--text-column and --columns apply to CSV and JSON Lines input, not to plain text")
+        return drop_empty(pd.DataFrame({"text": split_lines(content)}), str(path))
+    if fmt == "jsonl":
+        frame = _json_frame(content, path, text_column)
+    else:
+        frame = _csv_frame(content, path, text_column)
+    column = _text_column(frame.columns, path, text_column)
+    texts = frame[column].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+    others = _kept_columns(frame.drop(columns=[column]), str(path), columns)
+    others.insert(0, "text", texts.astype(object))
+    return drop_empty(others, str(path))
+
+
+def _text_column(available, path, text_column) -> str:
+    column = text_column
+    if column is None:
+        column = next((c for c in ("text", "sentence") if c in available), None)
+        if column is None:
+            raise CSEInputError(f"{path}: no 'text' or 'sentence' column; name the text column with --text-column "
+                                f"(columns: {column_list(available)})")
+    if column not in available:
+        raise CSEInputError(f"Invalid value for '--text-column': {column!r} is not a column of {path} "
+                            f"(columns: {column_list(available)})")
+    return column
+
+
+def _kept_columns(frame: pd.DataFrame, source: str, columns) -> pd.DataFrame:
+    """The selected columns (all by default), at most `MAX_INPUT_COLUMNS`, renamed where needed."""
+    if columns is not None:
+        if isinstance(columns, str):
+            columns = [c for c in columns.split(",") if c]
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise CSEInputError(f"Invalid value for 'columns': {missing[0]!r} is not a column of {source} "
+                                f"(columns: {column_list(frame.columns)})")
+        frame = frame.loc[:, list(dict.fromkeys(columns))]
+    if frame.shape[1] > MAX_INPUT_COLUMNS:
+        raise CSEInputError(f"{source} has {frame.shape[1]} columns besides the text, more than the "
+                            f"{MAX_INPUT_COLUMNS} that cse keeps as token coordinates; keep only the ones you need "
+                            f"(--columns A,B or columns=[...])")
+    return rename_columns(frame, source)
+
+
+def _csv_frame(content: str, path: Path, text_column) -> pd.DataFrame:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    text_names = [text_column] if text_column is not None else ["text", "sentence"]
+    try:
+        with warnings.catch_warnings():
+            # pandas drops the extra fields of a row longer than the header with only a warning.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            # The text column is read as str: '007' stays '007', '1e5' stays '1e5'.
+            return pd.read_csv(io.StringIO(content), sep=delimiter, dtype={c: str for c in text_names},
+                               keep_default_na=False, index_col=False)
+    except pd.errors.ParserWarning:
+        raise CSEInputError(f"{path}: not valid CSV (a row has more fields than the header; quote fields that "
+                            f"hold the delimiter)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as exc:
+        raise CSEInputError(f"{path}: not valid CSV ({str(exc).splitlines()[0]})") from None
+
+
+def _json_frame(content: str, path: Path, text_column) -> pd.DataFrame:
+    records, rows = [], []
+    for row, line in enumerate(split_lines(content)):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except RecursionError:
+            raise CSEInputError(f"{path}: line {row + 1} nests JSON too deeply") from None
+        except ValueError as exc:  # JSONDecodeError, or an integer of more than 4300 digits
+            raise CSEInputError(f"{path}: line {row + 1} is not valid JSON "
+                                f"({getattr(exc, 'msg', str(exc).splitlines()[0])})") from None
+        if not isinstance(record, dict):
+            raise CSEInputError(f"{path}: line {row + 1} is a JSON {_json_kind(record)}, expected an object")
+        if "\\u" in line.lower():  # only an escape can make an unpaired surrogate
+            _check_surrogates(record, f"{path}: line {row + 1}")
+        records.append(record)
+        rows.append(row)
+    if not records:
+        raise CSEInputError(f"Input file {str(path)!r} is empty")
+    keys = list(dict.fromkeys(k for record in records for k in record))
+    column = _text_column(keys, path, text_column)
+    for record, row in zip(records, rows):
+        value = record.get(column)
+        if value is not None and not isinstance(value, str):
+            raise CSEInputError(f"{path}: line {row + 1}: the text {column!r} is a JSON {_json_kind(value)}, "
+                                f"expected a string")
+    return pd.DataFrame.from_records(records, index=rows, columns=keys)
+
+
+def _json_kind(value) -> str:
+    return _JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def _check_surrogates(value, where: str) -> None:
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        for text in (key, item):
+            if isinstance(text, str) and not is_utf8(text):
+                raise CSEInputError(f"{where} holds an unpaired surrogate escape (e.g. \\ud800), which is not a "
+                                    f"character; fix or remove it")
+        if isinstance(item, (dict, list)):
+            _check_surrogates(item, where)
+
+
+def texts_frame(texts, text_column=None, *, columns=None) -> pd.DataFrame:
+    """Turn the ``texts`` argument of `cse.compute` into the frame `read_texts` returns.
+
+    Parameters
+    ----------
+    texts : sequence of str or pandas.DataFrame
+        Texts, or a DataFrame whose `text_column` holds them (str; None or NaN count
+        as empty).
+    text_column : str, optional
+        The DataFrame's text column (default ``text``).
+    columns : sequence of str, optional
+        As in `read_texts`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As `read_texts`, indexed 0..n-1 by position.
+
+    Raises
+    ------
+    TypeError
+        One str instead of a sequence, or an item (a text cell) that is not str.
+    CSEInputError
+        No texts, a missing text column, an unpaired surrogate, too many columns.
+    """
+    if isinstance(texts, str):
+        raise TypeError("Invalid type for 'texts': expected a sequence of str or a DataFrame, got one str; "
+                        "wrap it in a list")
+    if not isinstance(texts, pd.DataFrame):
+        if text_column is not None or columns is not None:
+            raise TypeError("'text_column' and 'columns' apply to file or DataFrame input")
+        texts = list(texts)
+        if not texts:
+            raise CSEInputError("Invalid value for 'texts': no texts given")
+        bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise TypeError(f"Invalid type for 'texts': item {bad} is {type(texts[bad]).__name__}, expected str")
+        frame = pd.DataFrame({"text": pd.Series(texts, dtype=object)})
+        _check_column(frame["text"], "texts")
+        return drop_empty(frame, "texts")
+    column = "text" if text_column is None else text_column
+    labels = list(texts.columns)
+    if labels.count(column) != 1:
+        problem = "is not a column" if column not in labels else "names more than one column"
+        raise CSEInputError(f"Invalid value for 'text_column': {column!r} {problem} of the DataFrame "
+                            f"(columns: {column_list(labels)}); pass text_column=")
+    if texts.empty:
+        raise CSEInputError("Invalid value for 'texts': no texts given")
+    frame = texts.reset_index(drop=True)
+    position = labels.index(column)
+    values = frame.iloc[:, position].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+    bad = next((i for i, v in enumerate(values) if not isinstance(v, str)), None)
+    if bad is not None:
+        raise TypeError(f"Invalid type for 'texts': row {bad} of the text column is {type(values[bad]).__name__}, "
+                        f"expected str")
+    others = _kept_columns(frame.iloc[:, [i for i in range(len(labels)) if i != position]], "texts", columns)
+    others.insert(0, "text", values.astype(object))
+    for name in others.columns:
+        if others[name].dtype == object:
+            _check_column(others[name], "texts")
+    return drop_empty(others, "texts")
+
+
+def _check_column(values: pd.Series, source: str) -> None:
+    strings = [v for v in values if isinstance(v, str)]
+    if is_utf8("".join(strings)):
+        return
+    row = next(i for i, v in enumerate(values) if isinstance(v, str) and not is_utf8(v))
+    raise CSEInputError(f"Invalid value for {source!r}: row {row} of {values.name!r} holds an unpaired surrogate "
+                        f"(e.g. '\\ud800'), which is not a character")
+
+
+def drop_empty(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Skip empty and whitespace-only texts with one warning; error if every text is empty."""
+    empty = frame["text"].map(str.strip) == ""
+    if empty.all():
+        raise CSEInputError(f"{source}: every text is empty")
+    if empty.any():
+        rows = frame.index[empty.to_numpy()]
+        shown = ", ".join(map(str, rows[:5])) + (" ..." if len(rows) > 5 else "")
+        warnings.warn(f"{source}: skipped {len(rows)} empty text(s) at row(s) {shown}", stacklevel=3)
+    return frame.loc[~empty.to_numpy()]
+
