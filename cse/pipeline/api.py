@@ -14,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import platform
 import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from ..docs import fill_doc
@@ -47,7 +47,7 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
             level=None, boundary="reflect", normalize=None, null_permutations=0, seed=0,
             batch_size=DEFAULT_BATCH_SIZE, device="auto", dtype=None, device_map=None, window=None, add_bos=True,
             output=None, overwrite=False, resume=False, restart=False, workers=None, scheduler=None,
-            zarr_chunk=None, progress=False, command=None) -> xr.Dataset:
+            zarr_chunk=None, progress=False, command=None, columns=None) -> xr.Dataset:
     """Compute Conditional Scale Entropy for every token of every text.
 
     Parameters
@@ -63,7 +63,7 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
     tokenizer : transformers.PreTrainedTokenizerFast, optional
         Required with a loaded model.
     text_column, encoding : str
-        For file input: the text column (CSV/JSON Lines) and the file encoding.
+        The text column (CSV/JSON Lines file, DataFrame) and the file encoding.
     %(axis)s
     %(wavelet)s
     %(level)s
@@ -117,6 +117,9 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
         Show a progress bar on stderr.
     command : str, optional
         Recorded in the ``command`` attribute (default: the Python call).
+    columns : sequence of str, optional
+        The input columns to keep as token coordinates besides the text (default:
+        all, at most `cse.io.MAX_INPUT_COLUMNS`).
 
     Returns
     -------
@@ -177,9 +180,9 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
     distributed = _check_request(texts, model, output, overwrite, resume, restart, workers, scheduler, axis,
                                  boundary, normalize, wavelet, batch_size, zarr_chunk, seed, null_permutations)
     if isinstance(texts, (str, Path)):
-        frame = read_texts(texts, text_column=text_column, encoding=encoding)
+        frame = read_texts(texts, text_column=text_column, encoding=encoding, columns=columns)
     else:
-        frame = texts_frame(texts if text_column is None else _rename_text(texts, text_column))
+        frame = texts_frame(texts, text_column=text_column, columns=columns)
 
     with contextlib.ExitStack() as stack:
         # 2. Model (here, or on the workers), plan, settings.
@@ -355,11 +358,16 @@ def _file_errors(output: Path, staging: Staging, n_batches: int):
     try:
         yield
     except OSError as error:
+        if error.errno == errno.ENOENT and not staging.manifest_path.is_file():  # deleted during the run
+            _remove_debris(staging, output)
+            raise CSEInputError(f"cannot write {output}: its folder {str(output.parent)!r} or the staging folder was "
+                                f"deleted during the run, so nothing was kept; run again") from None
         if error.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO,
-                               errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG):
+                               errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ENOENT):
             raise
         kept = len(staging.done_batches()) if staging.done_dir.is_dir() else 0
         reason = error.strerror or str(error)
+        reason = reason[:1].lower() + reason[1:]
         where = f" ({error.filename})" if error.filename else ""
         raise CSEInputError(
             f"cannot write {output}: {reason}{where}; {kept} of {n_batches} batches are kept in {staging.root}: "
@@ -367,21 +375,22 @@ def _file_errors(output: Path, staging: Staging, n_batches: int):
         ) from None
 
 
+def _remove_debris(staging: Staging, output: Path) -> None:
+    """Remove what writes recreated after the staging folder was deleted (only empty folders beyond it)."""
+    from ..io import remove_path
+
+    remove_path(staging.root)
+    try:
+        os.rmdir(output.parent)  # only if empty: it held nothing but the deleted run
+    except OSError:
+        pass
+
+
 def _progress_bar(total: int, progress: bool, initial: int = 0):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, unit="tok", disable=not progress, file=sys.stderr,
                 desc="cse compute", dynamic_ncols=True)
-
-
-def _rename_text(texts, text_column):
-    if not isinstance(texts, pd.DataFrame):
-        raise TypeError("'text_column' applies to file or DataFrame input")
-    if text_column not in texts.columns:
-        raise CSEInputError(f"Invalid value for 'text_column': {text_column!r} is not a column "
-                            f"(columns: {', '.join(map(str, texts.columns))})")
-    frame = texts.rename(columns={"text": "text_field"}) if text_column != "text" else texts
-    return frame.rename(columns={text_column: "text"})
 
 
 def attributes(info, settings, add_bos, window, command) -> dict:

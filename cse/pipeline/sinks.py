@@ -9,6 +9,7 @@ exceptions re-raised in the caller, a batch recorded as done only after its writ
 from __future__ import annotations
 
 import contextlib
+import errno
 import queue
 import threading
 import warnings
@@ -163,6 +164,8 @@ class ZarrSink:
                     held.enter_context(self.lock(index))
             for name, value in arrays.items():
                 self.arrays[name][start:stop] = value
+        if not (self.store / "zarr.json").is_file():  # zarr recreates missing folders as it writes
+            raise FileNotFoundError(errno.ENOENT, "the staging store was deleted during the run", str(self.store))
 
     def write_batch(self, index: int, start: int, stop: int, arrays: dict) -> list[int]:
         """Write batch `index` into its region now; return the batches now on disk (this one)."""
