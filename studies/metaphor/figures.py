@@ -152,23 +152,29 @@ def models_figure(by_test: dict):
     by_test : dict of str to list of (slug, Test)
         Main test key -> the test of every model.
     """
-    fig, axes = new_figure(len(by_test), height=3.9)
-    for ax, (key, entries) in zip(axes, by_test.items()):
+    from matplotlib.figure import Figure
+
+    rows = list(dict.fromkeys(key.split(":")[0] for key in by_test))
+    variables = list(dict.fromkeys(key.partition(":")[2] for key in by_test))
+    fig = Figure(figsize=(6.0 * len(variables), 3.6 * len(rows) + 0.4), layout="constrained")
+    for key, entries in by_test.items():
+        base, _, var = key.partition(":")
+        ax = fig.add_subplot(len(rows), len(variables), rows.index(base) * len(variables) + variables.index(var) + 1)
         for k, (slug, test) in enumerate(entries):
             res = test.result
             depth = res["depth"].values
             line, = ax.plot(depth, res["hedges_g"].values, marker="o", ms=3, label=slug)
             colour = line.get_color()
             ax.fill_between(depth, res["g_ci_low"].values, res["g_ci_high"].values, color=colour, alpha=0.15, lw=0)
+            band = ax.get_xaxis_transform()  # x in data, y in axes fraction
             for r in cluster_table(test, alpha=ALPHA).itertuples():
-                ax.plot([r.depth_low, r.depth_high], [0, 0], color=colour, lw=6, alpha=0.6, solid_capstyle="butt")
+                ax.plot([r.depth_low, r.depth_high], [0.97 - 0.04 * k] * 2, color=colour, lw=5, alpha=0.7,
+                        solid_capstyle="butt", transform=band)
             mask = boundary_mask(res)
             if mask is not None and mask.any():
-                y = -0.04 - 0.03 * k
-                ax.plot([0, depth[mask].max()], [y, y], color=colour, lw=2, ls=":", transform=ax.get_xaxis_transform(),
-                        clip_on=False)
+                ax.plot([0, depth[mask].max()], [0.03 + 0.04 * k] * 2, color=colour, lw=2, ls=":", transform=band)
         ax.set_xlim(0, 1.02)
-        _finish(ax, "Hedges' g, metaphorical - literal", key)
-    fig.suptitle("Effect per layer by model; thick bars on 0: clusters with p <= 0.05; dotted under the axis: "
-                 "boundary-affected layers", fontsize=9)
+        _finish(ax, "Hedges' g, metaphorical - literal", f"{base}: {var or 'cse'}")
+    fig.suptitle(f"Effect per layer by model (95 % bootstrap interval); bars at the top: clusters with p <= {ALPHA}; "
+                 "dotted at the bottom: boundary-affected layers", fontsize=9)
     return fig
