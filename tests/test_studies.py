@@ -124,6 +124,28 @@ def test_metaphor_two_models_new_corpus_boundary_and_cse_z(metaphor_dir, tmp_pat
     assert (tmp_path / "effects-by-model.png").stat().st_size > 0
 
 
+def test_metaphor_on_corpora_it_has_never_seen(metaphor_dir, tmp_path):
+    """Other column names, boolean and space-separated labels, no POS/genre/text id, odd whitespace, rows over lines."""
+    from cse_studies.metaphor.run import run
+
+    m = pd.read_csv(metaphor_dir / "moh-x.csv").head(24)
+    pd.DataFrame({"Text": ["  " + s.strip().replace(" ", "  ", 1) + "\n" for s in m["sentence"]],
+                  "Word_Index": m["verb_idx"], "Metaphorical": m["label"].map({1: "True", 0: "false"})}
+                 ).to_csv(tmp_path / "target.tsv", sep="\t", index=False)
+    v = pd.read_csv(metaphor_dir / "vua-seq-val.csv", encoding="cp1252").head(24)
+    pd.DataFrame({"sentence": v["sentence"].str.replace(" , ", " ,\n ", regex=False),
+                  "labels": v["label_seq"].str.strip("[]").str.replace(",", "")}
+                 ).to_csv(tmp_path / "seq.csv", index=False, encoding="cp1252")
+    specs = corpus_specs(corpora=[f"tw={tmp_path / 'target.tsv'}", f"sq={tmp_path / 'seq.csv'}"])
+    result = run(None, tmp_path / "out", corpora=specs, loaded=[tiny_llama()], command="pytest unseen", **RUN)
+    (tests,) = result["tests"].values()
+    assert tests["tw"].attrs["n_tokens"] == 24 and {"tw", "sq", "tw:control", "sq:control"} <= set(tests)
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "columns: sentence `Text`, target `Word_Index`, label `Metaphorical`" in text
+    assert "labels permuted within exchangeability blocks (the target word's form)" in text
+    assert "#### By genre and by POS" not in text  # the sequence corpus has neither
+
+
 def test_metaphor_study_rejects_bad_input(metaphor_dir, tmp_path):
     from cse.errors import CSEInputError
     from cse_studies.metaphor.run import run
