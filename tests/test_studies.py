@@ -70,22 +70,35 @@ def test_metaphor_report_has_every_section(tiny_metaphor):
     assert (layers.groupby("test").size() == 8).all()  # one row per layer of the tiny model
 
 
+def _in_mixed_blocks(labels: pd.Series, blocks: pd.Series, attrs: dict) -> pd.Series:
+    """Tokens a within-block test uses: those of blocks holding both labels (when compare leaves the others out)."""
+    if "n_tokens_single_label_blocks" not in attrs:
+        return pd.Series(True, index=labels.index)
+    return labels.groupby(blocks).transform("nunique") == 2
+
+
 def test_metaphor_tests_select_the_right_tokens(tiny_metaphor, metaphor_dir):
     _, result = tiny_metaphor
     (tests,) = result["tests"].values()
     mohx, vua = (read_corpus(s, limit=LIMIT) for s in corpus_specs(metaphor_dir))
-    # One target token per MOH-X sentence, split by label.
-    assert tests["mohx"].attrs["n_tokens_b"] == int((mohx.frame["label"] == 1).sum())
-    assert tests["mohx"].attrs["n_tokens_a"] == int((mohx.frame["label"] == 0).sum())
+    # One target token per MOH-X sentence, split by label; blocks with one label contribute nothing.
+    frame, attrs = mohx.frame, tests["mohx"].attrs
+    used = _in_mixed_blocks(frame["label"], frame["exchangeability_block"], attrs)
+    assert attrs["n_tokens_b"] == int(((frame["label"] == 1) & used).sum())
+    assert attrs["n_tokens_a"] == int(((frame["label"] == 0) & used).sum())
+    assert attrs["n_tokens"] + attrs.get("n_tokens_single_label_blocks", 0) == len(frame)
     # Control: sentences whose target is not the first word.
-    assert tests["mohx:control"].attrs["n_tokens"] == int((mohx.frame["target"] > 0).sum())
+    control = tests["mohx:control"].attrs
+    assert control["n_tokens"] + control.get("n_tokens_single_label_blocks", 0) == int((frame["target"] > 0).sum())
     # Pairs: every drawn pair, both sides.
     assert tests["pairs"].attrs["n_tokens_a"] == len(result["pairs"]) == tests["pairs"].attrs["n_tokens_b"]
     assert tests["pairs"].attrs["test"] == "sign-flip"
-    # VUA: every content word (a letter or digit, not tagged PUNCT).
-    words = sequence_words(vua)
-    assert tests["vua"].attrs["n_tokens_b"] == int((words["content"] & (words["label"] == 1)).sum())
-    assert tests["vua"].attrs["n_tokens_a"] == int((words["content"] & (words["label"] == 0)).sum())
+    # VUA: every content word (a letter or digit, not tagged PUNCT), within texts.
+    words, attrs = sequence_words(vua), tests["vua"].attrs
+    words = words.loc[words["content"]]
+    used = _in_mixed_blocks(words["label"], words["block"], attrs)
+    assert attrs["n_tokens_b"] == int(((words["label"] == 1) & used).sum())
+    assert attrs["n_tokens_a"] == int(((words["label"] == 0) & used).sum())
 
 
 def _mark_boundary_and_z(compute_results, boundary: int):
@@ -139,7 +152,9 @@ def test_metaphor_on_corpora_it_has_never_seen(metaphor_dir, tmp_path):
     specs = corpus_specs(corpora=[f"tw={tmp_path / 'target.tsv'}", f"sq={tmp_path / 'seq.csv'}"])
     result = run(None, tmp_path / "out", corpora=specs, loaded=[tiny_llama()], command="pytest unseen", **RUN)
     (tests,) = result["tests"].values()
-    assert tests["tw"].attrs["n_tokens"] == 24 and {"tw", "sq", "tw:control", "sq:control"} <= set(tests)
+    tw = tests["tw"].attrs
+    assert tw["n_tokens"] + tw.get("n_tokens_single_label_blocks", 0) == 24
+    assert {"tw", "sq", "tw:control", "sq:control"} <= set(tests)
     text = (tmp_path / "out" / "report.md").read_text()
     assert "columns: sentence `Text`, target `Word_Index`, label `Metaphorical`" in text
     assert "labels permuted within exchangeability blocks (the target word's form)" in text

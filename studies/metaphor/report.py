@@ -72,6 +72,8 @@ def summary_markdown(tests: list) -> str:
     for t in tests:
         a = t.result.attrs
         n = f"{a['n_tokens_b']} pairs" if a.get("paired_by") else f"{a['n_tokens_b']} / {a['n_tokens_a']}"
+        if a.get("n_tokens_single_label_blocks"):
+            n += f" (+{a['n_tokens_single_label_blocks']} in single-label blocks, left out)"
         tt = np.abs(t.result["t"].values)
         k = int(np.nanargmax(tt)) if np.isfinite(tt).any() else 0
         rows.append({"test": t.key, "what": t.label, "n (met / lit)": n,

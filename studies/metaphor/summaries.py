@@ -104,7 +104,11 @@ def _size(test: Test) -> str:
     attrs = test.result.attrs
     if attrs.get("paired_by"):
         return f"{attrs['n_tokens_b']} pairs"
-    return f"{attrs['n_tokens_b']} / {attrs['n_tokens_a']} metaphorical / literal tokens"
+    size = f"{attrs['n_tokens_b']} / {attrs['n_tokens_a']} metaphorical / literal tokens"
+    if attrs.get("n_tokens_single_label_blocks"):
+        size += (f"; {attrs['n_tokens_single_label_blocks']} more in {attrs['n_blocks_single_label']} blocks holding "
+                 f"one label only, which contribute nothing within blocks")
+    return size
 
 
 def _cluster_words(row) -> str:
@@ -192,7 +196,8 @@ def within_block_note(test: Test, ds, where: str) -> str | None:
     Only for results of a `compare` whose statistic is the within-block one (its
     attribute ``exchangeability_blocks`` is set); it says plainly which layers the
     pooled statistic would put past the cluster-forming threshold that the
-    within-block statistic does not, and the largest pooled and within-block g.
+    within-block statistic does not (a cluster there would reflect differences between
+    blocks), and the largest pooled and within-block g.
     """
     res = test.result
     blocks = res.attrs.get("exchangeability_blocks")
@@ -205,13 +210,18 @@ def within_block_note(test: Test, ds, where: str) -> str | None:
     only_pooled = layers[(pooled_t > threshold) & ~(within_t > threshold)]
     k = int(np.nanargmax(np.abs(pooled["g_pooled"].values))) if np.isfinite(pooled["g_pooled"].values).any() else 0
     g_within = res["hedges_g"].values[k]
-    text = (f"Pooled over {blocks} blocks, Welch's t passes the cluster-forming threshold (|t| > {threshold:.2f}) at "
-            f"layers {layer_span(layers[pooled_t > threshold])}; the within-block t at layers "
-            f"{layer_span(layers[within_t > threshold])}. The largest pooled Hedges' g is "
-            f"{pooled['g_pooled'].values[k]:+.2f} (layer {int(layers[k])}), where the within-block g is "
-            f"{g_within:+.2f}.")
+
+    def at(layer_mask) -> str:
+        hit = layers[layer_mask]
+        return f"at layers {layer_span(hit)}" if len(hit) else "at no layer"
+
+    text = (f"Pooled over all tokens (Welch's t, ignoring the exchangeability blocks), t passes the cluster-forming "
+            f"threshold (|t| > {threshold:.2f}) {at(pooled_t > threshold)}; the within-block t "
+            f"{at(within_t > threshold)}. The largest pooled Hedges' g is {pooled['g_pooled'].values[k]:+.2f} (layer "
+            f"{int(layers[k])}), where the within-block g is {g_within:+.2f}.")
     if len(only_pooled):
-        text += (f" The pooled statistic, which mixes in differences between blocks, would have put layers "
-                 f"{layer_span(only_pooled)} into clusters; within blocks they do not pass the threshold, so "
-                 f"that conclusion does not stand.")
+        text += (f" The pooled statistic, which mixes in differences between blocks, puts layers "
+                 f"{layer_span(only_pooled)} past the threshold where the within-block statistic does not: a "
+                 f"cluster there would reflect differences between blocks, not the label, so that conclusion does "
+                 f"not stand.")
     return text
