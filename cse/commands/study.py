@@ -10,36 +10,53 @@ from pathlib import Path
 
 import click
 
-from ..errors import CSEInputError
-
 STUDIES = ("metaphor", "cross-depth")
 
 
 @click.command("study")
 @click.argument("name", type=click.Choice(STUDIES))
-@click.option("--data", "data", required=True, type=click.Path(path_type=Path),
-              help="Folder holding moh-x.csv and vua-seq-test.csv (e.g. ../shared/data/metaphor).")
+@click.option("--data", "data", type=click.Path(path_type=Path), default=None,
+              help="Folder holding moh-x.csv and vua-seq-test.csv (e.g. ../shared/data/metaphor): adds the corpora "
+                   "'mohx' and 'vua'.")
+@click.option("--corpus", "corpora", multiple=True, metavar="NAME=PATH",
+              help="A labelled corpus (CSV/TSV), target-word (like MOH-X) or sequence (like VUA) format, detected "
+                   "from its columns. Repeatable.")
+@click.option("--encoding", "encodings", multiple=True, metavar="NAME=ENCODING",
+              help="Encoding of corpus NAME (default: detected: byte-order mark, else UTF-8, else cp1252).")
+@click.option("--column", "columns", multiple=True, metavar="NAME.ROLE=COLUMN",
+              help="Column of corpus NAME for ROLE (sentence, target, label, label_seq, pos_seq, genre, block) when "
+                   "its name is not a usual one.")
 @click.option("--model", "models", multiple=True,
-              help="Hugging Face id or local path (default: SmolLM2-135M-Instruct). cross-depth: repeat for "
-                   "several models.")
+              help="smollm2-135m (default), gemma-3-270m, a local path or a cached Hugging Face id. Repeatable.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
-              help="Output folder: CSE results (.nc), report.md, figures, tables.")
+              help="Output folder (new, empty, or written by cse study): CSE results (.nc), report.md, figures, "
+                   "tables.")
 @click.option("--cache", "cache", type=click.Path(path_type=Path), default=None,
               help="cross-depth: folder of cached CSE results to reuse (e.g. the metaphor study's --out); "
                    "default --out.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
-@click.option("--n-pairs", type=int, default=200, show_default=True, help="metaphor: matched VUA pairs.")
+@click.option("--n-pairs", type=int, default=200, show_default=True, help="metaphor: matched pairs.")
 @click.option("--n-permutations", type=int, default=5000, show_default=True,
               help="metaphor: permutations / sign flips of the main tests (controls: at most 2000).")
 @click.option("--null-permutations", type=int, default=50, show_default=True,
               help="metaphor: dimension permutations of the hidden-axis null.")
-@click.option("--limit", type=int, default=None, help="Use only the first N sentences of each data file.")
+@click.option("--depth-null-permutations", type=int, default=100, show_default=True,
+              help="Layer-order permutations of the depth-axis null (cse_z); 0: none.")
+@click.option("--limit", type=int, default=None, help="Use only the first N rows of each corpus.")
 @click.option("--recompute", is_flag=True, help="Recompute CSE even where a cached result matches.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def study_command(name, data, models, out, cache, seed, n_pairs, n_permutations, null_permutations, limit,
-                  recompute, device, quiet):
-    """Rerun study NAME (metaphor or cross-depth) and write it into --out."""
+def study_command(name, data, corpora, encodings, columns, models, out, cache, seed, n_pairs, n_permutations,
+                  null_permutations, depth_null_permutations, limit, recompute, device, quiet):
+    """Rerun study NAME (metaphor or cross-depth) and write it into --out.
+
+    Corpora: --data DIR adds MOH-X ('mohx') and the VUA test split ('vua'); --corpus
+    NAME=PATH adds any other file, e.g. --corpus vua_train=vua-seq-train.csv. Models:
+    --model, repeatable; the report has one section per model and compares them on
+    relative depth.
+    """
+    from cse_studies.common import corpus_specs
+
     command = shlex.join(["cse", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("cse") else _command()
     started = time.time()
 
@@ -47,6 +64,10 @@ def study_command(name, data, models, out, cache, seed, n_pairs, n_permutations,
         if not quiet:
             click.echo(f"[{time.time() - started:7.1f} s] {line}", err=True)
 
+    specs = corpus_specs(data, corpora, encodings, columns)
+    common = {"models": list(models) or [None], "corpora": specs, "seed": seed, "limit": limit,
+              "depth_null_permutations": depth_null_permutations, "recompute": recompute, "device": device,
+              "progress": not quiet, "command": command, "log": log}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
         warnings.filterwarnings("ignore", message=".*StringDType.*")
@@ -57,21 +78,15 @@ def study_command(name, data, models, out, cache, seed, n_pairs, n_permutations,
         if name == "metaphor":
             from cse_studies.metaphor.run import run
 
-            if len(models) > 1:
-                raise CSEInputError("Invalid value for '--model': the metaphor study takes one model; "
-                                    "give several to cross-depth")
-            result = run(data, out, models[0] if models else None, seed=seed, n_pairs=n_pairs,
-                         n_permutations=n_permutations, null_permutations=null_permutations, limit=limit,
-                         recompute=recompute, device=device, progress=not quiet, command=command, log=log)
+            result = run(None, out, n_pairs=n_pairs, n_permutations=n_permutations,
+                         null_permutations=null_permutations, **common)
         else:
             from cse_studies.cross_depth.run import run
 
-            result = run(data, out, list(models) or [None], cache=cache, seed=seed, limit=limit,
-                         recompute=recompute, device=device, progress=not quiet, command=command, log=log)
+            result = run(None, out, cache=cache, **common)
     click.echo(f"wrote {result['report']}")
-    verdict = result.get("verdict")
-    if verdict:
-        click.echo(f"published finding: {verdict['overall']} "
+    for slug, verdict in (result.get("verdict") or {}).items():
+        click.echo(f"published finding, {slug}: {verdict['overall']} "
                    f"({', '.join(f'{k}: {v}' for k, v in verdict.items() if k != 'overall')})")
 
 
@@ -85,7 +100,8 @@ def _command() -> str:
     words = ["cse", "study", ctx.params["name"]]
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
-        if not isinstance(param, click.Option) or param.name == "quiet" or value == param.default:
+        if not isinstance(param, click.Option) or param.name == "quiet" or value == param.default \
+                or (param.multiple and not value):
             continue
         flag = max(param.opts, key=len)
         if param.is_flag:
