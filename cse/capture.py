@@ -1,4 +1,4 @@
-"""Capture layer updates from decoder-only Hugging Face models; load models offline.
+"""Capture layer updates from decoder-only Hugging Face models (loading them is `cse.models`).
 
 The layer update of block l at token t is ``u[l, t] = h_{l+1}[t] - h_l[t]``, the
 difference between what leaves block l and what enters it (SPEC section 2). It is
@@ -17,8 +17,6 @@ layer_updates
     Updates of one sequence as a float32 tensor ``(n_layers, n_tokens, d_model)``.
 forward_with_updates
     Updates and surprisal of a right-padded batch in one forward pass.
-
-Loading models and identifying them is `cse.models`.
 """
 
 from __future__ import annotations

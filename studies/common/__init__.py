@@ -13,7 +13,7 @@ Studies import from here only (never from each other), and from `cse` only its
 public names.
 """
 
-from ._cache import (
+from .cache import (
     BATCH_SIZE,
     by_length,
     cached_compute,
@@ -26,7 +26,7 @@ from ._cache import (
     stored_key,
     token_counts,
 )
-from ._corpora import (
+from .corpora import (
     COLUMN_NAMES,
     DEFAULT_FILES,
     LABEL_WORDS,
@@ -37,9 +37,9 @@ from ._corpora import (
     CorpusSpec,
     corpus_specs,
 )
-from ._folder import MARKER, StudyFolder, open_study
-from ._frames import read_corpus, sequence_words
-from ._report import boundary_layers, layer_span, md_table, model_line, p_text, software_line
+from .folder import MARKER, StudyFolder, open_study
+from .frames import read_corpus, sequence_words
+from .report import boundary_layers, layer_span, md_table, model_line, p_text, software_line
 
 __all__ = [
     "BATCH_SIZE", "COLUMN_NAMES", "DEFAULT_FILES", "LABEL_WORDS", "MARKER", "ROLES", "SEQUENCE", "TARGET_WORD",

@@ -1,4 +1,4 @@
-"""Reading a labelled corpus into the input frame of `cse.compute` (see `_corpora` for the formats).
+"""Reading a labelled corpus into the input frame of `cse.compute` (see `corpora` for the formats).
 
 Words are the whitespace-separated words of the sentence (``sentence.split()``), so
 runs of spaces, tabs and line breaks inside a quoted field all separate words, and the
@@ -18,7 +18,7 @@ import pandas as pd
 from cse.errors import CSEInputError
 from cse.hashing import file_sha256
 
-from ._corpora import (
+from .corpora import (
     TARGET_WORD,
     Corpus,
     CorpusSpec,

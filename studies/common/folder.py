@@ -206,9 +206,9 @@ def open_study(study: str, *, data=None, corpora=None, out=None, limit=None, see
     """
     from cse.params import check_int
 
-    from ._cache import order_null_supported
-    from ._corpora import corpus_specs
-    from ._frames import read_corpus
+    from .cache import order_null_supported
+    from .corpora import corpus_specs
+    from .frames import read_corpus
 
     check_int("seed", seed, minimum=0)
     check_int("depth_null_permutations", depth_null_permutations, minimum=0)
