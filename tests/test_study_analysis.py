@@ -151,7 +151,6 @@ def test_compare_layers_calls_a_contract_compare_once(monkeypatch):
     """With a compare that takes corrections=, exchangeability_blocks= and covariates=, one call does it all."""
     calls = []
     monkeypatch.setattr(stats, "compare", _contract_compare(calls))
-    assert A.compare_features() == {"corrections", "exchangeability_blocks", "covariates"}
     ds = synthetic_result()
     res = A.compare_layers(ds, "label", A.TARGET, SETTINGS, blocks="exchangeability_block")
     assert calls == [{"corrections": list(A.CORRECTIONS), "exchangeability_blocks": "exchangeability_block",
@@ -174,14 +173,6 @@ def test_target_word_tests_add_the_covariate_control_with_a_contract_compare(mon
     assert covariate_calls == [{"corrections": ["cluster"], "exchangeability_blocks": "exchangeability_block",
                                 "blocks": None, "covariates": list(A.COVARIATES), "correction": "cluster",
                                 "has_covariates": True}]
-
-
-def test_covariates_need_a_compare_that_takes_them():
-    if "covariates" in A.compare_features():
-        pytest.skip("this cse.stats.compare takes covariates")
-    with pytest.raises(CSEInputError, match="covariates"):
-        A.compare_layers(synthetic_result(), "label", A.TARGET, SETTINGS, blocks="exchangeability_block",
-                         covariates=A.COVARIATES)
 
 
 def test_main_tests_run_on_cse_z_where_the_result_has_it():

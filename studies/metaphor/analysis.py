@@ -22,7 +22,6 @@ and covariates (surprisal, log frequency, position) enter as nuisance regressors
 from __future__ import annotations
 
 import dataclasses
-import inspect
 
 import numpy as np
 import pandas as pd
@@ -88,12 +87,6 @@ class Test:
 # --------------------------------------------------------------------------- the one call of compare
 
 
-def compare_features() -> set:
-    """Which of the contract's newer `cse.stats.compare` parameters this cse has."""
-    names = set(inspect.signature(stats.compare).parameters)
-    return {n for n in ("corrections", "exchangeability_blocks", "covariates") if n in names}
-
-
 def compare_layers(ds, by, where, settings: dict, *, corrections=CORRECTIONS, blocks=None, paired_by=None,
                    var="cse", covariates=None) -> xr.Dataset:
     """`cse.stats.compare` of groups 0 and 1 with several corrections: the study's only call of compare.
@@ -113,33 +106,19 @@ def compare_layers(ds, by, where, settings: dict, *, corrections=CORRECTIONS, bl
     var : str
         ``cse`` or ``cse_z``.
     covariates : sequence of str, optional
-        Nuisance regressors; requires a `compare` that takes them.
+        Nuisance regressors (Freedman-Lane).
 
     Returns
     -------
     xarray.Dataset
         The result of `cse.stats.compare` with ``p_<correction>`` for every
-        correction (all from one permutation set where `compare` takes
-        ``corrections``; otherwise from one run per correction with the same seed)
-        and ``boundary_affected`` over layers where `ds` marks it.
+        correction, all from one permutation set, and ``boundary_affected`` over
+        layers where `ds` marks it.
     """
-    features = compare_features()
-    kwargs = {"groups": (0, 1), "var": var, "paired_by": paired_by, **settings}
-    if blocks is not None:
-        kwargs["exchangeability_blocks" if "exchangeability_blocks" in features else "blocks"] = blocks
-    if covariates:
-        if "covariates" not in features:
-            raise CSEInputError("Invalid value for 'covariates': this cse.stats.compare takes no covariates")
-        kwargs["covariates"] = list(covariates)
+    kwargs = {"groups": (0, 1), "var": var, "paired_by": paired_by, "exchangeability_blocks": blocks,
+              "covariates": list(covariates) if covariates else None, **settings}
     corrections = list(corrections)
-    if "corrections" in features:
-        res = stats.compare(ds, by, where, correction=corrections[0], corrections=corrections, **kwargs)
-    else:
-        res = stats.compare(ds, by, where, correction=corrections[0], **kwargs)
-        res[f"p_{corrections[0]}"] = res["p_corrected"]
-        for name in corrections[1:]:
-            other = stats.compare(ds, by, where, correction=name, **{**kwargs, "n_bootstrap": 0})
-            res[f"p_{name}"] = other["p_corrected"]
+    res = stats.compare(ds, by, where, correction=corrections[0], corrections=corrections, **kwargs)
     if "boundary_affected" not in res.variables and "boundary_affected" in ds.coords \
             and ds["boundary_affected"].dims == ("layer",):
         res = res.assign_coords(boundary_affected=ds["boundary_affected"])
@@ -174,10 +153,9 @@ def _block_controls(tests, notes, name, ds, ctrl, *, by, where, control_by, word
              CONTROL, ctrl, blocks=blocks)
     _control(tests, notes, name, "shuffled", name, f"shuffled labels (once, within {words[1]})", ds, "label_shuffled",
              where, ctrl, blocks=blocks)
-    if "covariates" in compare_features():
-        with_covariates = ds.assign_coords(token_surprisal=("token", ds["surprisal"].values))
-        _control(tests, notes, name, "covariates", name, "surprisal, log frequency and position as covariates "
-                 "(Freedman-Lane)", with_covariates, by, where, ctrl, blocks=blocks, covariates=COVARIATES)
+    with_covariates = ds.assign_coords(token_surprisal=("token", ds["surprisal"].values))
+    _control(tests, notes, name, "covariates", name, "surprisal, log frequency and position as covariates "
+             "(Freedman-Lane)", with_covariates, by, where, ctrl, blocks=blocks, covariates=COVARIATES)
 
 
 # --------------------------------------------------------------------------- per corpus
