@@ -71,5 +71,38 @@ def plot_summary(table: pd.DataFrame, path, title: str) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from . import __version__
+
+    fig.savefig(path, dpi=120, format="png", metadata={"Software": f"cse {__version__} (example)"})
     plt.close(fig)
+
+
+def previous_example_outputs(output, plot_path) -> bool:
+    """True if `output` and `plot_path` are absent or are what an earlier ``cse compute --example`` wrote.
+
+    The result must be a result of cse whose recorded command used ``--example``, and
+    the figure a PNG that names cse as its software; anything else is the user's and is
+    never replaced without ``--overwrite``.
+    """
+    from pathlib import Path
+
+    from .io import is_package_result, result_attrs
+
+    output, plot_path = Path(output), Path(plot_path)
+    if output.exists() or output.is_symlink():
+        try:
+            if not (is_package_result(output) and "--example" in str(result_attrs(output).get("command", ""))):
+                return False
+        except Exception:  # unreadable or refused: not ours
+            return False
+    if plot_path.exists() or plot_path.is_symlink():
+        if plot_path.is_symlink() or not plot_path.is_file():
+            return False
+        try:
+            from PIL import Image
+
+            with Image.open(plot_path) as image:
+                return str(getattr(image, "text", {}).get("Software", "")).startswith("cse ")
+        except Exception:  # not a PNG
+            return False
+    return True

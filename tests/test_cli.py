@@ -115,6 +115,15 @@ def test_example_on_default_model(tmp_path):
     ds = xr.open_dataset(tmp_path / "ex.nc", engine="h5netcdf")
     assert ds.sizes["layer"] == 30
     assert set(np.unique(ds["label"].values)) == {"literal", "metaphorical"}
+    ds.close()
+    # Run twice, as a user repeating the README's command does: the example replaces its own outputs ...
+    again = run_cse("compute", "--example", "-o", tmp_path / "ex.nc", "-q", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    # ... and nothing else: a figure of the user's at the plot path is refused before any work.
+    png.write_bytes(b"\x89PNG\r\n\x1a\n mine")
+    refused = run_cse("compute", "--example", "-o", tmp_path / "ex.nc", "-q", cwd=tmp_path)
+    assert refused.returncode == 2 and "exists; pass --overwrite" in refused.stderr
+    assert png.read_bytes().endswith(b"mine")
 
 
 # --------------------------------------------------------------------------- issue 10: one line, signals, quiet, info

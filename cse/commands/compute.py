@@ -83,6 +83,12 @@ def compute_command(input, output, example, text_column, columns, encoding, mode
         input, text_column = example_path(), "sentence"
         output = output or Path("cse-example.nc")
         plot_path = plot_path or output.with_suffix(".png")
+        from ..example import previous_example_outputs
+        from ..io import check_output
+
+        # The example replaces what an earlier example run wrote, and nothing else without --overwrite.
+        overwrite = overwrite or previous_example_outputs(output, plot_path)
+        check_output(plot_path, inputs=[input], overwrite=overwrite, name="--plot", result=False)
     elif input is None:
         raise CSEInputError("missing INPUT: give a text, JSON Lines or CSV file, or --example")
     elif output is None:

@@ -13,19 +13,14 @@ FIGURE_FORMATS = (".png", ".pdf", ".svg")
 
 
 def load_statistics(path: Path):
-    """Open a 'cse stats -o' file (.nc or .zarr) with one-line errors."""
-    import xarray as xr
-
-    from ..io import output_format
+    """Open a 'cse stats -o' file (.nc or .zarr) as untrusted input: codecs checked first, one-line errors."""
+    from ..io import open_result, output_format
 
     if not path.exists():
         raise CSEInputError(f"Invalid value for '--stats': {str(path)!r} does not exist")
-    try:
-        if output_format(path, "--stats") == "zarr":
-            return xr.open_zarr(path).load()
-        return xr.open_dataset(path, engine="h5netcdf").load()
-    except (OSError, ValueError, KeyError) as exc:
-        raise CSEInputError(f"{path}: not a readable statistics file ({str(exc).splitlines()[0]})") from None
+    output_format(path, "--stats")
+    with open_result(path, require=("p_corrected",)) as res:
+        return res.load()
 
 
 @click.command("plot")
