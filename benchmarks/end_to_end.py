@@ -1,10 +1,12 @@
 """End-to-end cost of CSE: `cse.compute` on MOH-X against a bare forward pass, and memory growth.
 
 1. Overhead: the same batches of the 647 MOH-X sentences (default model, CPU) through
-   (a) a bare forward pass (``model(input_ids, attention_mask)``, no hooks) and
+   (a) a bare forward pass (``model(input_ids, attention_mask)``, no hooks),
    (b) `cse.compute(..., output=...nc)`: hooks, surprisal, CSE, streaming writes and the
-   final netCDF file. The model is loaded once, before either is timed; medians of
-   ``--repeats`` runs, alternating the two.
+   final netCDF file, and
+   (c) the same with the depth axis' layer-order null (``null_permutations=100``).
+   The model is loaded once, before any is timed; medians of ``--repeats`` runs,
+   alternating the three.
 2. Memory: peak resident memory of ``cse.compute`` in a fresh process on N texts and on
    10 N texts (MOH-X repeated), to show that memory does not grow with the corpus. The
    peak is reset after the model is loaded (``/proc/self/clear_refs``), so the figure is
@@ -32,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "metaphor"
 
 
-def overhead(data: Path, repeats: int, batch_size: int) -> dict:
+def overhead(data: Path, repeats: int, batch_size: int, null_permutations: int = 100) -> dict:
     import torch
 
     import cse
@@ -59,13 +61,18 @@ def overhead(data: Path, repeats: int, batch_size: int) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="cse-bench-"))
 
     def with_cse():
-        cse.compute(frame, model, tok, batch_size=batch_size, output=tmp / "moh-x.nc")
+        cse.compute(frame, model, tok, batch_size=batch_size, output=tmp / "moh-x.nc", overwrite=True)
 
-    with_cse()  # warm-up: Numba compilation or cache load, first-touch allocations
-    bare()
-    times = {"bare forward": [], "cse.compute": []}
+    def with_null():
+        cse.compute(frame, model, tok, batch_size=batch_size, output=tmp / "moh-x-null.nc", overwrite=True,
+                    null_permutations=null_permutations)
+
+    runs = {"bare forward": bare, "cse.compute": with_cse, f"cse.compute, depth null P={null_permutations}": with_null}
+    for fn in runs.values():  # warm-up: Numba compilation or cache load, first-touch allocations
+        fn()
+    times = {name: [] for name in runs}
     for _ in range(repeats):
-        for name, fn in (("bare forward", bare), ("cse.compute", with_cse)):
+        for name, fn in runs.items():
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
@@ -77,6 +84,8 @@ def overhead(data: Path, repeats: int, batch_size: int) -> dict:
         "times_s": times,
         "median_s": medians,
         "overhead": medians["cse.compute"] / medians["bare forward"] - 1,
+        "overhead_null": medians[f"cse.compute, depth null P={null_permutations}"] / medians["bare forward"] - 1,
+        "null_permutations": null_permutations,
         "tokens_per_s_cse": plan.n_tokens / medians["cse.compute"],
     }
 
@@ -103,7 +112,7 @@ PEAK_SCRIPT = textwrap.dedent(
         f.write("5")
     baseline = high_water_kib()
     start = time.perf_counter()
-    cse.compute(frame, model, tok, batch_size=16, output=sys.argv[3])
+    cse.compute(frame, model, tok, batch_size=16, output=sys.argv[3], overwrite=True)
     elapsed = time.perf_counter() - start
     print(after_load, baseline, high_water_kib(), elapsed, len(frame))
     """
@@ -135,6 +144,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--null-permutations", type=int, default=100, help="P of the depth null row")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--memory-texts", type=int, default=200, help="N for the N vs 10 N memory comparison")
     parser.add_argument("--skip-memory", action="store_true",
@@ -153,12 +163,13 @@ def main(argv=None):
         results = json.loads(args.out.read_text())  # keep the part not measured this time
     results["machine"] = machine()
     if not args.only_memory:
-        results["overhead"] = o = overhead(args.data, args.repeats, args.batch_size)
+        results["overhead"] = o = overhead(args.data, args.repeats, args.batch_size, args.null_permutations)
         print(f"MOH-X: {o['texts']} texts, {o['tokens']} tokens, batch size {o['batch_size']}, default model on CPU")
         rows = [{"run": k, "median s": round(v, 2), "tokens/s": round(o["tokens"] / v)}
                 for k, v in o["median_s"].items()]
         print(table(rows, ["run", "median s", "tokens/s"]))
-        print(f"CSE overhead over the bare forward pass: {100 * o['overhead']:+.1f}%")
+        print(f"CSE overhead over the bare forward pass: {100 * o['overhead']:+.1f}%; with the depth null "
+              f"(P = {o['null_permutations']}): {100 * o['overhead_null']:+.1f}%")
     if not args.skip_memory:
         results["memory"] = m = memory(args.data, args.memory_texts)
         print(f"peak RSS of the computation (after the model load): {m['1x']['texts']} texts "
