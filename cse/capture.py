@@ -402,9 +402,9 @@ def forward_with_updates(model: torch.nn.Module, input_ids, attention_mask,
 
     Notes
     -----
-    The log-softmax is taken one sequence at a time, in place on the logits
-    (``x - max``, ``exp``, sum), so that no second tensor of shape (seq, vocab) is
-    created (the logits are not returned).
+    The log-softmax is taken one sequence at a time, in place on the logits of its
+    real positions (``torch.log_softmax(..., out=)``), so that no second tensor of
+    shape (seq, vocab) is created (the logits are not returned).
     Right padding leaves the positions of real tokens unchanged, so the real
     positions match an unpadded forward pass of each sequence.
     """
@@ -451,9 +451,6 @@ def _surprisal(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> t
             step = logits[b, : n - 1]
             if step.dtype != torch.float32:
                 step = step.float()  # a copy; half-precision logits are not overwritten
-            target = step.gather(-1, ids[b, 1:n, None])[:, 0].double()
-            peak = step.amax(-1, keepdim=True)
-            step.sub_(peak).exp_()
-            log_total = step.sum(-1).double().log_() + peak[:, 0].double()
-            surprisal[b, 1:n] = (log_total - target).cpu()
+            torch.log_softmax(step, dim=-1, out=step)  # fused, vectorized, in place
+            surprisal[b, 1:n] = -step.gather(-1, ids[b, 1:n, None])[:, 0].double().cpu()
     return surprisal
