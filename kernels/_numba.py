@@ -42,6 +42,7 @@ import functools
 import numba
 import numpy as np
 
+from ._checks import check_permutations
 from ._jit import jit, prange
 from .filters import quadratic_tables
 
@@ -201,6 +202,20 @@ def _reflect_tail(n: int, n_taps: int, level: int, j: int) -> int:
     (K - 1)(2^J - 2^j), capped at N (then the whole second half is needed).
     """
     return min(n, (n_taps - 1) * ((1 << level) - (1 << j)))
+
+
+def _reflect_tails(n: int, n_taps: int, level: int, reflect: bool) -> np.ndarray:
+    """`_reflect_tail` of every level j = 0..J as int64 (all 0 for the periodic rule)."""
+    return np.array([_reflect_tail(n, n_taps, level, j) if reflect else 0 for j in range(level + 1)], dtype=np.int64)
+
+
+def _series_layout(x: np.ndarray):
+    """(array, transposed): C order, or the transpose of C order read in place, else a C copy."""
+    if x.flags.c_contiguous:
+        return x, False
+    if x.transpose(1, 0, 2).flags.c_contiguous:
+        return x.transpose(1, 0, 2), True
+    return np.ascontiguousarray(x), False
 
 
 @jit
@@ -429,17 +444,10 @@ def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True) -> n
     if n_series == 0 or n_steps == 0:
         return out
     # 1. Layout: C order, or the transpose of C order, else a copy.
-    transposed = False
-    if not x.flags.c_contiguous:
-        if x.transpose(1, 0, 2).flags.c_contiguous:
-            x, transposed = x.transpose(1, 0, 2), True
-        else:
-            x = np.ascontiguousarray(x)
+    x, transposed = _series_layout(x)
     # 2. Reflected tail per level and the chunk of hidden dimensions.
     reflect = boundary == "reflect"
-    tails = np.array(
-        [_reflect_tail(n_steps, g.size, level, j) if reflect else 0 for j in range(level + 1)], dtype=np.int64
-    )
+    tails = _reflect_tails(n_steps, g.size, level, reflect)
     chunk = _modwt_chunk(n_steps + int(tails[0]), max(d, 1))
     _modwt_energies(x, transposed, g, h, level, reflect, tails, bool(unit), chunk, _n_tasks(n_series), out)
     return out
@@ -600,21 +608,6 @@ def _null_method(n_series, n_steps, d, n_taps, level, n_perm, n_pairs, tail) -> 
     return "gram" if gram <= direct else "direct"
 
 
-def _check_permutations(permutations, n: int, minimum: int = 0) -> np.ndarray:
-    """`permutations` as a C-ordered int64 (P, n) array of indices in 0..n-1, P >= minimum."""
-    permutations = np.asarray(permutations)
-    if permutations.ndim != 2 or permutations.shape[1] != n:
-        raise ValueError(f"Invalid shape for 'permutations': expected (P, {n}), got {permutations.shape}")
-    if permutations.shape[0] < minimum:
-        raise ValueError(f"Invalid shape for 'permutations': expected at least {minimum} rows, got {permutations.shape[0]}")
-    if permutations.size and permutations.dtype.kind not in "iu":
-        raise TypeError(f"Invalid type for 'permutations': expected integers, got dtype {permutations.dtype}")
-    permutations = np.ascontiguousarray(permutations, dtype=np.int64)
-    if permutations.size and (permutations.min() < 0 or permutations.max() >= n):
-        raise ValueError(f"Invalid value for 'permutations': indices must lie in 0..{n - 1}")
-    return permutations
-
-
 def _std_from_m2(m2, n_perm):
     with np.errstate(invalid="ignore"):
         return np.sqrt(np.maximum(m2, 0.0) / (n_perm - 1)) if n_perm > 1 else np.full_like(m2, np.nan)
@@ -677,21 +670,15 @@ def modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary="reflect
     lo, hi = _as_filters(dec_lo, dec_hi)
     level = _as_level(level)
     n_series, n_steps, d = x.shape
-    permutations = _check_permutations(permutations, n_steps, minimum=2)
+    permutations = check_permutations(permutations, n_steps, minimum=2)
     n_perm = permutations.shape[0]
     mean = np.empty((n_series, n_steps))
     m2 = np.empty((n_series, n_steps))
     if mean.size == 0:
         return mean, m2
-    transposed = False
-    if not x.flags.c_contiguous:
-        if x.transpose(1, 0, 2).flags.c_contiguous:
-            x, transposed = x.transpose(1, 0, 2), True
-        else:
-            x = np.ascontiguousarray(x)
+    x, transposed = _series_layout(x)
     reflect = boundary == "reflect"
-    tails = np.array([_reflect_tail(n_steps, lo.size, level, j) if reflect else 0 for j in range(level + 1)],
-                     dtype=np.int64)
+    tails = _reflect_tails(n_steps, lo.size, level, reflect)
     if method is None:
         # Pairs of the interior cells: (L_j (L_j + 1) / 2 per band, N positions).
         widths = [min(n_steps, (2**j - 1) * (lo.size - 1) + 1) for j in range(1, level + 1)]
@@ -974,7 +961,7 @@ def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations) -> np.ndarray:
     """
     x, lo, hi, level = _as_dwt_input(x, dec_lo, dec_hi, level)
     n, d = x.shape
-    permutations = _check_permutations(permutations, d)
+    permutations = check_permutations(permutations, d)
     out = np.empty((n, permutations.shape[0]), dtype=np.float64)
     if out.size:
         none = np.empty((0, 1))
@@ -987,14 +974,8 @@ def dwt_null_moments(x, dec_lo, dec_hi, level, permutations):
 
     Parameters
     ----------
-    x : ndarray, shape (n, d), float32 or float64
-        One vector per row.
-    dec_lo, dec_hi : array_like, shape (K,)
-        Orthogonal decomposition filters (K even).
-    level : int
-        Number of detail bands J.
-    permutations : ndarray, shape (P, d), int, P >= 2
-        Row p gives ``x[:, permutations[p]]``.
+    x, dec_lo, dec_hi, level, permutations
+        As in `dwt_null_entropy`; P >= 2.
 
     Returns
     -------
@@ -1014,7 +995,7 @@ def dwt_null_moments(x, dec_lo, dec_hi, level, permutations):
     """
     x, lo, hi, level = _as_dwt_input(x, dec_lo, dec_hi, level)
     n, d = x.shape
-    permutations = _check_permutations(permutations, d, minimum=2)
+    permutations = check_permutations(permutations, d, minimum=2)
     mean = np.empty((n, 1))
     m2 = np.empty((n, 1))
     if n:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_permutations
+
 __all__ = [
     "modwt_energies",
     "modwt_null_moments",
@@ -251,25 +253,11 @@ def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations) -> np.ndarray:
         dimensionless, in [0, 1], NaN where undefined.
     """
     x = np.asarray(x)
-    permutations = _check_permutations(permutations, x.shape[-1])
+    permutations = check_permutations(permutations, x.shape[-1])
     out = np.empty((x.shape[0], permutations.shape[0]), dtype=np.float64)
     for p, perm in enumerate(permutations):
         out[:, p] = scale_entropy(dwt_energies(x[:, perm], dec_lo, dec_hi, level))[0]
     return out
-
-
-def _check_permutations(permutations, n: int, minimum: int = 0) -> np.ndarray:
-    """`permutations` as an int64 (P, n) array of indices in 0..n-1, P >= minimum."""
-    permutations = np.asarray(permutations)
-    if permutations.ndim != 2 or permutations.shape[1] != n:
-        raise ValueError(f"Invalid shape for 'permutations': expected (P, {n}), got {permutations.shape}")
-    if permutations.shape[0] < minimum:
-        raise ValueError(f"Invalid shape for 'permutations': expected at least {minimum} rows, got {permutations.shape[0]}")
-    if permutations.size and permutations.dtype.kind not in "iu":
-        raise TypeError(f"Invalid type for 'permutations': expected integers, got dtype {permutations.dtype}")
-    if permutations.size and (permutations.min() < 0 or permutations.max() >= n):
-        raise ValueError(f"Invalid value for 'permutations': indices must lie in 0..{n - 1}")
-    return permutations.astype(np.int64)
 
 
 def _null_moments(null) -> tuple[np.ndarray, np.ndarray]:
@@ -330,7 +318,7 @@ def modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary="reflect
     x = np.asarray(x)
     if x.ndim != 3:
         raise ValueError(f"Invalid shape for 'x': expected (n_series, n_steps, d), got {x.shape}")
-    permutations = _check_permutations(permutations, x.shape[1], minimum=2)
+    permutations = check_permutations(permutations, x.shape[1], minimum=2)
     null = np.empty(x.shape[:2] + (permutations.shape[0],))
     for p, perm in enumerate(permutations):
         null[..., p] = scale_entropy(modwt_energies(x[:, perm], dec_lo, dec_hi, level, boundary, unit))[0]
@@ -358,7 +346,7 @@ def dwt_null_moments(x, dec_lo, dec_hi, level, permutations):
         As `modwt_null_moments`.
     """
     x = np.asarray(x)
-    _check_permutations(permutations, x.shape[-1], minimum=2)
+    check_permutations(permutations, x.shape[-1], minimum=2)
     return _null_moments(dwt_null_entropy(x, dec_lo, dec_hi, level, permutations))
 
 

@@ -78,6 +78,18 @@ def _filters(dec_lo, dec_hi):
     return lo.tolist(), hi.tolist()
 
 
+def _series_tensor(x, boundary) -> torch.Tensor:
+    """`x` as a real 3-D tensor (n_series, n_steps, d), `boundary` checked."""
+    if boundary not in ("reflect", "periodic"):
+        raise ValueError(f"Invalid value for 'boundary': expected 'reflect' or 'periodic', got {boundary!r}")
+    x = torch.as_tensor(x)
+    if x.is_complex():
+        raise TypeError(f"Invalid type for 'x': expected a real tensor, got dtype {x.dtype}")
+    if x.dim() != 3:
+        raise ValueError(f"Invalid shape for 'x': expected (n_series, n_steps, d), got {tuple(x.shape)}")
+    return x
+
+
 def update_norms(x: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
     """L2 norm of each update vector.
 
@@ -149,13 +161,7 @@ def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True, dtyp
     ``(series, N', d)`` (N' = 2 n_steps for ``'reflect'``); the pyramid holds about
     four such tensors of `dtype` at a time.
     """
-    if boundary not in ("reflect", "periodic"):
-        raise ValueError(f"Invalid value for 'boundary': expected 'reflect' or 'periodic', got {boundary!r}")
-    x = torch.as_tensor(x)
-    if x.is_complex():
-        raise TypeError(f"Invalid type for 'x': expected a real tensor, got dtype {x.dtype}")
-    if x.dim() != 3:
-        raise ValueError(f"Invalid shape for 'x': expected (n_series, n_steps, d), got {tuple(x.shape)}")
+    x = _series_tensor(x, boundary)
     lo, hi = _filters(dec_lo, dec_hi)
     g = [c / math.sqrt(2.0) for c in lo]
     h = [c / math.sqrt(2.0) for c in hi]
@@ -256,11 +262,17 @@ def dwt_energies(x, dec_lo, dec_hi, level, dtype=torch.float64) -> torch.Tensor:
     ValueError
         If ``x`` is not 2-D or has no columns, or the filters differ in length.
     """
-    a = _as_tensor(x, dtype)
-    if a.dim() != 2 or a.shape[1] == 0:
-        raise ValueError(f"Invalid shape for 'x': expected (n, d) with d >= 1, got {tuple(a.shape)}")
+    x = torch.as_tensor(x)
+    if x.is_complex():
+        raise TypeError(f"Invalid type for 'x': expected a real tensor, got dtype {x.dtype}")
+    if x.dim() != 2 or x.shape[1] == 0:
+        raise ValueError(f"Invalid shape for 'x': expected (n, d) with d >= 1, got {tuple(x.shape)}")
     lo, hi = _filters(dec_lo, dec_hi)
-    return _dwt_energies(a, lo, hi, int(level))
+    out = torch.empty((x.shape[0], int(level) + 1), dtype=dtype, device=x.device)
+    step = max(1, _CHUNK_ELEMENTS // x.shape[1])
+    for r0 in range(0, x.shape[0], step):  # rows in chunks: no `dtype` copy of a large x at once
+        out[r0:r0 + step] = _dwt_energies(x[r0:r0 + step].to(dtype), lo, hi, int(level))
+    return out
 
 
 def _permutation_tensor(permutations, n: int, device, minimum: int = 0) -> torch.Tensor:
@@ -282,17 +294,22 @@ def _permutation_tensor(permutations, n: int, device, minimum: int = 0) -> torch
 
 
 def _dwt_null_chunks(x, dec_lo, dec_hi, level, permutations, dtype, minimum):
-    """Yield (p0, CSE of every row under permutations p0.., shape (n, B)) in bounded chunks."""
-    a = _as_tensor(x, dtype)
-    if a.dim() != 2 or a.shape[1] == 0:
-        raise ValueError(f"Invalid shape for 'x': expected (n, d) with d >= 1, got {tuple(a.shape)}")
-    n, d = a.shape
-    perms = _permutation_tensor(permutations, d, a.device, minimum)
+    """Yield (r0, p0, CSE of rows r0.. under permutations p0.., shape (R, B)), in bounded chunks."""
+    x = torch.as_tensor(x)
+    if x.is_complex():
+        raise TypeError(f"Invalid type for 'x': expected a real tensor, got dtype {x.dtype}")
+    if x.dim() != 2 or x.shape[1] == 0:
+        raise ValueError(f"Invalid shape for 'x': expected (n, d) with d >= 1, got {tuple(x.shape)}")
+    n, d = x.shape
+    perms = _permutation_tensor(permutations, d, x.device, minimum)
     lo, hi = _filters(dec_lo, dec_hi)
-    step = max(1, _CHUNK_ELEMENTS // max(1, n * d))
-    for p0 in range(0, perms.shape[0], step):
-        permuted = a[:, perms[p0:p0 + step]]  # (n, B, d)
-        yield p0, scale_entropy(_dwt_energies(permuted, lo, hi, int(level)))[0]
+    r_step = max(1, _CHUNK_ELEMENTS // d)
+    for r0 in range(0, n, r_step):
+        a = x[r0:r0 + r_step].to(dtype)
+        p_step = max(1, _CHUNK_ELEMENTS // (a.shape[0] * d))
+        for p0 in range(0, perms.shape[0], p_step):
+            permuted = a[:, perms[p0:p0 + p_step]]  # (R, B, d)
+            yield r0, p0, scale_entropy(_dwt_energies(permuted, lo, hi, int(level)))[0]
 
 
 def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations, dtype=torch.float64) -> torch.Tensor:
@@ -330,9 +347,9 @@ def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations, dtype=torch.float64
     """
     chunks = _dwt_null_chunks(x, dec_lo, dec_hi, level, permutations, dtype, 0)
     a = torch.as_tensor(x)
-    out = torch.empty((a.shape[0], torch.as_tensor(permutations).shape[0]), dtype=dtype, device=a.device)
-    for p0, cse in chunks:
-        out[:, p0:p0 + cse.shape[1]] = cse
+    out = torch.empty((a.shape[0], len(permutations)), dtype=dtype, device=a.device)
+    for r0, p0, cse in chunks:
+        out[r0:r0 + cse.shape[0], p0:p0 + cse.shape[1]] = cse
     return out
 
 
@@ -385,10 +402,19 @@ def dwt_null_moments(x, dec_lo, dec_hi, level, permutations, dtype=torch.float64
     ValueError, TypeError
         As `dwt_null_entropy`, and for fewer than 2 permutations.
     """
-    moments = _Moments()
-    for _, cse in _dwt_null_chunks(x, dec_lo, dec_hi, level, permutations, dtype, 2):
+    a = torch.as_tensor(x)
+    mean = torch.empty(a.shape[0] if a.dim() else 0, dtype=dtype, device=a.device)
+    std = torch.empty_like(mean)
+    rows, moments = None, None
+    for r0, _, cse in _dwt_null_chunks(x, dec_lo, dec_hi, level, permutations, dtype, 2):
+        if r0 != rows:  # a new chunk of rows: store the last one's moments
+            if moments is not None:
+                mean[rows:rows + moments.mean.shape[0]], std[rows:rows + moments.mean.shape[0]] = moments.result()
+            rows, moments = r0, _Moments()
         moments.add(cse)
-    return moments.result()
+    if moments is not None:
+        mean[rows:rows + moments.mean.shape[0]], std[rows:rows + moments.mean.shape[0]] = moments.result()
+    return mean, std
 
 
 @functools.lru_cache(maxsize=32)
@@ -466,13 +492,7 @@ def modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary="reflect
     are merged chunk by chunk). Chunks of series and of permutations keep every
     intermediate under about ``_CHUNK_ELEMENTS`` elements.
     """
-    if boundary not in ("reflect", "periodic"):
-        raise ValueError(f"Invalid value for 'boundary': expected 'reflect' or 'periodic', got {boundary!r}")
-    x = torch.as_tensor(x)
-    if x.is_complex():
-        raise TypeError(f"Invalid type for 'x': expected a real tensor, got dtype {x.dtype}")
-    if x.dim() != 3:
-        raise ValueError(f"Invalid shape for 'x': expected (n_series, n_steps, d), got {tuple(x.shape)}")
+    x = _series_tensor(x, boundary)
     n_series, n_steps, d = x.shape
     perms = _permutation_tensor(permutations, n_steps, x.device, minimum=2)
     lo, hi = _filters(dec_lo, dec_hi)

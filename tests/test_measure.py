@@ -676,3 +676,18 @@ def test_hidden_axis_is_not_invariant_to_the_hidden_basis():
     a = conditional_scale_entropy(u, axis="hidden")
     b = conditional_scale_entropy(rotated, axis="hidden")
     assert np.abs(a.cse.values - b.cse.values).max() > 1e-3
+
+
+def test_boundary_figure_script(tmp_path):
+    # The README's figure: small white noise, both rules, one PNG.
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "boundary_figure.py"
+    spec = importlib.util.spec_from_file_location("boundary_figure", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = module.white_noise_profiles(n_layers=12, n_tokens=20, d_model=8, null_permutations=10)
+    assert set(results) == {"reflect", "periodic"}
+    out = module.main(["--out", str(tmp_path / "fig.png"), "--tokens", "20", "--d-model", "8", "--permutations", "5"])
+    assert out.stat().st_size > 10_000 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
