@@ -518,7 +518,32 @@ def _series_gram(x, transposed, s, unit, xb, gram, lane):
         row = x[t, s] if transposed else x[s, t]
         for c in range(d):
             xb[t, c] = np.float64(row[c])
-    for a in range(n):
+    # Four rows a0..a0+3 against each row b >= a0 at once: each load of row b serves
+    # four products (the loop is bound by loads, not by multiply-adds).
+    n4 = n - n % 4
+    for a0 in range(0, n4, 4):
+        r0, r1, r2, r3 = xb[a0], xb[a0 + 1], xb[a0 + 2], xb[a0 + 3]
+        for b in range(a0, n):
+            rb = xb[b]
+            acc0 = 0.0
+            acc1 = 0.0
+            acc2 = 0.0
+            acc3 = 0.0
+            for c in range(d):
+                v = rb[c]
+                acc0 += r0[c] * v
+                acc1 += r1[c] * v
+                acc2 += r2[c] * v
+                acc3 += r3[c] * v
+            gram[a0, b, lane] = acc0
+            gram[a0 + 1, b, lane] = acc1
+            gram[a0 + 2, b, lane] = acc2
+            gram[a0 + 3, b, lane] = acc3
+            gram[b, a0, lane] = acc0
+            gram[b, a0 + 1, lane] = acc1
+            gram[b, a0 + 2, lane] = acc2
+            gram[b, a0 + 3, lane] = acc3
+    for a in range(n4, n):
         for b in range(a, n):
             acc = 0.0
             for c in range(d):
@@ -595,13 +620,16 @@ _GRAM_MAX_BYTES = 1 << 26
 
 
 def _null_method(n_series, n_steps, d, n_taps, level, n_perm, n_pairs, tail) -> str:
-    """'gram' or 'direct', whichever needs fewer operations (rough counts, per series).
+    """'gram' or 'direct', whichever is expected to be faster (rough counts, per series).
 
     Gram: N(N+1)/2 d products once, then per permutation one product per pair.
     Direct: per permutation the whole pyramid again, 2 J K (N + tail) d products.
-    Both pay the same entropies. The Gram matrix and the pair table must stay small.
+    Both pay the same entropies. The Gram products are weighted 4x: measured, the
+    pyramid's loops run about four times as many products per second (one text of
+    512 tokens, 30 layers, d = 576: the direct kernel wins below P ~ 80). The Gram
+    matrix and the pair table must stay small.
     """
-    gram = n_steps * (n_steps + 1) / 2 * d + n_perm * n_pairs
+    gram = 4.0 * n_steps * (n_steps + 1) / 2 * d + n_perm * n_pairs
     direct = n_perm * 2.0 * level * n_taps * (n_steps + tail) * d
     if n_steps * n_steps * 8 > _GRAM_MAX_BYTES or n_pairs * 24 > _GRAM_MAX_BYTES:
         return "direct"
