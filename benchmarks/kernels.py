@@ -5,12 +5,18 @@ of several repetitions after a warm-up call, so Numba compilation is excluded fr
 medians and reported separately (measured in a fresh cache directory). The read-once
 floor is one pass over the same input (``x.sum()``).
 
-Run: ``.venv/bin/python benchmarks/kernels.py [--quick] [--out benchmarks/results/kernels.json]``
+The permutation nulls (``null_permutations`` = P) are timed at two values of P on each
+axis; the difference gives the cost of one permutation, reported in ms and as a share
+of the kernel without a null on the same input.
+
+Run: ``.venv/bin/python benchmarks/kernels.py [--quick] [--only kernels|null] [--out benchmarks/results/kernels.json]``
+(timings are only meaningful on an otherwise idle machine: the load average is recorded).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -26,7 +32,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import machine, median_time, save, table  # noqa: E402
 
 import cse_kernels  # noqa: E402
-from cse_kernels import reference  # noqa: E402
+from cse_kernels import _numba, reference  # noqa: E402
 
 
 def entropy_from_bands(bands) -> np.ndarray:
@@ -116,6 +122,56 @@ def bench_hidden(shape, repeats, slow_repeats):
     return [{"contender": name, **median_time(fn, n)} for name, fn, n in contenders]
 
 
+def bench_null(axis, shape, p_low, p_high, repeats):
+    """Cost of the null on one axis: time at P = p_low and p_high, and per permutation.
+
+    depth: (n_tokens, n_layers, d) series over layers (haar J = 3); token: one text,
+    (n_layers, n_tokens, d) series over tokens (haar J = 3); hidden: (n_cells, d), db4
+    at the maximum level. Both fused MODWT null kernels are timed where they apply.
+    """
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    if axis == "hidden":
+        w = pywt.Wavelet("db4")
+        level = pywt.dwt_max_level(shape[1], w.dec_len)
+        n = shape[1]
+
+        def plain():
+            return cse_kernels.scale_entropy(cse_kernels.dwt_energies(x, w.dec_lo, w.dec_hi, level))
+
+        def null(perms, method=None):
+            return cse_kernels.dwt_null_moments(x, w.dec_lo, w.dec_hi, level, perms)
+
+        methods = [None]
+    else:
+        w = pywt.Wavelet("haar")
+        level = 3
+        n = shape[1]
+
+        def plain():
+            return cse_kernels.scale_entropy(cse_kernels.modwt_energies(x, w.dec_lo, w.dec_hi, level))
+
+        def null(perms, method=None):
+            return _numba.modwt_null_moments(x, w.dec_lo, w.dec_hi, level, perms, method=method)
+
+        methods = ["gram", "direct"]
+    perms = np.argsort(rng.random((p_high, n)), axis=1)
+    base = median_time(plain, repeats)["median_s"]
+    rows = [{"contender": "cse_kernels, no null", "P": 0, "median_s": base}]
+    for method in methods:
+        label = "cse_kernels null" + (f" ({method} kernel)" if method else "")
+        low = median_time(lambda: null(perms[:p_low], method), repeats)["median_s"]
+        high = median_time(lambda: null(perms, method), max(1, repeats // 2))["median_s"]
+        per = (high - low) / (p_high - p_low)
+        rows.append({"contender": label, "P": p_low, "median_s": low})
+        rows.append({"contender": label, "P": p_high, "median_s": high})
+        rows.append({"contender": label + ", per permutation", "P": 1, "median_s": per,
+                     "share": f"{per / base:.1%} of no null", "at P=100": f"{(low + (100 - p_low) * per) / base:.1f}x"})
+    for r in rows:
+        r["ms"] = round(1e3 * r["median_s"], 2)
+    return rows
+
+
 def compile_times() -> dict:
     """First-call times on tiny inputs (compilation into a fresh cache) of each kernel."""
     out = {}
@@ -127,6 +183,15 @@ def compile_times() -> dict:
         "dwt_energies": lambda: cse_kernels.dwt_energies(x2, db4.dec_lo, db4.dec_hi, 1),
         "dwt_null_entropy": lambda: cse_kernels.dwt_null_entropy(
             x2, db4.dec_lo, db4.dec_hi, 1, np.tile(np.arange(16), (2, 1))
+        ),
+        "dwt_null_moments": lambda: cse_kernels.dwt_null_moments(
+            x2, db4.dec_lo, db4.dec_hi, 1, np.tile(np.arange(16), (2, 1))
+        ),
+        "modwt_null_moments (gram)": lambda: _numba.modwt_null_moments(
+            x3, haar.dec_lo, haar.dec_hi, 3, np.tile(np.arange(8), (2, 1)), method="gram"
+        ),
+        "modwt_null_moments (direct)": lambda: _numba.modwt_null_moments(
+            x3, haar.dec_lo, haar.dec_hi, 3, np.tile(np.arange(8), (2, 1)), method="direct"
         ),
         "scale_entropy": lambda: cse_kernels.scale_entropy(np.ones((3, 4))),
     }
@@ -153,14 +218,35 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--slow-repeats", type=int, default=3)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "kernels.json"))
+    parser.add_argument("--only", choices=["kernels", "null"], help="run one part (the JSON keeps the other's entry)")
     args = parser.parse_args(argv)
 
     scale = 8 if args.quick else 1
     depth_shapes = [(4096 // scale, 32, 576), (1024 // scale, 24, 2880)]
     hidden_shapes = [(61440 // scale, 576), (24576 // scale, 2880)]
-    results = {"machine": machine(), "compile_s": compile_times(), "depth": {}, "hidden": {}, "quick": args.quick}
-    print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores; "
-          f"first-call compile times (s): " + ", ".join(f"{k} {v:.2f}" for k, v in results["compile_s"].items()))
+    null_cases = [("depth", (4096 // scale, 32, 576), 2, 34), ("token", (30, 512 // scale, 576), 2, 34),
+                  ("hidden", (7680 // scale, 576), 2, 10)]
+    previous = {}
+    if args.only and os.path.exists(args.out):
+        with open(args.out) as f:
+            previous = json.load(f)
+    results = {**previous, "machine": machine(), "compile_s": compile_times(), "quick": args.quick,
+               "load_average": os.getloadavg()}
+    print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, load average "
+          f"{', '.join(f'{v:.2f}' for v in results['load_average'])}; first-call compile times (s): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in results["compile_s"].items()))
+    if args.only != "kernels":
+        results["null"] = {}
+        for axis, shape, p_low, p_high in null_cases:
+            rows = bench_null(axis, shape, p_low, p_high, args.repeats)
+            results["null"][f"{axis} {shape}"] = rows
+            print(f"\n{axis} null, float32 {shape}")
+            print(table(rows, ["contender", "P", "ms", "share", "at P=100"]))
+    if args.only == "null":
+        save(results, args.out)
+        print(f"\nsaved {args.out}")
+        return
+    results["depth"], results["hidden"] = {}, {}
     columns = ["contender", "ms", "vs ours", "vs floor"]
     for shape in depth_shapes:
         rows = with_ratios(bench_depth(shape, args.repeats, args.slow_repeats), "cse_kernels (reflect, unit)")

@@ -287,8 +287,7 @@ def resolve_measure(axis, wavelet, level, boundary, normalize, null_permutations
     Raises
     ------
     CSEInputError
-        For an invalid value (including a level too high for the axis and a null on
-        an axis other than ``hidden``).
+        For an invalid value (including a level too high for the axis).
     TypeError
         For a wrongly typed ``level`` or ``null_permutations``.
     """
@@ -305,21 +304,19 @@ def resolve_measure(axis, wavelet, level, boundary, normalize, null_permutations
         raise CSEInputError(
             f"Invalid value for 'null_permutations': expected 0 (no null) or an integer >= 2, got {null_permutations}"
         )
-    if null_permutations and axis != "hidden":
-        raise CSEInputError(
-            f"Invalid value for 'null_permutations': the dimension-permutation null applies to the hidden axis "
-            f"only, got axis={axis!r}; use axis 'hidden' (--axis hidden) or 0 permutations"
-        )
     return axis, wavelet, level, boundary, normalize, int(null_permutations)
 
 
-def null_permutations(seed, n_permutations: int, d_model: int) -> np.ndarray | None:
-    """The one seeded set of hidden-index permutations shared by every cell.
+def null_permutations(seed, n_permutations: int, n: int) -> np.ndarray | None:
+    """The one seeded set of permutations of ``range(n)`` shared by every series of the null.
+
+    ``n`` is the length of the permuted axis: n_layers (depth), the text's length in
+    tokens (token) or d_model (hidden). `cse.nulls.permutation_set` caches it.
 
     Returns
     -------
-    ndarray of int64, shape (n_permutations, d_model), or None when ``n_permutations`` is 0.
+    ndarray of int64, shape (n_permutations, n), or None when ``n_permutations`` is 0.
     """
     if not n_permutations:
         return None
-    return np.argsort(resolve_seed(seed).random((n_permutations, d_model)), axis=1)
+    return np.argsort(resolve_seed(seed).random((n_permutations, n)), axis=1)

@@ -37,18 +37,27 @@ Shared parameters are those of `cse_kernels.reference`.
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 
+from ._checks import check_permutations
 from ._jit import jit, prange
+from .filters import quadratic_tables
 
 __all__ = [
     "modwt_energies",
+    "modwt_null_moments",
     "dwt_energies",
     "dwt_null_entropy",
+    "dwt_null_moments",
     "scale_entropy",
     "update_norms",
 ]
+
+#: Arrays this module takes and returns (`cse.measure.reduce_updates` reads it).
+ARRAYS = "numpy"
 
 #: Bytes of float64 scratch the MODWT kernel keeps per series for its two pyramid
 #: buffers (N', chunk): long series (the token axis) split the hidden dimension into
@@ -195,6 +204,20 @@ def _reflect_tail(n: int, n_taps: int, level: int, j: int) -> int:
     return min(n, (n_taps - 1) * ((1 << level) - (1 << j)))
 
 
+def _reflect_tails(n: int, n_taps: int, level: int, reflect: bool) -> np.ndarray:
+    """`_reflect_tail` of every level j = 0..J as int64 (all 0 for the periodic rule)."""
+    return np.array([_reflect_tail(n, n_taps, level, j) if reflect else 0 for j in range(level + 1)], dtype=np.int64)
+
+
+def _series_layout(x: np.ndarray):
+    """(array, transposed): C order, or the transpose of C order read in place, else a C copy."""
+    if x.flags.c_contiguous:
+        return x, False
+    if x.transpose(1, 0, 2).flags.c_contiguous:
+        return x.transpose(1, 0, 2), True
+    return np.ascontiguousarray(x), False
+
+
 @jit
 def _modwt_rows(va, vb, w, r0, r1, offsets, n_rows, g, h, m, out, s, band, with_detail):
     """One pyramid level for the buffer rows r0..r1-1: V_j into vb and, if `with_detail`,
@@ -271,36 +294,27 @@ def _modwt_energies(x, transposed, g, h, level, reflect, tails, unit, chunk, n_t
     n_rows = n + tails[0]
     for task in prange(n_tasks):
         scale = np.empty(n)
+        order = np.arange(n)
         va = np.empty((n_rows, chunk))
         vb = np.empty((n_rows, chunk))
         w = np.empty(chunk)
         offsets = np.empty(g.shape[0], dtype=np.int64)
         for s in range(task * n_series // n_tasks, (task + 1) * n_series // n_tasks):
-            _modwt_series(x, transposed, s, g, h, level, n_ext, tails, unit, scale, va, vb, w, offsets, out)
+            _step_scales(x, transposed, s, unit, scale)
+            _modwt_series(x, transposed, s, order, scale, g, h, level, n_ext, tails, va, vb, w, offsets, out, s)
 
 
 @jit
-def _modwt_series(x, transposed, s, g, h, level, n_ext, tails, unit, scale, va, vb, w, offsets, out):
-    """MODWT energies of series s into out[s], in the scratch scale (N,), va and vb
-    (N + tails[0], chunk), w (chunk,) and offsets (K,).
+def _step_scales(x, transposed, s, unit, scale):
+    """Reciprocal norms of the update vectors of series s into scale (N,), 1 if not `unit`.
 
-    Compact buffer: rows 0..N-1 hold positions 0..N-1 and rows N..N+tails[0]-1 the last
-    tails[0] positions of the 2N-long reflected series, so a circular index below 0
-    wraps by n_rows = N + tails[0] (= N' when the tail covers the whole second half).
+    A zero or NaN norm scales by 1 (zero stays zero, NaN stays NaN), an infinite one
+    by 0 (inf entries become NaN), as the reference's unit normalization does.
     """
-    n = x.shape[0] if transposed else x.shape[1]
+    n = scale.shape[0]
     d = x.shape[2]
-    chunk = va.shape[1]
-    n_taps = g.shape[0]
-    tail = tails[0]
-    n_rows = n + tail
     for t in range(n):
         scale[t] = 1.0
-        for b in range(level + 1):
-            out[s, t, b] = 0.0
-
-    # 1. Reciprocal norms of the update vectors: a zero or NaN norm scales by 1 (zero
-    #    stays zero, NaN stays NaN), an infinite one by 0 (inf entries become NaN).
     if unit:
         for t in range(n):
             row = x[t, s] if transposed else x[s, t]
@@ -312,39 +326,62 @@ def _modwt_series(x, transposed, s, g, h, level, n_ext, tails, unit, scale, va, 
             if nrm > 0.0:
                 scale[t] = 1.0 / nrm
 
-    # 2. Hidden dimensions in chunks (all of them unless the series is very long);
-    #    energies add up over chunks.
+
+@jit
+def _modwt_series(x, transposed, s, order, scale, g, h, level, n_ext, tails, va, vb, w, offsets, out, s_out):
+    """MODWT energies of series s, position t holding step order[t], into out[s_out].
+
+    Scratch: va and vb (N + tails[0], chunk), w (chunk,), offsets (K,); scale (N,) the
+    reciprocal norms of the steps (`_step_scales`). Compact buffer: rows 0..N-1 hold
+    positions 0..N-1 and rows N..N+tails[0]-1 the last tails[0] positions of the 2N-long
+    reflected series, so a circular index below 0 wraps by n_rows = N + tails[0]
+    (= N' when the tail covers the whole second half).
+    """
+    n = order.shape[0]
+    d = x.shape[2]
+    chunk = va.shape[1]
+    n_taps = g.shape[0]
+    tail = tails[0]
+    n_rows = n + tail
+    for t in range(n):
+        for b in range(level + 1):
+            out[s_out, t, b] = 0.0
+
+    # Hidden dimensions in chunks (all of them unless the series is very long);
+    # energies add up over chunks.
     for c0 in range(0, d, chunk):
         m = min(chunk, d - c0)
-        # 2a. Load in float64, normalized (short series are still in cache from step 1),
-        #     then the reflected tail.
+        # 1. Load in float64, normalized (short series are still in cache from the
+        #    norms), then the reflected tail.
         for t in range(n):
-            row = x[t, s] if transposed else x[s, t]
+            src = order[t]
+            row = x[src, s] if transposed else x[s, src]
             # (a slice, not row[c0 + c]: a computed index defeats vectorization)
             part = row[c0:c0 + m]
-            sc = scale[t]
+            sc = scale[src]
             for c in range(m):
                 va[t, c] = np.float64(part[c]) * sc
         for i in range(tail):
             for c in range(m):
                 va[n + i, c] = va[tail - 1 - i, c]
 
-        # 2b. Pyramid: V_j at rows 0..N-1 (with W_j's energy) and at the needed tail.
+        # 2. Pyramid: V_j at rows 0..N-1 (with W_j's energy) and at the needed tail.
         for j in range(1, level + 1):
             step = 1 << (j - 1)
             for k in range(n_taps):
                 offsets[k] = (step * k) % n_ext
-            _modwt_rows(va, vb, w, 0, n, offsets, n_rows, g, h, m, out, s, j - 1, True)
+            _modwt_rows(va, vb, w, 0, n, offsets, n_rows, g, h, m, out, s_out, j - 1, True)
             if j < level:
-                _modwt_rows(va, vb, w, n_rows - tails[j], n_rows, offsets, n_rows, g, h, m, out, s, j - 1, False)
+                _modwt_rows(va, vb, w, n_rows - tails[j], n_rows, offsets, n_rows, g, h, m, out, s_out, j - 1,
+                            False)
             va, vb = vb, va
 
-        # 2c. Approximation band V_J.
+        # 3. Approximation band V_J.
         for t in range(n):
             e = 0.0
             for c in range(m):
                 e += va[t, c] * va[t, c]
-            out[s, t, level] += e
+            out[s_out, t, level] += e
 
 
 def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True) -> np.ndarray:
@@ -407,20 +444,296 @@ def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True) -> n
     if n_series == 0 or n_steps == 0:
         return out
     # 1. Layout: C order, or the transpose of C order, else a copy.
-    transposed = False
-    if not x.flags.c_contiguous:
-        if x.transpose(1, 0, 2).flags.c_contiguous:
-            x, transposed = x.transpose(1, 0, 2), True
-        else:
-            x = np.ascontiguousarray(x)
+    x, transposed = _series_layout(x)
     # 2. Reflected tail per level and the chunk of hidden dimensions.
     reflect = boundary == "reflect"
-    tails = np.array(
-        [_reflect_tail(n_steps, g.size, level, j) if reflect else 0 for j in range(level + 1)], dtype=np.int64
-    )
+    tails = _reflect_tails(n_steps, g.size, level, reflect)
     chunk = _modwt_chunk(n_steps + int(tails[0]), max(d, 1))
     _modwt_energies(x, transposed, g, h, level, reflect, tails, bool(unit), chunk, _n_tasks(n_series), out)
     return out
+
+
+# --- order null of the MODWT (depth and token axes) ------------------------------------
+
+
+@jit
+def _welford(mean, m2, a, b, value, inv_count):
+    """Add `value` to the running mean and sum of squared deviations at [a, b].
+
+    Welford's update (numerically stable: the null's spread can be at rounding level),
+    with inv_count = 1 / (number of values so far, this one included).
+    """
+    delta = value - mean[a, b]
+    mean[a, b] += delta * inv_count
+    m2[a, b] += delta * (value - mean[a, b])
+
+
+@jit(parallel=True)
+def _modwt_null_direct(x, transposed, g, h, level, reflect, tails, unit, chunk, permutations, n_tasks, mean, m2):
+    """Order null by permuting and transforming every series again, fused.
+
+    For each series (parallel tasks over contiguous ranges): the step norms once, then
+    for each permutation the MODWT of the permuted series (its rows gathered while
+    loading the scratch, never copied), the CSE of every position and Welford's
+    update of its running mean and sum of squares into mean, m2 (S, N).
+    """
+    if transposed:
+        n, n_series, d = x.shape
+    else:
+        n_series, n, d = x.shape
+    n_ext = 2 * n if reflect else n
+    n_rows = n + tails[0]
+    n_perm = permutations.shape[0]
+    for task in prange(n_tasks):
+        scale = np.empty(n)
+        va = np.empty((n_rows, chunk))
+        vb = np.empty((n_rows, chunk))
+        w = np.empty(chunk)
+        offsets = np.empty(g.shape[0], dtype=np.int64)
+        e = np.empty((1, n, level + 1))
+        frac = np.empty(level + 1)
+        for s in range(task * n_series // n_tasks, (task + 1) * n_series // n_tasks):
+            _step_scales(x, transposed, s, unit, scale)
+            for t in range(n):
+                mean[s, t] = 0.0
+                m2[s, t] = 0.0
+            for p in range(n_perm):
+                _modwt_series(x, transposed, s, permutations[p], scale, g, h, level, n_ext, tails, va, vb, w, offsets,
+                              e, 0)
+                inv = 1.0 / (p + 1)
+                for t in range(n):
+                    _welford(mean, m2, s, t, _entropy_of(e[0, t], frac), inv)
+
+
+@jit
+def _series_gram(x, transposed, s, unit, xb, gram, lane):
+    """Gram matrix of the (unit-normalized) steps of series s into gram[:, :, lane].
+
+    xb (N, d) float64 scratch. G[a, b] = <x_a, x_b> accumulated in float64; with
+    `unit`, G[a, b] / (|x_a| |x_b|), the norms taken from the diagonal with the rule
+    of `_step_scales` (a zero or NaN norm divides by 1, an infinite one gives NaN).
+    """
+    n, d = xb.shape
+    for t in range(n):
+        row = x[t, s] if transposed else x[s, t]
+        for c in range(d):
+            xb[t, c] = np.float64(row[c])
+    # Four rows a0..a0+3 against each row b >= a0 at once: each load of row b serves
+    # four products (the loop is bound by loads, not by multiply-adds).
+    n4 = n - n % 4
+    for a0 in range(0, n4, 4):
+        r0, r1, r2, r3 = xb[a0], xb[a0 + 1], xb[a0 + 2], xb[a0 + 3]
+        for b in range(a0, n):
+            rb = xb[b]
+            acc0 = 0.0
+            acc1 = 0.0
+            acc2 = 0.0
+            acc3 = 0.0
+            for c in range(d):
+                v = rb[c]
+                acc0 += r0[c] * v
+                acc1 += r1[c] * v
+                acc2 += r2[c] * v
+                acc3 += r3[c] * v
+            gram[a0, b, lane] = acc0
+            gram[a0 + 1, b, lane] = acc1
+            gram[a0 + 2, b, lane] = acc2
+            gram[a0 + 3, b, lane] = acc3
+            gram[b, a0, lane] = acc0
+            gram[b, a0 + 1, lane] = acc1
+            gram[b, a0 + 2, lane] = acc2
+            gram[b, a0 + 3, lane] = acc3
+    for a in range(n4, n):
+        for b in range(a, n):
+            acc = 0.0
+            for c in range(d):
+                acc += xb[a, c] * xb[b, c]
+            gram[a, b, lane] = acc
+            gram[b, a, lane] = acc
+    if unit:
+        for a in range(n):
+            nrm = np.sqrt(gram[a, a, lane])
+            xb[a, 0] = 1.0 / nrm if nrm > 0.0 else 1.0  # reuse the scratch for the scales
+        for a in range(n):
+            for b in range(n):
+                gram[a, b, lane] *= xb[a, 0] * xb[b, 0]
+
+
+@jit(parallel=True)
+def _modwt_null_gram(x, transposed, unit, permutations, starts, first, second, weight, n_bands, lanes, n_tasks,
+                     mean, m2):
+    """Order null through the Gram identity E_b[t] = sum_pairs w G[pi(m), pi(n)].
+
+    Blocks of `lanes` series (parallel tasks over contiguous ranges of blocks): their
+    Gram matrices once, laid out (N, N, lanes) so that the innermost loop runs over
+    the series of the block; then for each permutation only re-indexed quadratic
+    forms, the CSE of every position and Welford's update into mean, m2 (S, N).
+    """
+    if transposed:
+        n, n_series, d = x.shape
+    else:
+        n_series, n, d = x.shape
+    n_perm = permutations.shape[0]
+    n_blocks = (n_series + lanes - 1) // lanes
+    for task in prange(n_tasks):
+        gram = np.empty((n, n, lanes))
+        xb = np.empty((n, d))
+        e = np.empty((n_bands, lanes))
+        frac = np.empty(n_bands)
+        for blk in range(task * n_blocks // n_tasks, (task + 1) * n_blocks // n_tasks):
+            s0 = blk * lanes
+            m = min(lanes, n_series - s0)
+            for i in range(lanes):
+                if i < m:
+                    _series_gram(x, transposed, s0 + i, unit, xb, gram, i)
+                else:
+                    for a in range(n):
+                        for b in range(n):
+                            gram[a, b, i] = 0.0
+            for i in range(m):
+                for t in range(n):
+                    mean[s0 + i, t] = 0.0
+                    m2[s0 + i, t] = 0.0
+            for p in range(n_perm):
+                perm = permutations[p]
+                inv = 1.0 / (p + 1)
+                for t in range(n):
+                    for b in range(n_bands):
+                        cell = b * n + t
+                        acc = e[b]
+                        for i in range(lanes):
+                            acc[i] = 0.0
+                        for k in range(starts[cell], starts[cell + 1]):
+                            pa = perm[first[k]]
+                            pb = perm[second[k]]
+                            wk = weight[k]
+                            for i in range(lanes):
+                                acc[i] += wk * gram[pa, pb, i]
+                    for i in range(m):
+                        _welford(mean, m2, s0 + i, t, _entropy_of(e[:, i], frac), inv)
+
+
+#: Largest Gram block (N x N x lanes float64) of the Gram null kernel, and largest
+#: pair table: beyond them the fused direct kernel is used.
+_GRAM_BLOCK_BYTES = 1 << 19
+_GRAM_MAX_BYTES = 1 << 26
+
+
+def _null_method(n_series, n_steps, d, n_taps, level, n_perm, n_pairs, tail) -> str:
+    """'gram' or 'direct', whichever is expected to be faster (rough counts, per series).
+
+    Gram: N(N+1)/2 d products once, then per permutation one product per pair.
+    Direct: per permutation the whole pyramid again, 2 J K (N + tail) d products.
+    Both pay the same entropies. The Gram products are weighted 4x: measured, the
+    pyramid's loops run about four times as many products per second (one text of
+    512 tokens, 30 layers, d = 576: the direct kernel wins below P ~ 80). The Gram
+    matrix and the pair table must stay small.
+    """
+    gram = 4.0 * n_steps * (n_steps + 1) / 2 * d + n_perm * n_pairs
+    direct = n_perm * 2.0 * level * n_taps * (n_steps + tail) * d
+    if n_steps * n_steps * 8 > _GRAM_MAX_BYTES or n_pairs * 24 > _GRAM_MAX_BYTES:
+        return "direct"
+    return "gram" if gram <= direct else "direct"
+
+
+def _std_from_m2(m2, n_perm):
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(np.maximum(m2, 0.0) / (n_perm - 1)) if n_perm > 1 else np.full_like(m2, np.nan)
+
+
+def modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True, method=None):
+    """Mean and standard deviation of CSE under permutations of the series order.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_series, n_steps, d), float32 or float64
+        As in `modwt_energies` (the transpose of a C-ordered array is read in place).
+    dec_lo, dec_hi, level, boundary, unit
+        As in `modwt_energies`.
+    permutations : ndarray, shape (P, n_steps), int, P >= 2
+        Row p gives the series ``x[:, permutations[p]]``; one set for every series.
+    method : {None, 'gram', 'direct'}
+        Which fused kernel computes it (both give the reference's result); None
+        picks the one with fewer operations (see Notes). For tests and benchmarks.
+
+    Returns
+    -------
+    mean, std : ndarray, shape (n_series, n_steps), float64
+        Mean and standard deviation (ddof=1) over the permutations of the CSE at
+        each (series, position); dimensionless; NaN where any permutation leaves the
+        cell undefined. Equal to `cse_kernels.reference.modwt_null_moments`.
+
+    Raises
+    ------
+    ValueError
+        If ``permutations`` is not (P, n_steps) with P >= 2 or holds an index outside
+        0..n_steps-1, or as `modwt_energies`.
+    TypeError
+        If ``permutations`` is not an integer array.
+
+    Notes
+    -----
+    No copy of the permuted series is ever made, and no (cells x P) array: the
+    running mean and sum of squared deviations of each cell are updated after each
+    permutation (Welford's algorithm), in float64.
+
+    *Gram kernel* (short series: the depth axis, short texts on the token axis). Each
+    band is a fixed linear combination of the steps, ``W_b[t] = sum_m A_b[t, m] X[m]``
+    (`cse_kernels.filters.modwt_operator`), so ``E_b[t] = a^T G a`` with ``a = A_b[t]``
+    and ``G = X X^T`` the N x N Gram matrix of the (unit-normalized) update vectors.
+    G is computed once per series (N(N+1)/2 dot products of length d); a permutation
+    pi only re-indexes it, ``G_pi[m, n] = G[pi[m], pi[n]]``, so each permutation costs
+    one multiply-add per (m <= n) pair of samples that a coefficient reads
+    (`cse_kernels.filters.quadratic_tables`), vectorized over a block of series, and
+    nothing proportional to d.
+
+    *Direct kernel* (long series): per series and permutation, the permuted rows are
+    gathered while loading the MODWT scratch and transformed as in `modwt_energies`.
+    """
+    if boundary not in ("reflect", "periodic"):
+        raise ValueError(f"Invalid value for 'boundary': expected 'reflect' or 'periodic', got {boundary!r}")
+    if method not in (None, "gram", "direct"):
+        raise ValueError(f"Invalid value for 'method': expected None, 'gram' or 'direct', got {method!r}")
+    x = _as_float_array(x, "x", 3)
+    lo, hi = _as_filters(dec_lo, dec_hi)
+    level = _as_level(level)
+    n_series, n_steps, d = x.shape
+    permutations = check_permutations(permutations, n_steps, minimum=2)
+    n_perm = permutations.shape[0]
+    mean = np.empty((n_series, n_steps))
+    m2 = np.empty((n_series, n_steps))
+    if mean.size == 0:
+        return mean, m2
+    x, transposed = _series_layout(x)
+    reflect = boundary == "reflect"
+    tails = _reflect_tails(n_steps, lo.size, level, reflect)
+    if method is None:
+        # Pairs of the interior cells: (L_j (L_j + 1) / 2 per band, N positions).
+        widths = [min(n_steps, (2**j - 1) * (lo.size - 1) + 1) for j in range(1, level + 1)]
+        n_pairs = n_steps * sum(wd * (wd + 1) // 2 for wd in widths + widths[-1:])
+        method = _null_method(n_series, n_steps, d, lo.size, level, n_perm, n_pairs, int(tails[0]))
+    if method == "gram":
+        starts, first, second, weight = _quadratic_tables(lo.tobytes(), hi.tobytes(), level, n_steps, boundary)
+        lanes = int(max(1, min(32, _GRAM_BLOCK_BYTES // (8 * n_steps * n_steps), n_series)))
+        n_tasks = _n_tasks(-(-n_series // lanes))
+        _modwt_null_gram(x, transposed, bool(unit), permutations, starts, first, second, weight, level + 1, lanes,
+                         n_tasks, mean, m2)
+    else:
+        chunk = _modwt_chunk(n_steps + int(tails[0]), max(d, 1))
+        _modwt_null_direct(x, transposed, lo / np.sqrt(2.0), hi / np.sqrt(2.0), level, reflect, tails, bool(unit),
+                           chunk, permutations, _n_tasks(n_series), mean, m2)
+    return mean, _std_from_m2(m2, n_perm)
+
+
+@functools.lru_cache(maxsize=32)
+def _quadratic_tables(lo_bytes, hi_bytes, level, n_steps, boundary):
+    """`cse_kernels.filters.quadratic_tables`, cached per (filters, level, N, boundary)."""
+    lo = np.frombuffer(lo_bytes, dtype=np.float64)
+    hi = np.frombuffer(hi_bytes, dtype=np.float64)
+    tables = quadratic_tables(lo, hi, level, n_steps, boundary)
+    for array in tables:
+        array.setflags(write=False)
+    return tables
 
 
 # --- periodized DWT over the last axis -------------------------------------------------
@@ -600,7 +913,12 @@ def dwt_energies(x, dec_lo, dec_hi, level) -> np.ndarray:
 
 
 @jit(parallel=True)
-def _dwt_null_entropy(x, lo, hi, level, permutations, lanes, n_tasks, out):
+def _dwt_null(x, lo, hi, level, permutations, lanes, n_tasks, out, mean, m2, moments):
+    """CSE of every row under every permutation of its entries.
+
+    Into out (n, P), or, if `moments`, only Welford's running mean and sum of squared
+    deviations into mean, m2 (n, 1) (no (n, P) array).
+    """
     n, d = x.shape
     n_perm = permutations.shape[0]
     n_blocks = (n + lanes - 1) // lanes
@@ -615,6 +933,10 @@ def _dwt_null_entropy(x, lo, hi, level, permutations, lanes, n_tasks, out):
             r0 = blk * lanes
             m = min(lanes, n - r0)
             _load_block(x, r0, m, xt)
+            if moments:
+                for i in range(m):
+                    mean[r0 + i, 0] = 0.0
+                    m2[r0 + i, 0] = 0.0
             for p in range(n_perm):
                 # Lane i of the permuted block is x[r0 + i, permutations[p]].
                 for t in range(d):
@@ -622,8 +944,13 @@ def _dwt_null_entropy(x, lo, hi, level, permutations, lanes, n_tasks, out):
                     for i in range(lanes):
                         x0[t, i] = xt[src, i]
                 _dwt_block(x0, a, b, d, lo, hi, level, e)
-                for i in range(m):
-                    out[r0 + i, p] = _entropy_of(e[:, i], frac)
+                if moments:
+                    inv = 1.0 / (p + 1)
+                    for i in range(m):
+                        _welford(mean, m2, r0 + i, 0, _entropy_of(e[:, i], frac), inv)
+                else:
+                    for i in range(m):
+                        out[r0 + i, p] = _entropy_of(e[:, i], frac)
 
 
 def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations) -> np.ndarray:
@@ -662,18 +989,47 @@ def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations) -> np.ndarray:
     """
     x, lo, hi, level = _as_dwt_input(x, dec_lo, dec_hi, level)
     n, d = x.shape
-    permutations = np.asarray(permutations)
-    if permutations.ndim != 2 or permutations.shape[1] != d:
-        raise ValueError(f"Invalid shape for 'permutations': expected (P, {d}), got {permutations.shape}")
-    if permutations.size and permutations.dtype.kind not in "iu":
-        raise TypeError(f"Invalid type for 'permutations': expected integers, got dtype {permutations.dtype}")
-    permutations = np.ascontiguousarray(permutations, dtype=np.int64)
-    if permutations.size and (permutations.min() < 0 or permutations.max() >= d):
-        raise ValueError(f"Invalid value for 'permutations': indices must lie in 0..{d - 1}")
+    permutations = check_permutations(permutations, d)
     out = np.empty((n, permutations.shape[0]), dtype=np.float64)
     if out.size:
-        _dwt_null_entropy(x, lo, hi, level, permutations, _DWT_LANES, _n_tasks(-(-n // _DWT_LANES)), out)
+        none = np.empty((0, 1))
+        _dwt_null(x, lo, hi, level, permutations, _DWT_LANES, _n_tasks(-(-n // _DWT_LANES)), out, none, none, False)
     return out
+
+
+def dwt_null_moments(x, dec_lo, dec_hi, level, permutations):
+    """Mean and standard deviation of CSE under permutations of the hidden index.
+
+    Parameters
+    ----------
+    x, dec_lo, dec_hi, level, permutations
+        As in `dwt_null_entropy`; P >= 2.
+
+    Returns
+    -------
+    mean, std : ndarray, shape (n,), float64
+        Mean and standard deviation (ddof=1) of `dwt_null_entropy` over the
+        permutations; dimensionless; NaN where any permutation leaves the row undefined.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As `dwt_null_entropy`, and for fewer than 2 permutations.
+
+    Notes
+    -----
+    As `dwt_null_entropy`, but each row's running mean and sum of squared deviations
+    are updated after each permutation (Welford's algorithm, float64): no (n, P) array.
+    """
+    x, lo, hi, level = _as_dwt_input(x, dec_lo, dec_hi, level)
+    n, d = x.shape
+    permutations = check_permutations(permutations, d, minimum=2)
+    mean = np.empty((n, 1))
+    m2 = np.empty((n, 1))
+    if n:
+        none = np.empty((0, 0))
+        _dwt_null(x, lo, hi, level, permutations, _DWT_LANES, _n_tasks(-(-n // _DWT_LANES)), none, mean, m2, True)
+    return mean[:, 0], _std_from_m2(m2[:, 0], permutations.shape[0])
 
 
 # --- scale entropy ---------------------------------------------------------------------

@@ -27,13 +27,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_permutations
+
 __all__ = [
     "modwt_energies",
+    "modwt_null_moments",
     "dwt_energies",
     "dwt_null_entropy",
+    "dwt_null_moments",
     "scale_entropy",
     "update_norms",
 ]
+
+#: Arrays this module takes and returns (`cse.measure.reduce_updates` reads it).
+ARRAYS = "numpy"
 
 # Work arrays are processed in chunks of series so that the float64 copy of a
 # large batch (and its reflected extension) never holds more than ~this many elements.
@@ -246,15 +253,101 @@ def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations) -> np.ndarray:
         dimensionless, in [0, 1], NaN where undefined.
     """
     x = np.asarray(x)
-    permutations = np.asarray(permutations)
-    if permutations.ndim != 2 or permutations.shape[1] != x.shape[-1]:
-        raise ValueError(
-            f"Invalid shape for 'permutations': expected (P, {x.shape[-1]}), got {permutations.shape}"
-        )
+    permutations = check_permutations(permutations, x.shape[-1])
     out = np.empty((x.shape[0], permutations.shape[0]), dtype=np.float64)
     for p, perm in enumerate(permutations):
         out[:, p] = scale_entropy(dwt_energies(x[:, perm], dec_lo, dec_hi, level))[0]
     return out
+
+
+def _null_moments(null) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (ddof=1) over the last axis (the permutations).
+
+    Parameters
+    ----------
+    null : ndarray, shape (..., P), P >= 2
+        CSE of each cell under each permutation.
+
+    Returns
+    -------
+    mean, std : ndarray, shape (...), float64
+        NaN where any permutation gives NaN.
+    """
+    null = np.asarray(null, dtype=np.float64)
+    return null.mean(axis=-1), null.std(axis=-1, ddof=1)
+
+
+def modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True):
+    """Mean and standard deviation of CSE under permutations of the series order.
+
+    The order null of the depth and token axes, computed the plain way: permute the
+    steps of every series, recompute the MODWT, take the CSE of every cell, and
+    summarize over the permutations. It is the specification of the fused kernels.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_series, n_steps, d), float32 or float64
+        As in `modwt_energies`.
+    dec_lo, dec_hi, level, boundary, unit
+        As in `modwt_energies`.
+    permutations : ndarray, shape (P, n_steps), int, P >= 2
+        Row p gives the series ``x[:, permutations[p]]``: position t of the
+        permuted series holds step ``permutations[p, t]``. One set shared by every
+        series.
+
+    Returns
+    -------
+    mean, std : ndarray, shape (n_series, n_steps), float64
+        Mean and standard deviation (ddof=1) over the P permutations of the CSE at
+        each (series, position); dimensionless; NaN where any permutation leaves the
+        cell undefined.
+
+    Raises
+    ------
+    ValueError
+        If ``permutations`` is not (P, n_steps) with P >= 2 or holds an index outside
+        0..n_steps-1.
+    TypeError
+        If ``permutations`` is not an integer array.
+
+    Notes
+    -----
+    Memory: an (n_series, n_steps, P) float64 array of every permutation's CSE (this
+    is a reference for small inputs; the kernels accumulate the moments instead).
+    """
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"Invalid shape for 'x': expected (n_series, n_steps, d), got {x.shape}")
+    permutations = check_permutations(permutations, x.shape[1], minimum=2)
+    null = np.empty(x.shape[:2] + (permutations.shape[0],))
+    for p, perm in enumerate(permutations):
+        null[..., p] = scale_entropy(modwt_energies(x[:, perm], dec_lo, dec_hi, level, boundary, unit))[0]
+    return _null_moments(null)
+
+
+def dwt_null_moments(x, dec_lo, dec_hi, level, permutations):
+    """Mean and standard deviation of CSE under permutations of the hidden index.
+
+    Parameters
+    ----------
+    x, dec_lo, dec_hi, level, permutations
+        As in `dwt_null_entropy`; P >= 2.
+
+    Returns
+    -------
+    mean, std : ndarray, shape (n,), float64
+        Mean and standard deviation (ddof=1) of `dwt_null_entropy` over the
+        permutations; dimensionless; NaN where any permutation leaves the row
+        undefined.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As `modwt_null_moments`.
+    """
+    x = np.asarray(x)
+    check_permutations(permutations, x.shape[-1], minimum=2)
+    return _null_moments(dwt_null_entropy(x, dec_lo, dec_hi, level, permutations))
 
 
 def scale_entropy(energies):

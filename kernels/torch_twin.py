@@ -31,21 +31,32 @@ Importing this module imports torch; `cse_kernels` imports it lazily.
 
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import torch
+
+from .filters import quadratic_tables
 
 __all__ = [
     "modwt_energies",
+    "modwt_null_moments",
     "dwt_energies",
     "dwt_null_entropy",
+    "dwt_null_moments",
     "scale_entropy",
     "update_norms",
 ]
 
-#: Elements of working dtype that `dwt_null_entropy` materializes at once
-#: (rows x permutations x d): bounds device memory whatever P.
-_NULL_CHUNK_ELEMENTS = 1 << 25
+#: Arrays this module takes and returns (`cse.measure.reduce_updates` reads it).
+ARRAYS = "torch"
+
+#: Elements of working dtype that one step of a function materializes at once
+#: (series x steps x d for the MODWT, rows x permutations x d for the DWT null,
+#: series x permutations x pairs for the MODWT null): bounds device memory whatever
+#: the batch and P.
+_CHUNK_ELEMENTS = 1 << 25
 
 
 def _as_tensor(x, dtype) -> torch.Tensor:
@@ -67,6 +78,18 @@ def _filters(dec_lo, dec_hi):
     return lo.tolist(), hi.tolist()
 
 
+def _series_tensor(x, boundary) -> torch.Tensor:
+    """`x` as a real 3-D tensor (n_series, n_steps, d), `boundary` checked."""
+    if boundary not in ("reflect", "periodic"):
+        raise ValueError(f"Invalid value for 'boundary': expected 'reflect' or 'periodic', got {boundary!r}")
+    x = torch.as_tensor(x)
+    if x.is_complex():
+        raise TypeError(f"Invalid type for 'x': expected a real tensor, got dtype {x.dtype}")
+    if x.dim() != 3:
+        raise ValueError(f"Invalid shape for 'x': expected (n_series, n_steps, d), got {tuple(x.shape)}")
+    return x
+
+
 def update_norms(x: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
     """L2 norm of each update vector.
 
@@ -81,9 +104,24 @@ def update_norms(x: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
     -------
     norms : torch.Tensor, shape (...), `dtype`, on ``x.device``
         ``sqrt(sum(x**2, dim=-1))``; inf or NaN where the vector is not finite.
+
+    Notes
+    -----
+    Computed in chunks of vectors, so no `dtype` copy of a large ``x`` exists at once.
     """
-    v = _as_tensor(x, dtype)
-    return torch.sqrt((v * v).sum(dim=-1))
+    x = torch.as_tensor(x)
+    if x.is_complex():
+        raise TypeError(f"Invalid type for 'x': expected a real tensor, got dtype {x.dtype}")
+    if x.dim() == 0:
+        raise ValueError("Invalid shape for 'x': expected at least 1 dimension, got a scalar")
+    lead, d = x.shape[:-1], x.shape[-1]
+    rows = x.reshape(-1, d)
+    out = torch.empty(rows.shape[0], dtype=dtype, device=x.device)
+    step = max(1, _CHUNK_ELEMENTS // max(1, d))
+    for r0 in range(0, rows.shape[0], step):
+        v = rows[r0:r0 + step].to(dtype)
+        out[r0:r0 + step] = torch.sqrt((v * v).sum(dim=-1))
+    return out.reshape(lead)
 
 
 def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True, dtype=torch.float64) -> torch.Tensor:
@@ -119,26 +157,33 @@ def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True, dtyp
 
     Notes
     -----
-    Memory: about four ``(n_series, N', d)`` tensors of `dtype` at a time (N' =
-    2 n_steps for ``'reflect'``); pass slices of series to bound it.
+    Series are transformed in chunks of about ``_CHUNK_ELEMENTS`` elements of
+    ``(series, N', d)`` (N' = 2 n_steps for ``'reflect'``); the pyramid holds about
+    four such tensors of `dtype` at a time.
     """
-    if boundary not in ("reflect", "periodic"):
-        raise ValueError(f"Invalid value for 'boundary': expected 'reflect' or 'periodic', got {boundary!r}")
-    v = _as_tensor(x, dtype)
-    if v.dim() != 3:
-        raise ValueError(f"Invalid shape for 'x': expected (n_series, n_steps, d), got {tuple(v.shape)}")
+    x = _series_tensor(x, boundary)
     lo, hi = _filters(dec_lo, dec_hi)
     g = [c / math.sqrt(2.0) for c in lo]
     h = [c / math.sqrt(2.0) for c in hi]
     level = int(level)
-    n_series, n_steps, d = v.shape
-    out = torch.empty((n_series, n_steps, level + 1), dtype=dtype, device=v.device)
+    n_series, n_steps, d = x.shape
+    out = torch.empty((n_series, n_steps, level + 1), dtype=dtype, device=x.device)
     if n_series == 0 or n_steps == 0:
         return out
+    step = max(1, _CHUNK_ELEMENTS // max(1, 2 * n_steps * d))
+    for s0 in range(0, n_series, step):
+        out[s0:s0 + step] = _modwt_chunk(x[s0:s0 + step], g, h, level, boundary, unit, dtype)
+    return out
+
+
+def _modwt_chunk(x, g, h, level, boundary, unit, dtype):
+    """`modwt_energies` of a chunk of series (the MODWT filters g, h as lists of floats)."""
+    v = x.to(dtype)
+    n_series, n_steps, d = v.shape
+    out = torch.empty((n_series, n_steps, level + 1), dtype=dtype, device=v.device)
     # 1. Unit normalization (a zero or NaN norm divides by 1, an infinite one by inf).
     if unit:
-        norms = update_norms(v, dtype).unsqueeze(-1)
-        v = v / torch.where(norms > 0, norms, torch.ones_like(norms))
+        v = _unit_normalize(v)
     # 2. Boundary extension.
     if boundary == "reflect":
         v = torch.cat([v, v.flip(1)], dim=1)
@@ -159,6 +204,12 @@ def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True, dtyp
     kept = v[:, :n_steps]
     out[..., level] = (kept * kept).sum(dim=-1)
     return out
+
+
+def _unit_normalize(v: torch.Tensor) -> torch.Tensor:
+    """Each vector (last dimension) over its L2 norm; a zero or NaN norm divides by 1."""
+    norms = torch.sqrt((v * v).sum(dim=-1, keepdim=True))
+    return v / torch.where(norms > 0, norms, torch.ones_like(norms))
 
 
 def _periodized_analysis(a: torch.Tensor, lo, hi):
@@ -211,11 +262,54 @@ def dwt_energies(x, dec_lo, dec_hi, level, dtype=torch.float64) -> torch.Tensor:
     ValueError
         If ``x`` is not 2-D or has no columns, or the filters differ in length.
     """
-    a = _as_tensor(x, dtype)
-    if a.dim() != 2 or a.shape[1] == 0:
-        raise ValueError(f"Invalid shape for 'x': expected (n, d) with d >= 1, got {tuple(a.shape)}")
+    x = torch.as_tensor(x)
+    if x.is_complex():
+        raise TypeError(f"Invalid type for 'x': expected a real tensor, got dtype {x.dtype}")
+    if x.dim() != 2 or x.shape[1] == 0:
+        raise ValueError(f"Invalid shape for 'x': expected (n, d) with d >= 1, got {tuple(x.shape)}")
     lo, hi = _filters(dec_lo, dec_hi)
-    return _dwt_energies(a, lo, hi, int(level))
+    out = torch.empty((x.shape[0], int(level) + 1), dtype=dtype, device=x.device)
+    step = max(1, _CHUNK_ELEMENTS // x.shape[1])
+    for r0 in range(0, x.shape[0], step):  # rows in chunks: no `dtype` copy of a large x at once
+        out[r0:r0 + step] = _dwt_energies(x[r0:r0 + step].to(dtype), lo, hi, int(level))
+    return out
+
+
+def _permutation_tensor(permutations, n: int, device, minimum: int = 0) -> torch.Tensor:
+    """`permutations` as an int64 (P, n) tensor on `device`, checked like the other kernels."""
+    if isinstance(permutations, np.ndarray) and not permutations.flags.writeable:
+        permutations = permutations.copy()  # torch refuses to share read-only memory
+    perms = torch.as_tensor(permutations)
+    if perms.dim() != 2 or perms.shape[1] != n:
+        raise ValueError(f"Invalid shape for 'permutations': expected (P, {n}), got {tuple(perms.shape)}")
+    if perms.shape[0] < minimum:
+        raise ValueError(f"Invalid shape for 'permutations': expected at least {minimum} rows, got {perms.shape[0]}")
+    if perms.numel() and (perms.is_floating_point() or perms.is_complex() or perms.dtype == torch.bool):
+        raise TypeError(f"Invalid type for 'permutations': expected integers, got dtype {perms.dtype}")
+    perms = perms.to(device=device, dtype=torch.long)
+    # (One synchronizing check, on P x n indices, before anything is gathered.)
+    if perms.numel() and bool(((perms < 0) | (perms >= n)).any()):
+        raise ValueError(f"Invalid value for 'permutations': indices must lie in 0..{n - 1}")
+    return perms
+
+
+def _dwt_null_chunks(x, dec_lo, dec_hi, level, permutations, dtype, minimum):
+    """Yield (r0, p0, CSE of rows r0.. under permutations p0.., shape (R, B)), in bounded chunks."""
+    x = torch.as_tensor(x)
+    if x.is_complex():
+        raise TypeError(f"Invalid type for 'x': expected a real tensor, got dtype {x.dtype}")
+    if x.dim() != 2 or x.shape[1] == 0:
+        raise ValueError(f"Invalid shape for 'x': expected (n, d) with d >= 1, got {tuple(x.shape)}")
+    n, d = x.shape
+    perms = _permutation_tensor(permutations, d, x.device, minimum)
+    lo, hi = _filters(dec_lo, dec_hi)
+    r_step = max(1, _CHUNK_ELEMENTS // d)
+    for r0 in range(0, n, r_step):
+        a = x[r0:r0 + r_step].to(dtype)
+        p_step = max(1, _CHUNK_ELEMENTS // (a.shape[0] * d))
+        for p0 in range(0, perms.shape[0], p_step):
+            permuted = a[:, perms[p0:p0 + p_step]]  # (R, B, d)
+            yield r0, p0, scale_entropy(_dwt_energies(permuted, lo, hi, int(level)))[0]
 
 
 def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations, dtype=torch.float64) -> torch.Tensor:
@@ -242,30 +336,196 @@ def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations, dtype=torch.float64
     Raises
     ------
     ValueError
-        If ``permutations`` is not (P, d).
+        If ``permutations`` is not (P, d) or holds an index outside 0..d-1.
+    TypeError
+        If ``permutations`` is not an integer array.
 
     Notes
     -----
-    Permutations are processed in chunks of at most ``_NULL_CHUNK_ELEMENTS`` gathered
+    Permutations are processed in chunks of at most ``_CHUNK_ELEMENTS`` gathered
     elements, so device memory stays bounded whatever P.
     """
-    a = _as_tensor(x, dtype)
-    if a.dim() != 2 or a.shape[1] == 0:
-        raise ValueError(f"Invalid shape for 'x': expected (n, d) with d >= 1, got {tuple(a.shape)}")
-    perms = torch.as_tensor(permutations, device=a.device).long()
-    n, d = a.shape
-    if perms.dim() != 2 or perms.shape[1] != d:
-        raise ValueError(f"Invalid shape for 'permutations': expected (P, {d}), got {tuple(perms.shape)}")
-    lo, hi = _filters(dec_lo, dec_hi)
-    n_perm = perms.shape[0]
-    out = torch.empty((n, n_perm), dtype=dtype, device=a.device)
-    step = max(1, _NULL_CHUNK_ELEMENTS // max(1, n * d))
-    for p0 in range(0, n_perm, step):
-        block = perms[p0 : p0 + step]
-        permuted = a[:, block]  # (n, B, d)
-        energies = _dwt_energies(permuted, lo, hi, int(level))
-        out[:, p0 : p0 + step] = scale_entropy(energies)[0]
+    chunks = _dwt_null_chunks(x, dec_lo, dec_hi, level, permutations, dtype, 0)
+    a = torch.as_tensor(x)
+    out = torch.empty((a.shape[0], len(permutations)), dtype=dtype, device=a.device)
+    for r0, p0, cse in chunks:
+        out[r0:r0 + cse.shape[0], p0:p0 + cse.shape[1]] = cse
     return out
+
+
+class _Moments:
+    """Running count, mean and sum of squared deviations over the last dimension of chunks.
+
+    Chunks are merged with the pairwise update of Chan, Golub & LeVeque (1983), which
+    is as stable as Welford's one-at-a-time update; NaN propagates.
+    """
+
+    def __init__(self):
+        self.count = 0
+        self.mean = None
+        self.m2 = None
+
+    def add(self, values: torch.Tensor) -> None:
+        n_b = values.shape[-1]
+        mean_b = values.mean(dim=-1)
+        m2_b = ((values - mean_b.unsqueeze(-1)) ** 2).sum(dim=-1)
+        if self.mean is None:
+            self.count, self.mean, self.m2 = n_b, mean_b, m2_b
+            return
+        n = self.count + n_b
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (n_b / n)
+        self.m2 = self.m2 + m2_b + delta * delta * (self.count * n_b / n)
+        self.count = n
+
+    def result(self):
+        """(mean, std with ddof=1)."""
+        return self.mean, torch.sqrt(torch.clamp(self.m2, min=0.0) / (self.count - 1))
+
+
+def dwt_null_moments(x, dec_lo, dec_hi, level, permutations, dtype=torch.float64):
+    """Mean and standard deviation of CSE under permutations of the hidden index.
+
+    Parameters
+    ----------
+    x, dec_lo, dec_hi, level, permutations, dtype
+        As in `dwt_null_entropy`; P >= 2.
+
+    Returns
+    -------
+    mean, std : torch.Tensor, shape (n,), `dtype`, on ``x.device``
+        Mean and standard deviation (ddof=1) over the permutations; NaN where any
+        permutation leaves the row undefined.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As `dwt_null_entropy`, and for fewer than 2 permutations.
+    """
+    a = torch.as_tensor(x)
+    mean = torch.empty(a.shape[0] if a.dim() else 0, dtype=dtype, device=a.device)
+    std = torch.empty_like(mean)
+    rows, moments = None, None
+    for r0, _, cse in _dwt_null_chunks(x, dec_lo, dec_hi, level, permutations, dtype, 2):
+        if r0 != rows:  # a new chunk of rows: store the last one's moments
+            if moments is not None:
+                mean[rows:rows + moments.mean.shape[0]], std[rows:rows + moments.mean.shape[0]] = moments.result()
+            rows, moments = r0, _Moments()
+        moments.add(cse)
+    if moments is not None:
+        mean[rows:rows + moments.mean.shape[0]], std[rows:rows + moments.mean.shape[0]] = moments.result()
+    return mean, std
+
+
+@functools.lru_cache(maxsize=32)
+def _band_tables(lo_bytes, hi_bytes, level, n_steps, boundary):
+    """Pair tables of `cse_kernels.filters.quadratic_tables`, padded per band.
+
+    Returns, for each band, (first, second, weight) of shape (N, M_b): the pairs of
+    position t in row t, padded with index N (a zero appended to each Gram row's
+    flattening, see `modwt_null_moments`) and weight 0.
+    """
+    lo = np.frombuffer(lo_bytes, dtype=np.float64)
+    hi = np.frombuffer(hi_bytes, dtype=np.float64)
+    starts, first, second, weight = quadratic_tables(lo, hi, level, n_steps, boundary)
+    counts = np.diff(starts).reshape(level + 1, n_steps)
+    tables = []
+    for b in range(level + 1):
+        width = int(counts[b].max())
+        f = np.full((n_steps, width), n_steps, dtype=np.int64)
+        g = np.full((n_steps, width), n_steps, dtype=np.int64)
+        w = np.zeros((n_steps, width))
+        for t in range(n_steps):
+            lo_k, hi_k = starts[b * n_steps + t], starts[b * n_steps + t + 1]
+            f[t, :hi_k - lo_k] = first[lo_k:hi_k]
+            g[t, :hi_k - lo_k] = second[lo_k:hi_k]
+            w[t, :hi_k - lo_k] = weight[lo_k:hi_k]
+        tables.append((f, g, w))
+    return tuple(tables)
+
+
+def _gram(x: torch.Tensor, unit: bool, dtype) -> torch.Tensor:
+    """Gram matrices (S, N, N) of the (unit-normalized) steps of a chunk of series."""
+    v = x.to(dtype)
+    if unit:
+        v = _unit_normalize(v)
+    return torch.bmm(v, v.transpose(1, 2))
+
+
+def modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True,
+                       dtype=torch.float64):
+    """Mean and standard deviation of CSE under permutations of the series order.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (n_series, n_steps, d)
+        Any real dtype, any device (e.g. ``u.transpose(0, 1)`` of layer updates for
+        the depth axis).
+    dec_lo, dec_hi, level, boundary, unit
+        As in `modwt_energies`.
+    permutations : array_like or torch.Tensor, shape (P, n_steps), int, P >= 2
+        Row p gives ``x[:, permutations[p]]``; one set for every series.
+    dtype : torch.dtype
+        Working and output dtype (default float64).
+
+    Returns
+    -------
+    mean, std : torch.Tensor, shape (n_series, n_steps), `dtype`, on ``x.device``
+        Mean and standard deviation (ddof=1) over the permutations of the CSE at each
+        (series, position); NaN where any permutation leaves the cell undefined.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not 3-D, ``boundary`` is unknown, or ``permutations`` is not
+        (P, n_steps) with P >= 2 and indices in 0..n_steps-1.
+    TypeError
+        If ``permutations`` is not an integer array.
+
+    Notes
+    -----
+    The Gram identity (see `cse_kernels._numba.modwt_null_moments`): the Gram
+    matrices G = X X^T of a chunk of series come from one batched matrix product; a
+    permutation pi only re-indexes them, so each band energy of each permuted series
+    is a weighted sum of gathered entries ``G[pi(m), pi(n)]`` over the pairs its
+    coefficient reads (no permuted copy of the series, no (cells x P) array: moments
+    are merged chunk by chunk). Chunks of series and of permutations keep every
+    intermediate under about ``_CHUNK_ELEMENTS`` elements.
+    """
+    x = _series_tensor(x, boundary)
+    n_series, n_steps, d = x.shape
+    perms = _permutation_tensor(permutations, n_steps, x.device, minimum=2)
+    lo, hi = _filters(dec_lo, dec_hi)
+    lo64, hi64 = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    tables = [
+        tuple(torch.as_tensor(a, device=x.device) for a in band)
+        for band in _band_tables(lo64.tobytes(), hi64.tobytes(), int(level), n_steps, boundary)
+    ]
+    width = max(t[0].shape[1] for t in tables)
+    mean = torch.empty((n_series, n_steps), dtype=dtype, device=x.device)
+    std = torch.empty_like(mean)
+    if mean.numel() == 0:
+        return mean, std
+    s_step = max(1, _CHUNK_ELEMENTS // max(1, n_steps * max(d, n_steps)))
+    for s0 in range(0, n_series, s_step):
+        gram = _gram(x[s0:s0 + s_step], unit, dtype)
+        flat = torch.cat([gram.reshape(gram.shape[0], -1), gram.new_zeros(gram.shape[0], 1)], dim=1)
+        p_step = max(1, _CHUNK_ELEMENTS // max(1, gram.shape[0] * n_steps * width))
+        moments = _Moments()
+        for p0 in range(0, perms.shape[0], p_step):
+            # Permuted indices with the padding index n_steps kept: pi extended by pi(N) = N.
+            block = torch.cat([perms[p0:p0 + p_step], perms.new_full((min(p_step, perms.shape[0] - p0), 1),
+                                                                     n_steps)], dim=1)
+            energies = []
+            for first, second, weight in tables:
+                pm, pn = block[:, first], block[:, second]  # (B, N, M_b)
+                index = torch.where(pm < n_steps, pm * n_steps + pn, n_steps * n_steps)
+                gathered = flat[:, index.reshape(-1)].reshape((flat.shape[0],) + index.shape)
+                energies.append((gathered * weight.to(dtype)).sum(dim=-1))  # (S, B, N)
+            cse = scale_entropy(torch.stack(energies, dim=-1))[0]  # (S, B, N)
+            moments.add(cse.permute(0, 2, 1))
+        mean[s0:s0 + s_step], std[s0:s0 + s_step] = moments.result()
+    return mean, std
 
 
 def scale_entropy(energies):

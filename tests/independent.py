@@ -11,6 +11,7 @@ naive_modwt_energies(x, wavelet, level, boundary, unit) -> (n_series, n_steps, l
 naive_dwt_energies(x, wavelet, level) -> (n, level + 1)
 naive_cse(energies) -> (cse, fractions)
 naive_conditional_scale_entropy(u, axis, wavelet, level, boundary, normalize) -> (cse, fractions)
+naive_order_null(u, axis, permutations, wavelet, level, boundary, normalize) -> (mean, std)
 """
 
 from __future__ import annotations
@@ -156,3 +157,27 @@ def naive_conditional_scale_entropy(u, axis="depth", wavelet=None, level=None, b
     else:
         raise ValueError(axis)
     return naive_cse(e)
+
+
+def naive_order_null(u, axis, permutations, wavelet=None, level=None, boundary="reflect", normalize=None):
+    """(mean, std ddof=1), each (layer, token), of CSE over permutations of the axis' order.
+
+    depth: the layer order of every token's stream is permuted (u[perm, t]); token:
+    the token order (u[:, perm]); hidden: the hidden index (u[:, :, perm]). Each
+    permuted array goes through `naive_conditional_scale_entropy` again.
+    """
+    u = np.asarray(u, dtype=np.float64)
+    values = []
+    for perm in permutations:
+        perm = list(perm)
+        if axis == "depth":
+            permuted = u[perm]
+        elif axis == "token":
+            permuted = u[:, perm]
+        else:
+            permuted = u[:, :, perm]
+        values.append(naive_conditional_scale_entropy(permuted, axis, wavelet, level, boundary, normalize)[0])
+    n = len(values)
+    mean = sum(values) / n
+    std = np.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, std

@@ -72,7 +72,6 @@ def _assert_clean_failure(proc, out, pattern):
         (b"text\nfine\ncaf\xe9 au lait\n", [], "line 3 is not valid utf-8.*--encoding cp1252"),
         (b"text\nok here\n", ["--level", "4"], "level 4 needs 2\\*\\*4 = 16 steps"),
         (b"text\nok here\n", ["--wavelet", "bior2.2"], "not orthogonal"),
-        (b"text\nok here\n", ["--null-permutations", "5"], "hidden"),
         (b"text\n" + b"word " * 100 + b"\n", [], "text 0 has \\d+ tokens, more than the model's context of 64"),
         (b"text\nok here\n", ["--batch-size", "0"], "batch_size"),
     ],

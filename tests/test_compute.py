@@ -90,7 +90,7 @@ def test_matches_measure_on_one_text(llama, result):
     ids = [tok.bos_token_id] + tok(TEXTS[0])["input_ids"]
     ref = cse.conditional_scale_entropy(cse.layer_updates(model, ids))
     got = result.isel(token=result["text"].values == 0)
-    np.testing.assert_allclose(got["cse"].values, ref["cse"].values.T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["cse"].values, ref["cse"].values, rtol=1e-5, atol=1e-6)
 
 
 def test_word_alignment_selects_target_words(result, llama):
@@ -170,10 +170,17 @@ def test_level_too_high_for_depth(llama):
         cse.compute(TEXTS, model, tok, level=4)
 
 
-def test_null_only_on_hidden(llama):
+@pytest.mark.parametrize("axis", ["depth", "token"])
+def test_order_null_on_every_axis(llama, axis):
     model, tok = llama
-    with pytest.raises(CSEInputError, match="hidden"):
-        cse.compute(TEXTS, model, tok, null_permutations=10)
+    kwargs = {"level": 1} if axis == "token" else {}
+    res = cse.compute(TEXTS, model, tok, axis=axis, null_permutations=10, seed=3, **kwargs)
+    for name in ("cse_null_mean", "cse_null_std", "cse_z"):
+        assert res[name].dims == ("token", "layer") and np.isfinite(res[name].values).any()
+    again = cse.compute(TEXTS, model, tok, axis=axis, null_permutations=10, seed=3, batch_size=1, **kwargs)
+    # Same permutations whatever the batching; only the float32 forward pass of padded
+    # batches differs (~1e-5 relative), which z amplifies by 1/std.
+    np.testing.assert_allclose(res["cse_z"].values, again["cse_z"].values, rtol=1e-3, atol=1e-3)
 
 
 def test_bad_axis_before_model(llama):

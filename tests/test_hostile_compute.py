@@ -224,7 +224,6 @@ def test_interrupt_after_some_batches_says_what_was_kept(tmp_path, model_dir, wr
 # --------------------------------------------------------------------------- measure
 
 
-@pytest.mark.xfail(reason="measure side (MEASURE): conditional_scale_entropy's input conversion", strict=False)
 def test_a_meta_device_tensor_is_one_line():
     import torch
 

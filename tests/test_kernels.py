@@ -76,11 +76,44 @@ class _TorchOnCPU:
 
         return torch_twin.update_norms(self._t(x)).numpy()
 
+    def modwt_null_moments(self, x, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True):
+        from cse_kernels import torch_twin
+
+        mean, std = torch_twin.modwt_null_moments(self._t(x), dec_lo, dec_hi, level, self._t(permutations),
+                                                  boundary=boundary, unit=unit)
+        return mean.numpy(), std.numpy()
+
+    def dwt_null_moments(self, x, dec_lo, dec_hi, level, permutations):
+        from cse_kernels import torch_twin
+
+        mean, std = torch_twin.dwt_null_moments(self._t(x), dec_lo, dec_hi, level, self._t(permutations))
+        return mean.numpy(), std.numpy()
+
+
+class _NumbaNull:
+    """The Numba order null with one of its two fused kernels forced."""
+
+    def __init__(self, method):
+        self.name = f"numba-{method}"
+        self.method = method
+
+    def modwt_null_moments(self, x, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True):
+        return _numba.modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary, unit, method=self.method)
+
 
 @pytest.fixture(params=["numba", pytest.param("torch", marks=needs_torch)])
 def impl(request):
     """Every implementation of the kernel functions (same names and signatures)."""
     return _numba if request.param == "numba" else _TorchOnCPU()
+
+
+@pytest.fixture(params=["numba-gram", "numba-direct", pytest.param("torch", marks=needs_torch)])
+def null_impl(request):
+    """Every implementation of the order null: both fused Numba kernels (the public
+    function picks one of them; `cse.measure`'s tests run that choice) and the torch twin."""
+    if request.param == "torch":
+        return _TorchOnCPU()
+    return _NumbaNull(request.param.split("-")[1])
 
 
 # --- comparison helpers ----------------------------------------------------------------
@@ -276,6 +309,131 @@ def test_dwt_null_entropy_identity_permutation_is_cse(impl):
     cse = impl.scale_entropy(impl.dwt_energies(x, lo, hi, 3))[0]
     null = impl.dwt_null_entropy(x, lo, hi, 3, np.arange(64)[None].repeat(2, axis=0))
     np.testing.assert_allclose(null, np.stack([cse, cse], axis=-1), rtol=0, atol=1e-13)
+
+
+def assert_moments_close(actual, expected, tol):
+    for a, e in zip(actual, expected):
+        assert_cse_close(a, e, tol)
+
+
+NULL_CASES = ["random", "pow2", "long", "n1", "n2", "d1", "short", "level0", "zeros", "zero_vectors", "nan", "inf",
+              "huge", "constant"]
+
+
+@pytest.mark.parametrize("unit,dtype", [(True, np.float32), (False, np.float64)])
+@pytest.mark.parametrize("boundary", ["reflect", "periodic"])
+@pytest.mark.parametrize("wavelet", WAVELETS)
+@pytest.mark.parametrize("case", NULL_CASES)
+def test_modwt_null_moments_match_reference(null_impl, case, wavelet, boundary, unit, dtype):
+    x, level = _modwt_input(case, dtype)
+    perms = np.argsort(np.random.default_rng(zlib.crc32(case.encode()) + 1).random((5, x.shape[1])), axis=1)
+    lo, hi = _filters(wavelet)
+    with np.errstate(all="ignore"):
+        expected = reference.modwt_null_moments(x, lo, hi, level, perms, boundary=boundary, unit=unit)
+        actual = null_impl.modwt_null_moments(x, lo, hi, level, perms, boundary=boundary, unit=unit)
+    assert actual[0].shape == actual[1].shape == x.shape[:2]
+    assert_moments_close(actual, expected, TOL[dtype])
+
+
+@pytest.mark.parametrize("boundary", ["reflect", "periodic"])
+@pytest.mark.parametrize("wavelet", LONG_FILTERS[:3])
+def test_modwt_null_long_filters_match_reference(null_impl, wavelet, boundary):
+    # Equivalent filters longer than the (reflected) series: aliased taps add up.
+    x = np.random.default_rng(27).standard_normal((3, 12, 4))
+    perms = np.argsort(np.random.default_rng(28).random((4, 12)), axis=1)
+    lo, hi = _filters(wavelet)
+    expected = reference.modwt_null_moments(x, lo, hi, 3, perms, boundary=boundary)
+    assert_moments_close(null_impl.modwt_null_moments(x, lo, hi, 3, perms, boundary=boundary), expected, 1e-10)
+
+
+def test_modwt_null_moments_of_identity_permutations_are_cse(null_impl):
+    x = np.random.default_rng(29).standard_normal((7, 10, 5))
+    lo, hi = _filters("db2")
+    cse = reference.scale_entropy(reference.modwt_energies(x, lo, hi, 3))[0]
+    mean, std = null_impl.modwt_null_moments(x, lo, hi, 3, np.tile(np.arange(10), (3, 1)))
+    np.testing.assert_allclose(mean, cse, rtol=0, atol=1e-12)
+    assert np.abs(std).max() < 1e-12
+
+
+def test_modwt_null_reads_the_depth_view_in_place(null_impl):
+    u = np.random.default_rng(30).standard_normal((9, 40, 6)).astype(np.float32)  # (layers, tokens, d)
+    perms = np.argsort(np.random.default_rng(31).random((4, 9)), axis=1)
+    lo, hi = _filters("haar")
+    expected = reference.modwt_null_moments(u.transpose(1, 0, 2), lo, hi, 3, perms)
+    assert_moments_close(null_impl.modwt_null_moments(u.transpose(1, 0, 2), lo, hi, 3, perms), expected, 1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("wavelet", WAVELETS)
+def test_dwt_null_moments_match_reference(impl, wavelet, dtype):
+    rng = np.random.default_rng(32)
+    x = rng.standard_normal((37, 40)).astype(dtype)
+    x[3] = 0
+    x[5, 7] = np.nan
+    x[9] = x[9, :1]
+    perms = np.argsort(rng.random((6, 40)), axis=1)
+    lo, hi = _filters(wavelet)
+    level = pywt.dwt_max_level(40, len(lo))
+    with np.errstate(all="ignore"):
+        expected = reference.dwt_null_moments(x, lo, hi, level, perms)
+    actual = impl.dwt_null_moments(x, lo, hi, level, perms)
+    assert actual[0].shape == (37,)
+    assert_moments_close(actual, expected, TOL[dtype])
+    assert np.isnan(actual[0][[3, 5]]).all() and actual[1][9] < 1e-12
+
+
+def test_null_moments_need_two_permutations():
+    x = np.zeros((2, 8, 3))
+    lo, hi = _filters("haar")
+    for module in (_numba, reference):
+        with pytest.raises(ValueError, match=r"'permutations': expected at least 2 rows, got 1"):
+            module.modwt_null_moments(x, lo, hi, 2, np.arange(8)[None])
+        with pytest.raises(ValueError, match=r"'permutations': expected \(P, 8\), got \(3, 7\)"):
+            module.modwt_null_moments(x, lo, hi, 2, np.zeros((3, 7), dtype=int))
+        with pytest.raises(ValueError, match=r"indices must lie in 0..1"):
+            module.dwt_null_moments(x[:, 0].T, lo, hi, 2, np.full((3, 2), 9))
+    with pytest.raises(ValueError, match=r"'method'"):
+        _numba.modwt_null_moments(x, lo, hi, 2, np.zeros((3, 8), dtype=int), method="fast")
+
+
+def test_null_method_choice():
+    # The depth axis (tens of layers) always takes the Gram kernel; long texts the direct one.
+    assert _numba._null_method(4096, 30, 576, 2, 3, 100, 2550, 14) == "gram"
+    assert _numba._null_method(30, 4096, 576, 8, 3, 100, 4096 * 2839, 49) == "direct"
+
+
+# --- filters: the MODWT as matrices and the Gram identity ----------------------------
+
+
+@pytest.mark.parametrize("wavelet", WAVELETS + ["sym5"])
+@pytest.mark.parametrize("n_steps", [1, 2, 5, 8, 30])
+@pytest.mark.parametrize("boundary", ["reflect", "periodic"])
+def test_modwt_operator_reproduces_the_pyramid(wavelet, n_steps, boundary):
+    from cse_kernels.filters import modwt_operator, quadratic_tables
+
+    lo, hi = _filters(wavelet)
+    x = np.random.default_rng(33).standard_normal((3, n_steps, 4))
+    weights, reads = modwt_operator(lo, hi, 3, n_steps, boundary)
+    coefficients = np.einsum("btm,smd->stbd", weights, x)
+    expected = reference.modwt_energies(x, lo, hi, 3, boundary=boundary, unit=False)
+    np.testing.assert_allclose((coefficients**2).sum(-1), expected, rtol=1e-10, atol=1e-12)
+    # The Gram identity: E_b[t] = sum over pairs of w G[m, n], G = X X^T per series.
+    starts, first, second, weight = quadratic_tables(lo, hi, 3, n_steps, boundary)
+    gram = np.einsum("smd,snd->smn", x, x)
+    terms = weight * gram[:, first, second]
+    energies = np.add.reduceat(terms, starts[:-1], axis=1).reshape(3, 4, n_steps).transpose(0, 2, 1)
+    np.testing.assert_allclose(energies, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_equivalent_filters_of_haar():
+    from cse_kernels.filters import equivalent_filters, equivalent_width
+
+    lo, hi = _filters("haar")
+    bands = equivalent_filters(lo, hi, 2)
+    np.testing.assert_allclose(bands[0], [-0.5, 0.5] if hi[0] < 0 else [0.5, -0.5])
+    np.testing.assert_allclose(np.abs(bands[1]), 0.25)
+    np.testing.assert_allclose(bands[2], 0.25)
+    assert [len(b) for b in bands] == [equivalent_width(2, 1), equivalent_width(2, 2), equivalent_width(2, 2)]
 
 
 def test_scale_entropy_matches_reference(impl):
@@ -480,11 +638,28 @@ def test_torch_twin_errors():
 # --- package layout --------------------------------------------------------------------
 
 
+KERNEL_FUNCTIONS = ("modwt_energies", "modwt_null_moments", "dwt_energies", "dwt_null_entropy", "dwt_null_moments",
+                    "scale_entropy", "update_norms")
+
+
 def test_public_functions_are_the_numba_kernels():
-    for name in ("modwt_energies", "dwt_energies", "dwt_null_entropy", "scale_entropy", "update_norms"):
+    for name in KERNEL_FUNCTIONS:
         assert getattr(cse_kernels, name) is getattr(_numba, name)
         assert callable(getattr(reference, name))
     assert cse_kernels.reference is reference
+    assert set(reference.__all__) == set(_numba.__all__) == set(KERNEL_FUNCTIONS)
+
+
+@needs_torch
+def test_torch_twin_has_the_same_functions():
+    import inspect
+
+    from cse_kernels import torch_twin
+
+    assert set(torch_twin.__all__) == set(KERNEL_FUNCTIONS)
+    for name in KERNEL_FUNCTIONS:
+        ours = list(inspect.signature(getattr(reference, name)).parameters)
+        assert list(inspect.signature(getattr(torch_twin, name)).parameters)[:len(ours)] == ours, name
 
 
 def test_importing_the_kernels_does_not_import_torch():

@@ -225,7 +225,7 @@ def test_real_model_surprisal_is_far_below_shuffled_words(real_model):
 def test_real_model_compute_gives_a_valid_result(real_model, tmp_path):
     name, model, tokenizer = real_model
     out = tmp_path / "out.nc"
-    ds = cse.compute(SENTENCES, model, tokenizer, output=out)
+    ds = cse.compute(SENTENCES, model, tokenizer, output=out, null_permutations=8, seed=0)
     n_layers = EXPECTED[name][1]
     assert ds.sizes["layer"] == n_layers and ds.sizes["scale"] == 4
     special = ds["is_special"].values
@@ -236,3 +236,5 @@ def test_real_model_compute_gives_a_valid_result(real_model, tmp_path):
     assert np.isfinite(ds["surprisal"].values[~special]).all()
     assert ds["boundary_affected"].values.tolist() == [layer <= 6 for layer in range(n_layers)]
     assert ds.attrs["model"] == EXPECTED[name][0] and ds.attrs["n_layers"] == n_layers
+    z = ds["cse_z"].values[~special]  # the layer-order null of the depth axis
+    assert np.isfinite(z).all() and np.isfinite(ds["cse_null_std"].values[~special]).all()
