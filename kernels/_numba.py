@@ -763,7 +763,7 @@ def _load_block(x, r0, m, a):
             a[t, i] = 0.0
 
 
-@jit
+@jit(contract=True)
 def _dwt_level(src, dst, n_cur, lo, hi, e, j):
     """One level of the periodized DWT of the lanes of src[:n_cur] (n_cur even).
 
