@@ -77,6 +77,17 @@ def _in_mixed_blocks(labels: pd.Series, blocks: pd.Series, attrs: dict) -> pd.Se
     return labels.groupby(blocks).transform("nunique") == 2
 
 
+def test_study_files_get_the_users_umask_not_0600(tiny_metaphor):
+    import os
+    import stat
+
+    out, _ = tiny_metaphor
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("report.md", "layers.csv"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~umask, name
+
+
 def test_metaphor_tests_select_the_right_tokens(tiny_metaphor, metaphor_dir):
     _, result = tiny_metaphor
     (tests,) = result["tests"].values()

@@ -133,6 +133,7 @@ class StudyFolder:
         target = self.path / relative
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
         os.close(fd)
+        os.unlink(tmp)  # the writer creates it: the user's umask decides its mode, not mkstemp's 0600
         try:
             write(tmp)
             os.replace(tmp, target)
