@@ -66,9 +66,12 @@ ARRAYS = "numpy"
 _MODWT_SCRATCH_BYTES = 1 << 23
 _MODWT_MIN_CHUNK = 64
 
-#: Rows transformed together by the DWT kernels (the lanes of their innermost loop):
-#: a (d + 1, lanes) float64 block stays in L2 for d in the thousands.
-_DWT_LANES = 32
+#: Rows transformed together by the DWT kernels (the lanes of their innermost loop).
+#: The first level reads a (d + 1, lanes) block in the input's dtype: 16 float32 lanes
+#: are one 64-byte cache line per hidden index. Measured side by side (db4, max
+#: level): 16 lanes 1.5-2.5x faster than 32 or 8, and a float32 block 1.6-2x faster
+#: than a float64 one (the transpose writes, and level 1 reads, half the bytes).
+_DWT_LANES = 16
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -805,8 +808,8 @@ def _dwt_level(src, dst, n_cur, lo, hi, e, j):
 def _dwt_block(x0, a, b, n0, lo, hi, level, e):
     """Multi-level periodized DWT of the signals x0[:n0, i] (one per lane i).
 
-    x0 : (n0 + 1, lanes) float64 holds the signals on entry (row n0 is scratch for an
-    odd length); a, b : (n0 // 2 + 2, lanes) float64 scratch;
+    x0 : (n0 + 1, lanes) float32 or float64 holds the signals on entry (row n0 is
+    scratch for an odd length); a, b : (n0 // 2 + 2, lanes) float64 scratch;
     e : (level + 1, lanes) band energies out, ordered d1..dJ, aJ.
     An odd length is extended by its last sample at every level, as PyWavelets does.
     """
@@ -848,7 +851,7 @@ def _dwt_energies(x, lo, hi, level, lanes, n_tasks, out):
     n, d = x.shape
     n_blocks = (n + lanes - 1) // lanes
     for task in prange(n_tasks):
-        x0 = np.empty((d + 1, lanes))
+        x0 = np.empty((d + 1, lanes), dtype=x.dtype)
         a = np.empty((d // 2 + 2, lanes))
         b = np.empty((d // 2 + 2, lanes))
         e = np.empty((level + 1, lanes))
@@ -900,8 +903,9 @@ def dwt_energies(x, dec_lo, dec_hi, level) -> np.ndarray:
 
     Notes
     -----
-    Blocks of ``_DWT_LANES`` rows are transposed into a float64 scratch of shape
-    (d + 1, lanes) and transformed together, all levels in two such buffers; the
+    Blocks of ``_DWT_LANES`` rows are transposed into a scratch of shape (d + 1,
+    lanes) in x's dtype (every sum is float64) and transformed together, the coarser
+    levels in two float64 buffers; the
     innermost loop runs over the rows of the block, so it vectorizes although each
     level decimates by 2.
     """
@@ -924,7 +928,7 @@ def _dwt_null(x, lo, hi, level, permutations, lanes, n_tasks, out, mean, m2, mom
     n_blocks = (n + lanes - 1) // lanes
     for task in prange(n_tasks):
         xt = np.empty((d, lanes), dtype=x.dtype)
-        x0 = np.empty((d + 1, lanes))
+        x0 = np.empty((d + 1, lanes), dtype=x.dtype)
         a = np.empty((d // 2 + 2, lanes))
         b = np.empty((d // 2 + 2, lanes))
         e = np.empty((level + 1, lanes))
