@@ -147,6 +147,26 @@ def _filters(name):
     return w.dec_lo, w.dec_hi
 
 
+@pytest.mark.parametrize("boundary", ["reflect", "periodic"])
+@pytest.mark.parametrize("wavelet", ["haar", "db2"])
+def test_modwt_hidden_dimension_chunks_match_reference(monkeypatch, wavelet, boundary):
+    """A small scratch budget splits the hidden dimension into chunks (a remainder chunk
+    included): energies add up over chunks to the reference's, with and without the null."""
+    monkeypatch.setattr(_numba, "_MODWT_SCRATCH_BYTES", 4096)
+    x = np.random.default_rng(5).standard_normal((3, 40, 150))
+    lo, hi = _filters(wavelet)
+    assert _numba._modwt_chunk(40 + 40, 150) < 150
+    expected = reference.modwt_energies(x, lo, hi, 2, boundary=boundary, unit=True)
+    actual = _numba.modwt_energies(x, lo, hi, 2, boundary=boundary, unit=True)
+    assert_energies_close(actual, expected, 1e-12)
+    perms = np.stack([np.random.default_rng(p).permutation(40) for p in range(3)])
+    ref_mean, ref_std = reference.modwt_null_moments(x, lo, hi, 2, perms, boundary=boundary, unit=True)
+    for method in ("direct", "gram"):
+        mean, std = _numba.modwt_null_moments(x, lo, hi, 2, perms, boundary=boundary, unit=True, method=method)
+        np.testing.assert_allclose(mean, ref_mean, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(std, ref_std, rtol=0, atol=1e-10)
+
+
 # --- inputs: random data and edge cases ------------------------------------------------
 
 
