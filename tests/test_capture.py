@@ -21,7 +21,7 @@ from cse.capture import (  # noqa: E402
     layer_updates,
 )
 
-from tests.tiny_models import FAMILIES, tiny_model, tiny_tokenizer  # noqa: E402
+from tests.tiny_models import FAMILIES, hooked_reference, tiny_model, tiny_tokenizer  # noqa: E402
 
 
 # Block list and final norm of each family (the norm is applied to hidden_states[-1]).
@@ -52,15 +52,7 @@ def _ids(text: str) -> torch.Tensor:
 
 def _reference(model, family, ids):
     """h_0, hidden_states and the last block's output (the final norm's input), by hand."""
-    norm = model.get_submodule(FINAL_NORM[family])
-    seen = {}
-    handle = norm.register_forward_pre_hook(lambda module, args: seen.__setitem__("last", args[0].detach().clone()))
-    try:
-        with torch.inference_mode():
-            out = model(input_ids=ids[None], output_hidden_states=True, use_cache=False)
-    finally:
-        handle.remove()
-    return out.hidden_states, seen["last"][0], out.logits[0]
+    return hooked_reference(model, ids, FINAL_NORM[family])
 
 
 def test_blocks_found_structurally(family_model):

@@ -22,7 +22,7 @@ import cse.models  # noqa: E402
 from cse.capture import find_blocks, forward_with_updates, layer_updates  # noqa: E402
 from cse.errors import CSEInputError  # noqa: E402
 from cse.models import NAMED_MODELS, list_models, load_model, model_identity, named_model_file  # noqa: E402
-from tests.tiny_models import tiny_model, tiny_tokenizer  # noqa: E402
+from tests.tiny_models import hooked_reference, tiny_model, tiny_tokenizer  # noqa: E402
 
 SENTENCES = [
     "The committee approved the budget after a long debate about roads and schools.",
@@ -160,19 +160,6 @@ def real_model(request, default_model):
     return name, *_LOADED[name]
 
 
-def _final_norm_input(model, ids):
-    """Hidden states and the input of the final norm (the last block's output), by hooks of the test's own."""
-    norm = model.get_submodule("model.norm")
-    seen = {}
-    handle = norm.register_forward_pre_hook(lambda module, args: seen.__setitem__("last", args[0].detach().clone()))
-    try:
-        with torch.inference_mode():
-            out = model(input_ids=ids[None], output_hidden_states=True, use_cache=False)
-    finally:
-        handle.remove()
-    return out.hidden_states, seen["last"][0]
-
-
 @pytest.mark.slow
 def test_real_model_identity(real_model):
     name, model, tokenizer = real_model
@@ -193,7 +180,7 @@ def test_real_model_capture_is_exact(real_model):
     name, model, tokenizer = real_model
     ids = torch.tensor(tokenizer(SENTENCES[1])["input_ids"])
     updates = layer_updates(model, ids)
-    hidden_states, last = _final_norm_input(model, ids)
+    hidden_states, last, _ = hooked_reference(model, ids, "model.norm")
     scale = float(last.abs().max())
     tol = dict(rtol=1e-4, atol=1e-5 * max(scale, 1.0))
     assert updates.shape == (EXPECTED[name][1], ids.numel(), EXPECTED[name][2])

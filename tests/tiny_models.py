@@ -163,3 +163,19 @@ def tiny_model(family: str, seed: int = 0, vocab_size: int = VOCAB_SIZE):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     return model.eval()
+
+
+def hooked_reference(model, ids, norm: str):
+    """Hidden states, the last block's output (the input of the final norm `norm`, by a hook
+    of the test's own) and the logits of one unpadded sequence `ids` (1-D tensor)."""
+    import torch
+
+    seen = {}
+    handle = model.get_submodule(norm).register_forward_pre_hook(
+        lambda module, args: seen.__setitem__("last", args[0].detach().clone()))
+    try:
+        with torch.inference_mode():
+            out = model(input_ids=ids[None], output_hidden_states=True, use_cache=False)
+    finally:
+        handle.remove()
+    return out.hidden_states, seen["last"][0], out.logits[0]

@@ -96,7 +96,19 @@ def result_template(plan: Plan, settings: MeasureSettings, attrs: dict, n_layers
     return ds
 
 
-class MemorySink:
+class _ImmediateSink:
+    """A sink that stores each batch as it comes (`write`): nothing is buffered."""
+
+    def write_batch(self, index: int, start: int, stop: int, arrays: dict) -> list[int]:
+        """Write batch `index` into its region now; return the batches now stored (this one)."""
+        self.write(start, stop, arrays)
+        return [index]
+
+    def flush(self) -> list[int]:
+        return []
+
+
+class MemorySink(_ImmediateSink):
     """Collects batch results in a NumPy-backed result Dataset."""
 
     def __init__(self, template: xr.Dataset):
@@ -106,19 +118,11 @@ class MemorySink:
         for name, value in arrays.items():
             self.ds[name].values[start:stop] = value
 
-    def write_batch(self, index: int, start: int, stop: int, arrays: dict) -> list[int]:
-        """Write batch `index`; return the batches now stored (this one)."""
-        self.write(start, stop, arrays)
-        return [index]
-
-    def flush(self) -> list[int]:
-        return []
-
     def close(self) -> xr.Dataset:
         return self.ds
 
 
-class ZarrSink:
+class ZarrSink(_ImmediateSink):
     """Writes batch results into their token regions of a Zarr store on disk.
 
     A region that does not start and end on chunk boundaries rewrites the
@@ -166,14 +170,6 @@ class ZarrSink:
                 self.arrays[name][start:stop] = value
         if not (self.store / "zarr.json").is_file():  # zarr recreates missing folders as it writes
             raise FileNotFoundError(errno.ENOENT, "the staging store was deleted during the run", str(self.store))
-
-    def write_batch(self, index: int, start: int, stop: int, arrays: dict) -> list[int]:
-        """Write batch `index` into its region now; return the batches now on disk (this one)."""
-        self.write(start, stop, arrays)
-        return [index]
-
-    def flush(self) -> list[int]:
-        return []
 
     def close(self) -> xr.Dataset:
         return xr.open_zarr(self.store)
