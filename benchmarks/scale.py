@@ -153,7 +153,8 @@ def twin_check(model, plan, tokenizer, device) -> dict:
 
     from cse.capture import forward_with_updates
     from cse.measure import reduce_updates
-    from cse.pipeline import pad_batch, resolve_settings
+    from cse.settings import MeasureSettings
+    from cse.pipeline import pad_batch
 
     ids, mask = pad_batch(plan.sequences[:8], tokenizer.pad_token_id)
     updates, _ = forward_with_updates(model, torch.from_numpy(ids), torch.from_numpy(mask), dtype=torch.float32)
@@ -161,7 +162,8 @@ def twin_check(model, plan, tokenizer, device) -> dict:
     u = updates[:, valid]
     worst = {}
     for axis, extra in (("depth", {}), ("depth", {"null_permutations": 16}), ("hidden", {})):
-        settings = resolve_settings(axis, n_layers=u.shape[0], d_model=u.shape[-1], **extra)
+        settings = MeasureSettings.resolve(axis, **extra)
+        settings = settings.fit(settings.series_length(u.shape[0], u.shape[1], u.shape[-1]))
         on_gpu = reduce_updates(u, settings, backend="torch")
         on_cpu = reduce_updates(u.cpu().numpy(), settings, backend="numba")
         key = axis + ("+null" if extra else "")

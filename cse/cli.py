@@ -1,6 +1,8 @@
-"""The `cse` command line: compute, info, stats, plot, study, models.
+"""The `cse` command line: compute, info, stats, plot, models, and the commands of plugins (study).
 
-Every subcommand lives in `cse.commands.<name>`; this module only assembles the group
+Every built-in subcommand lives in `cse.commands.<name>`; other packages add theirs
+through the ``cse.commands`` entry-point group (the studies register ``cse study``), so
+no module of `cse` imports a package above it. This module only assembles the group
 and turns what ends a run into one line on stderr and an exit status:
 
 - 0: done;
@@ -18,6 +20,7 @@ import os
 import signal
 import sys
 from importlib import import_module
+from importlib.metadata import entry_points
 
 import click
 
@@ -29,9 +32,11 @@ COMMANDS = {
     "info": "cse.commands.info",
     "stats": "cse.commands.stats",
     "plot": "cse.commands.plot",
-    "study": "cse.commands.study",
     "models": "cse.commands.models",
 }
+
+#: The entry-point group through which other packages add subcommands (a click command each).
+PLUGIN_GROUP = "cse.commands"
 
 #: Printed on an interrupt that is not a `RunInterrupted` (which says more).
 INTERRUPTED = ("interrupted by {name}; no output was written (an interrupted 'cse compute' keeps its finished "
@@ -42,17 +47,29 @@ INTERRUPTED = ("interrupted by {name}; no output was written (an interrupted 'cs
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+def plugin_commands() -> dict:
+    """The subcommands that installed packages register in the ``cse.commands`` entry-point group.
+
+    Returns
+    -------
+    dict of str to importlib.metadata.EntryPoint
+        By command name; a plugin never replaces a built-in command.
+    """
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name not in COMMANDS}
+
+
 class _LazyGroup(click.Group):
     """Import a subcommand's module only when it runs (torch imports are slow)."""
 
     def list_commands(self, ctx):
-        return list(COMMANDS)
+        return list(COMMANDS) + sorted(plugin_commands())
 
     def get_command(self, ctx, name):
         module = COMMANDS.get(name)
-        if module is None:
-            return None
-        return getattr(import_module(module), f"{name}_command")
+        if module is not None:
+            return getattr(import_module(module), f"{name}_command")
+        plugin = plugin_commands().get(name)
+        return None if plugin is None else plugin.load()
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,12 +91,36 @@ def install_signal_handlers() -> None:
 
 
 def one_line(message: str) -> str:
-    """`message` with its lines joined by spaces."""
+    """`message` with its lines joined by spaces.
+
+    Parameters
+    ----------
+    message : str or Exception
+        Any text (an exception is turned into its message).
+
+    Returns
+    -------
+    str
+        One line, blank lines dropped, each line stripped.
+    """
     return " ".join(line.strip() for line in str(message).splitlines() if line.strip())
 
 
 def interrupt_status(exc: KeyboardInterrupt) -> tuple[str, int]:
-    """The line to print and the exit status (128 + signal number) for an interrupt."""
+    """The line to print and the exit status (128 + signal number) for an interrupt.
+
+    Parameters
+    ----------
+    exc : KeyboardInterrupt
+        Ctrl-C, `cse.errors.Terminated` (SIGTERM) or `cse.errors.RunInterrupted`
+        (whose message says what was kept).
+
+    Returns
+    -------
+    line : str
+    status : int
+        130 for SIGINT, 143 for SIGTERM.
+    """
     signum = int(getattr(exc, "signum", signal.SIGINT))
     if isinstance(exc, RunInterrupted):
         line = one_line(exc.message)
@@ -93,6 +134,16 @@ def run(argv=None) -> int:
     """Run the group on `argv` (default ``sys.argv[1:]``) and return the exit status.
 
     What ends the run is printed here as one line on stderr (see the module docstring).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after ``cse``.
+
+    Returns
+    -------
+    int
+        0 done, 2 bad input, 1 aborted or a broken pipe, 130/143 interrupted.
     """
     args = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -128,7 +179,13 @@ def run(argv=None) -> int:
 
 
 def main(argv=None) -> None:
-    """Entry point: SIGTERM handling, then `run`; exits with its status."""
+    """Entry point: SIGTERM handling, then `run`; exits with its status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after ``cse`` (default ``sys.argv[1:]``).
+    """
     install_signal_handlers()
     status = run(argv)
     try:
@@ -138,8 +195,8 @@ def main(argv=None) -> None:
     sys.exit(status)
 
 
-__all__ = ["COMMANDS", "INTERRUPTED", "cli", "install_signal_handlers", "interrupt_status", "main",
-           "one_line", "run"]
+__all__ = ["COMMANDS", "INTERRUPTED", "PLUGIN_GROUP", "cli", "install_signal_handlers", "interrupt_status", "main",
+           "one_line", "plugin_commands", "run"]
 
 
 if __name__ == "__main__":

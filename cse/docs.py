@@ -30,11 +30,11 @@ docdict: dict[str, str] = {}
 
 docdict["seed"] = """
 seed : int, numpy.random.Generator or None
-    Seed of every random draw (permutations, sign flips, bootstrap resamples),
-    turned into a `numpy.random.Generator` by `cse.params.resolve_seed`. An int
-    must lie in [0, 2**63 - 1]; it is recorded in the result's attributes, so the
-    result can be reproduced. None or a Generator is not reproducible from the
-    attributes.
+    Seed of every random draw (permutations, sign flips, bootstrap resamples).
+    One policy everywhere (`cse.params.draw_seed`): an int in [0, 2**63 - 1] is
+    used as it is; None draws a fresh seed from the operating system; a Generator
+    yields one. The int used is recorded in the result's ``seed`` attribute, so
+    every result can be reproduced from its attributes.
 """
 
 docdict["axis"] = """
@@ -63,7 +63,9 @@ boundary : {'reflect', 'periodic'}
     MODWT boundary rule (depth and token axes; the hidden axis always uses
     PyWavelets' ``'periodization'``). ``'reflect'`` (default) runs the circular
     recursion on the series followed by its mirror image and keeps the first
-    half; ``'periodic'`` wraps the series. Either way the coefficients at positions
+    half: the half-sample symmetric extension, which PyWavelets calls
+    ``'symmetric'`` (PyWavelets' own ``'reflect'`` does not repeat the edge
+    sample and is not this rule); ``'periodic'`` wraps the series. Either way the coefficients at positions
     ``t <= L_J - 2`` are boundary coefficients, with
     ``L_J = (2**J - 1)(K - 1) + 1`` (Percival & Walden 2000, ch. 4-5); results
     mark them in ``boundary_affected``.

@@ -27,10 +27,10 @@ class Terminated(KeyboardInterrupt):
     A `KeyboardInterrupt`, so that every ``finally`` and interrupt handler of a run
     treats SIGTERM like Ctrl-C.
 
-    Attributes
+    Parameters
     ----------
     signum : int
-        The signal number (``signal.SIGTERM``).
+        The signal number (``signal.SIGTERM``), kept as the attribute ``signum``.
     """
 
     def __init__(self, signum: int = signal.SIGTERM):

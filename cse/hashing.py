@@ -49,7 +49,18 @@ def file_sha256(path) -> str:
 
 
 def bytes_sha256(data: bytes | str) -> str:
-    """Hex SHA-256 of bytes (str is encoded as UTF-8)."""
+    """Hex SHA-256 of bytes (str is encoded as UTF-8).
+
+    Parameters
+    ----------
+    data : bytes or str
+        Lone surrogates of a str are kept (``surrogatepass``).
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
     return hashlib.sha256(data).hexdigest()

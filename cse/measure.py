@@ -16,19 +16,14 @@ from types import ModuleType
 import numpy as np
 import xarray as xr
 
-from .boundary import boundary_affected, boundary_width
 from .docs import fill_doc
 from .errors import CSEInputError
-from .nulls import NULL_KINDS, NULL_STD_FLOOR, null_memory_bytes, null_steps, null_z, permutation_set
-from .params import MAX_SEED, MeasureSettings, check_memory, check_seed, resolve_measure, resolve_seed
-from .schema import COORD_ATTRS, NULL_VARIABLES, band_labels, variable_attrs
+from .layout import result_layout
+from .nulls import null_z, permutation_set
+from .settings import MeasureSettings
 
 __all__ = [
-    "boundary_affected",
-    "boundary_width",
     "conditional_scale_entropy",
-    "measure_attrs",
-    "null_memory_bytes",
     "reduce_updates",
     "resolve_backend",
 ]
@@ -111,8 +106,8 @@ def reduce_updates(u, settings: MeasureSettings, backend="numba") -> dict:
         and float16 to float32). For the ``token`` axis, the tokens of ONE text (or
         window) in order; for ``depth`` and ``hidden``, any set of tokens.
     settings : MeasureSettings
-        Resolved settings (`cse.params.resolve_measure`); level and wavelet must suit
-        the axis' length (they are not checked again here).
+        Resolved and fitted settings (`MeasureSettings.resolve`); level and wavelet
+        must suit the axis' length (they are not checked again here).
     backend : {'numba', 'reference', 'torch'} or module
         The kernel module: the Numba kernels (`cse_kernels`, default), the NumPy
         reference (`cse_kernels.reference`), the torch twin
@@ -141,7 +136,7 @@ def reduce_updates(u, settings: MeasureSettings, backend="numba") -> dict:
     u = _as_updates(u, kernels)
     perms = None
     if settings.null_permutations:
-        perms = permutation_set(settings.seed, settings.null_permutations, null_steps(settings.axis, *u.shape))
+        perms = permutation_set(settings.seed, settings.null_permutations, settings.series_length(*u.shape))
     return _reduce(u, settings, kernels, perms)
 
 
@@ -188,31 +183,6 @@ def _reduce(u, settings: MeasureSettings, kernels: ModuleType, perms) -> dict:
     return out
 
 
-def measure_attrs(settings: MeasureSettings) -> dict:
-    """Result attributes of the measure: the settings, the null's kind, the boundary width.
-
-    Returns
-    -------
-    dict of str to str or int
-        ``axis, wavelet, level, boundary, normalize, null_permutations, seed`` (the
-        boundary is ``'periodization'`` on the hidden axis, which has no MODWT
-        boundary rule); ``boundary_width`` = L_J on the depth and token axes; with a
-        null, ``null`` = what it permutes (``'layer order'``, ``'token order'``,
-        ``'hidden dimension'``).
-    """
-    attrs = settings.attrs()
-    attrs["level"] = int(attrs["level"])
-    attrs["null_permutations"] = int(attrs["null_permutations"])
-    attrs["seed"] = int(attrs["seed"])
-    if settings.axis == "hidden":
-        attrs["boundary"] = "periodization"
-    else:
-        attrs["boundary_width"] = boundary_width(settings.wavelet, settings.level)
-    if settings.null_permutations:
-        attrs["null"] = NULL_KINDS[settings.axis]
-    return attrs
-
-
 @fill_doc
 def conditional_scale_entropy(updates, axis="depth", wavelet=None, level=None, boundary="reflect", normalize=None,
                               null_permutations=0, seed=0, backend=None) -> xr.Dataset:
@@ -232,17 +202,17 @@ def conditional_scale_entropy(updates, axis="depth", wavelet=None, level=None, b
     %(normalize)s
     %(null_permutations)s
     %(seed)s
-        (Here the permutation set is seeded by an int drawn from a None or Generator
-        seed, and the result records that int.)
     backend : {None, 'numba', 'reference', 'torch'} or module
         Kernel module (see `reduce_updates`); None is ``'numba'``.
 
     Returns
     -------
     result : xarray.Dataset
-        Dimensions ``token`` (n_tokens), ``layer`` (n_layers), ``scale`` (J + 1).
-        Coordinates: ``token`` and ``layer`` (0-based ints), ``scale`` (``d1..dJ,
-        aJ``), ``depth`` on ``layer`` ((layer + 1) / n_layers) and
+        Dimensions ``token`` (n_tokens), ``layer`` (n_layers), ``scale`` (J + 1),
+        laid out by `cse.layout.result_layout` as every result is. Coordinates:
+        ``position`` on ``token`` (0-based position in the text), ``layer``
+        (0-based ints), ``scale`` (``d1..dJ, aJ``), ``depth`` on ``layer``
+        ((layer + 1) / n_layers) and
         ``boundary_affected`` (bool) on ``layer`` for the depth axis, on ``token``
         for the token axis, absent for the hidden axis (see `cse.boundary`).
         Variables, float64, with CF ``long_name`` and ``units`` from `cse.schema`:
@@ -257,7 +227,8 @@ def conditional_scale_entropy(updates, axis="depth", wavelet=None, level=None, b
           layer), ``"1"``; ``cse_z`` is NaN where the null's standard deviation is
           at rounding level (<= 1e-12, e.g. a constant vector on the hidden axis).
 
-        Attributes: `measure_attrs` (the settings, ``boundary_width``, ``null``).
+        Attributes: `MeasureSettings.attrs` (the settings, ``boundary_width``,
+        ``null``).
 
     Raises
     ------
@@ -383,38 +354,11 @@ def conditional_scale_entropy(updates, axis="depth", wavelet=None, level=None, b
         raise CSEInputError(f"Invalid shape for 'updates': every dimension must be non-empty, "
                             f"got shape {tuple(u.shape)}")
     n_layers, n_tokens, d_model = u.shape
-    axis, wavelet, level, boundary, normalize, null_permutations = resolve_measure(
-        axis, wavelet, level, boundary, normalize, null_permutations,
-        n_steps={"depth": n_layers, "token": n_tokens, "hidden": d_model},
-    )
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        seed = check_seed(seed)
-    else:
-        seed = int(resolve_seed(seed).integers(0, MAX_SEED, endpoint=True))
-    settings = MeasureSettings(axis, wavelet.name, level, boundary, normalize, null_permutations, seed)
-    n_steps = null_steps(axis, n_layers, n_tokens, d_model)
-    check_memory("null_permutations", null_permutations, null_memory_bytes(settings, n_steps),
-                 f"the null's permutation set ({null_permutations} x {n_steps} int64)")
+    settings = MeasureSettings.resolve(axis, wavelet, level, boundary, normalize, null_permutations, seed)
+    settings = settings.fit(settings.series_length(n_layers, n_tokens, d_model))
+    settings.check_memory(settings.series_length(n_layers, n_tokens, d_model))
 
     # 2. Reduce, then lay out the Dataset.
-    return _dataset(reduce_updates(u, settings, kernels), settings, n_layers, n_tokens)
-
-
-def _dataset(arrays: dict, settings: MeasureSettings, n_layers: int, n_tokens: int) -> xr.Dataset:
-    data_vars = {
-        name: (("token", "layer", "scale") if name == "scale_fraction" else ("token", "layer"), values,
-               variable_attrs(name))
-        for name, values in arrays.items()
-        if name in ("cse", "scale_fraction", "update_norm") or name in NULL_VARIABLES
-    }
-    coords = {
-        "token": ("token", np.arange(n_tokens), {"long_name": "position of the token in the text (0-based)"}),
-        "layer": ("layer", np.arange(n_layers), COORD_ATTRS["layer"]),
-        "scale": ("scale", band_labels(settings.level), COORD_ATTRS["scale"]),
-        "depth": ("layer", (np.arange(n_layers) + 1) / n_layers, COORD_ATTRS["depth"]),
-    }
-    if settings.axis != "hidden":
-        dim = "layer" if settings.axis == "depth" else "token"
-        flags = boundary_affected(n_layers if dim == "layer" else n_tokens, settings.wavelet, settings.level)
-        coords["boundary_affected"] = (dim, flags, COORD_ATTRS["boundary_affected"])
-    return xr.Dataset(data_vars, coords=coords, attrs=measure_attrs(settings))
+    arrays = reduce_updates(u, settings, kernels)
+    return result_layout(settings, n_layers, {"position": np.arange(n_tokens, dtype=np.int64)},
+                         attrs=settings.attrs(), arrays=arrays)

@@ -20,20 +20,16 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .params import MeasureSettings, check_int, check_seed
-from .params import null_permutations as draw_permutations
+from .params import check_int, check_seed
+from .settings import NULL_KINDS
+from .settings import null_permutations as draw_permutations
 
 __all__ = [
     "NULL_KINDS",
     "NULL_STD_FLOOR",
-    "null_memory_bytes",
-    "null_steps",
     "null_z",
     "permutation_set",
 ]
-
-#: What the null of each axis permutes (recorded as the result attribute ``null``).
-NULL_KINDS = {"depth": "layer order", "token": "token order", "hidden": "hidden dimension"}
 
 #: Below this null standard deviation, CSE differences are rounding noise (CSE is in
 #: [0, 1] and computed in float64), so ``cse_z`` is NaN rather than a huge number.
@@ -69,9 +65,10 @@ def permutation_set(seed, n_permutations, n) -> np.ndarray:
     CSEInputError, TypeError
         For an invalid seed, P or n.
     """
+    if seed is None or isinstance(seed, np.random.Generator):
+        raise TypeError("Invalid type for 'seed': the permutation set needs an integer seed (recorded in results), "
+                        f"got {type(seed).__name__}")
     key = (check_seed(seed), check_int("null_permutations", n_permutations, 1), check_int("n", n, 1))
-    if key[0] is None:
-        raise TypeError("Invalid type for 'seed': the permutation set needs an integer seed, got None")
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
@@ -85,34 +82,6 @@ def permutation_set(seed, n_permutations, n) -> np.ndarray:
         if perms.nbytes > _CACHE_BYTES:
             _cache.pop(key, None)
     return perms
-
-
-def null_steps(axis: str, n_layers: int, n_tokens: int, d_model: int) -> int:
-    """Length of the axis the null permutes: n_layers, n_tokens (of one text) or d_model."""
-    return {"depth": n_layers, "token": n_tokens, "hidden": d_model}[axis]
-
-
-def null_memory_bytes(settings: MeasureSettings, n_steps) -> int:
-    """Memory the null needs beyond the result itself, for `cse.params.check_memory`.
-
-    Parameters
-    ----------
-    settings : MeasureSettings
-        The run's settings (``null_permutations`` = P).
-    n_steps : int
-        Length of the permuted axis: n_layers (depth), the longest text or window in
-        tokens (token), d_model (hidden).
-
-    Returns
-    -------
-    int
-        Bytes: the permutation set, P x n_steps int64 (0 without a null). The kernels
-        add no memory that grows with P: they accumulate each cell's mean and spread
-        over the permutations instead of keeping every permutation's CSE, and gather
-        permuted values in bounded scratch.
-    """
-    n_steps = check_int("n_steps", n_steps, 0)
-    return 8 * int(settings.null_permutations) * n_steps
 
 
 def null_z(cse, mean, std) -> np.ndarray:

@@ -1,9 +1,12 @@
-"""Parameter validation for every public entry point: the one home of the checks.
+"""Parameter validation for every public entry point, and the one owner of the measure's settings.
 
 Public functions validate, private functions compute: each public function calls
 these helpers, which raise `CSEInputError` (a `ValueError`) or `TypeError` with a
 one-line message naming the parameter, what was expected and what was received
 (and, for a bound, the bound).
+
+`draw_seed` is the package's one seed policy; `cse.settings.MeasureSettings` owns the
+measure's settings and builds on these checks.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import numpy as np
 import pywt
 
 from .errors import CSEInputError
-from .schema import band_labels
 
 __all__ = [
     "AXES",
@@ -26,17 +28,14 @@ __all__ = [
     "DEFAULT_NORMALIZE",
     "MAX_SEED",
     "MEMORY_LIMIT_BYTES",
-    "MeasureSettings",
     "as_wavelet",
-    "band_labels",
     "check_choice",
     "check_int",
     "check_memory",
     "check_number",
     "check_seed",
-    "null_permutations",
+    "draw_seed",
     "resolve_level",
-    "resolve_measure",
     "resolve_normalize",
     "resolve_seed",
 ]
@@ -58,6 +57,19 @@ MEMORY_LIMIT_BYTES = 4 * 2**30
 
 def check_int(name: str, value, minimum: int | None = None, maximum: int | None = None) -> int:
     """Return `value` as an int if it is an integer in [minimum, maximum].
+
+    Parameters
+    ----------
+    name : str
+        The parameter, named in messages.
+    value : int
+        The value (bool is not accepted).
+    minimum, maximum : int, optional
+        Inclusive bounds (None: unbounded).
+
+    Returns
+    -------
+    int
 
     Raises
     ------
@@ -84,6 +96,21 @@ def check_number(name: str, value, low: float | None = None, high: float | None 
                  inclusive: bool = False) -> float:
     """Return `value` as a finite float in the open interval (low, high) (closed if `inclusive`).
 
+    Parameters
+    ----------
+    name : str
+        The parameter, named in messages.
+    value : float
+        The value (a real number; bool is not accepted).
+    low, high : float, optional
+        The bounds (None: unbounded).
+    inclusive : bool
+        Closed interval instead of open.
+
+    Returns
+    -------
+    float
+
     Raises
     ------
     TypeError
@@ -103,21 +130,6 @@ def check_number(name: str, value, low: float | None = None, high: float | None 
         interval = f"{left}{lower}, {upper}{right}"
         raise CSEInputError(f"Invalid value for {name!r}: expected a number in {interval}, got {value!r}")
     return value
-
-
-def check_seed(seed) -> int | None:
-    """Validate a seed: None or an integer in [0, MAX_SEED] (what results can record).
-
-    Raises
-    ------
-    TypeError
-        For a non-integer seed.
-    CSEInputError
-        For a negative seed or one above 2**63 - 1.
-    """
-    if seed is None:
-        return None
-    return check_int("seed", seed, 0, MAX_SEED)
 
 
 def check_memory(name: str, value, n_bytes: float, what: str) -> None:
@@ -147,7 +159,27 @@ def check_memory(name: str, value, n_bytes: float, what: str) -> None:
 
 
 def check_choice(name: str, value, choices) -> str:
-    """Return `value` if it is one of `choices`, else raise a one-line error."""
+    """Return `value` if it is one of `choices`, else raise a one-line error.
+
+    Parameters
+    ----------
+    name : str
+        The parameter, named in messages.
+    value : object
+        The value.
+    choices : sequence
+        The allowed values.
+
+    Returns
+    -------
+    object
+        `value`.
+
+    Raises
+    ------
+    CSEInputError
+        Listing the choices.
+    """
     if value not in choices:
         expected = ", ".join(repr(c) for c in choices)
         raise CSEInputError(f"Invalid value for {name!r}: expected one of {expected}, got {value!r}")
@@ -156,6 +188,15 @@ def check_choice(name: str, value, choices) -> str:
 
 def as_wavelet(name) -> pywt.Wavelet:
     """Resolve a wavelet name to an orthogonal `pywt.Wavelet`.
+
+    Parameters
+    ----------
+    name : str or pywt.Wavelet
+        A discrete PyWavelets wavelet (haar, dbN, symN, coifN ...).
+
+    Returns
+    -------
+    pywt.Wavelet
 
     Raises
     ------
@@ -186,6 +227,34 @@ def resolve_level(axis: str, level, n_steps: int, wavelet: pywt.Wavelet) -> int:
     `depth` and `token` (MODWT) default to J = 3 and require 2**J <= n_steps.
     `hidden` (periodized DWT) defaults to ``pywt.dwt_max_level(n_steps, K)`` and
     requires 1 <= J <= that maximum.
+
+    Parameters
+    ----------
+    axis : {'depth', 'token', 'hidden'}
+        The transformed axis.
+    level : int or None
+        The requested J (None: the axis' default).
+    n_steps : int
+        Length of the transformed axis.
+    wavelet : pywt.Wavelet
+        The wavelet (its filter length K).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    TypeError
+        For a non-integer level.
+    CSEInputError
+        For a level below 1 or too high for `n_steps`.
+
+    Warns
+    -----
+    UserWarning
+        On the token axis, when the level's filters are longer than the reflected
+        series (boundary effects dominate).
     """
     if level is not None and (isinstance(level, bool) or not isinstance(level, (int, np.integer))):
         raise TypeError(f"Invalid type for 'level': expected an int or None, got {type(level).__name__}")
@@ -219,104 +288,95 @@ def resolve_level(axis: str, level, n_steps: int, wavelet: pywt.Wavelet) -> int:
 
 
 def resolve_normalize(axis: str, normalize) -> str:
+    """The normalization of `axis`: `normalize`, or the axis' default when None.
+
+    Parameters
+    ----------
+    axis : {'depth', 'token', 'hidden'}
+        The transformed axis.
+    normalize : {'unit', 'none'} or None
+        The requested normalization.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    CSEInputError
+        For a value other than ``'unit'``, ``'none'`` or None.
+    """
     if normalize is None:
         return DEFAULT_NORMALIZE[axis]
     return check_choice("normalize", normalize, NORMALIZATIONS)
 
 
-def resolve_seed(seed) -> np.random.Generator:
-    """Turn `seed` (int, None or Generator) into a `numpy.random.Generator`."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    return np.random.default_rng(check_seed(seed))
-
-
-@dataclasses.dataclass(frozen=True)
-class MeasureSettings:
-    """Resolved measure parameters of SPEC section 2, shared by every batch of a run.
-
-    Attributes
-    ----------
-    axis : {'depth', 'token', 'hidden'}
-    wavelet : str
-        PyWavelets name of an orthogonal wavelet.
-    level : int
-        J, the number of detail bands.
-    boundary : {'reflect', 'periodic'}
-    normalize : {'unit', 'none'}
-    null_permutations : int
-        P (0: no null).
-    seed : int
-        Seed of the null's permutations.
-    """
-
-    axis: str
-    wavelet: str
-    level: int
-    boundary: str
-    normalize: str
-    null_permutations: int
-    seed: int
-
-    def attrs(self) -> dict:
-        """The settings as result attributes (str and int values)."""
-        return dataclasses.asdict(self)
-
-    @property
-    def pywt_wavelet(self) -> pywt.Wavelet:
-        return pywt.Wavelet(self.wavelet)
-
-
-def resolve_measure(axis, wavelet, level, boundary, normalize, null_permutations, *, n_steps):
-    """Validate and resolve the measure parameters of SPEC section 2, once for every caller.
+def draw_seed(seed) -> int:
+    """The one seed policy of the package: the int seed that a call uses and records.
 
     Parameters
     ----------
-    axis, wavelet, level, boundary, normalize, null_permutations
-        As in `cse.conditional_scale_entropy`.
-    n_steps : dict of str to int
-        Length of each axis (``depth``: n_layers, ``token``: shortest sequence,
-        ``hidden``: d_model); only the chosen axis' entry is used.
+    seed : int, numpy.random.Generator or None
+        An int in [0, 2**63 - 1] is used as it is; None draws a fresh seed from the
+        operating system's entropy; a Generator yields one (and advances). Either
+        way the int returned is what seeds every random draw of the call and what
+        its result records, so every result can be reproduced from its attributes.
 
     Returns
     -------
-    tuple
-        ``(axis, wavelet, level, boundary, normalize, null_permutations)`` with the
-        wavelet a `pywt.Wavelet` and every default filled in.
+    int
+        In [0, `MAX_SEED`].
 
     Raises
     ------
-    CSEInputError
-        For an invalid value (including a level too high for the axis).
     TypeError
-        For a wrongly typed ``level`` or ``null_permutations``.
+        For any other type (bool included).
+    CSEInputError
+        For an int below 0 or above 2**63 - 1.
     """
-    check_choice("axis", axis, AXES)
-    check_choice("boundary", boundary, BOUNDARIES)
-    wavelet = as_wavelet(DEFAULT_WAVELET[axis] if wavelet is None else wavelet)
-    level = resolve_level(axis, level, n_steps[axis], wavelet)
-    normalize = resolve_normalize(axis, normalize)
-    if isinstance(null_permutations, bool) or not isinstance(null_permutations, (int, np.integer)):
-        raise TypeError(
-            f"Invalid type for 'null_permutations': expected an int, got {type(null_permutations).__name__}"
-        )
-    if null_permutations < 0 or null_permutations == 1:
-        raise CSEInputError(
-            f"Invalid value for 'null_permutations': expected 0 (no null) or an integer >= 2, got {null_permutations}"
-        )
-    return axis, wavelet, level, boundary, normalize, int(null_permutations)
+    if seed is None:
+        return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, MAX_SEED, endpoint=True))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"Invalid type for 'seed': expected an int, None or a numpy.random.Generator, "
+                        f"got {type(seed).__name__}")
+    return check_int("seed", seed, 0, MAX_SEED)
 
 
-def null_permutations(seed, n_permutations: int, n: int) -> np.ndarray | None:
-    """The one seeded set of permutations of ``range(n)`` shared by every series of the null.
+def check_seed(seed) -> int | None:
+    """Validate a seed without drawing one (see `draw_seed` for the policy).
 
-    ``n`` is the length of the permuted axis: n_layers (depth), the text's length in
-    tokens (token) or d_model (hidden). `cse.nulls.permutation_set` caches it.
+    Parameters
+    ----------
+    seed : int, numpy.random.Generator or None
 
     Returns
     -------
-    ndarray of int64, shape (n_permutations, n), or None when ``n_permutations`` is 0.
+    int or None
+        The int, or None for None and a Generator.
+
+    Raises
+    ------
+    TypeError
+        For any other type.
+    CSEInputError
+        For a negative seed or one above 2**63 - 1.
     """
-    if not n_permutations:
+    if seed is None or isinstance(seed, np.random.Generator):
         return None
-    return np.argsort(resolve_seed(seed).random((n_permutations, n)), axis=1)
+    return draw_seed(seed)
+
+
+def resolve_seed(seed) -> np.random.Generator:
+    """A `numpy.random.Generator` seeded by ``draw_seed(seed)`` (see there for the policy).
+
+    Parameters
+    ----------
+    seed : int, numpy.random.Generator or None
+
+    Returns
+    -------
+    numpy.random.Generator
+    """
+    return np.random.default_rng(draw_seed(seed))

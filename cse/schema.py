@@ -23,8 +23,10 @@ __all__ = [
     "variable_attrs",
 ]
 
-#: Dimension names, in storage order.
-DIMS = ("token", "layer", "scale")
+#: Dimension names, in storage order. ``layer2`` is the second layer dimension of the
+#: stored Gram matrices (xarray allows no variable with two dims of one name),
+#: ``layer_pair`` indexes their packed upper triangle, ``hidden`` the stored updates.
+DIMS = ("token", "layer", "scale", "layer2", "layer_pair", "hidden")
 
 #: Data variables: name -> (dims, long_name, units). CF units: "1" is dimensionless.
 VARIABLES = {
@@ -35,6 +37,13 @@ VARIABLES = {
     "cse_null_mean": (("token", "layer"), "mean CSE over the permutations of the null", "1"),
     "cse_null_std": (("token", "layer"), "standard deviation (ddof=1) of CSE over the permutations of the null", "1"),
     "cse_z": (("token", "layer"), "CSE standardized against the permutation null, (cse - mean) / std", "1"),
+    "gram": (("token", "layer", "layer2"), "Gram matrix of the token's layer updates, <u_layer, u_layer2>",
+             "(units of the residual stream)^2"),
+    "gram_triangle": (("token", "layer_pair"),
+                      "upper triangle of the Gram matrix of the token's layer updates, <u_layer_row, u_layer_col>",
+                      "(units of the residual stream)^2"),
+    "updates": (("token", "layer", "hidden"), "layer update u[l, t] = h_{l+1}[t] - h_l[t]",
+                "units of the residual stream"),
 }
 
 #: Variables present only when a null was asked for (``null_permutations > 0``).
@@ -44,8 +53,8 @@ NULL_VARIABLES = ("cse_null_mean", "cse_null_std", "cse_z")
 TOKEN_COORDS = ("text", "position", "token_id", "token_str", "word", "is_word_start", "is_special")
 
 #: Coordinates on ``layer`` that the package itself writes (``boundary_affected`` is on
-#: ``token`` instead for the token axis).
-LAYER_COORDS = ("depth", "boundary_affected")
+#: ``token`` instead for the token axis), and on the Gram matrices' dims.
+LAYER_COORDS = ("depth", "boundary_affected", "layer_row", "layer_col")
 
 #: CF attributes of the coordinates.
 COORD_ATTRS = {
@@ -62,11 +71,23 @@ COORD_ATTRS = {
         "long_name": "a wavelet band at this position is a MODWT boundary coefficient (t <= L_J - 2)",
     },
     "scale": {"long_name": "wavelet band: details d1..dJ (fine to coarse), approximation aJ"},
+    "layer2": {"long_name": "block index (0-based) of the second layer of a Gram matrix entry"},
+    "layer_row": {"long_name": "row (first layer) of a packed Gram matrix entry, numpy.triu_indices order"},
+    "layer_col": {"long_name": "column (second layer) of a packed Gram matrix entry, numpy.triu_indices order"},
 }
 
 
 def variable_attrs(name: str) -> dict:
     """CF attributes (``long_name``, ``units``) of data variable `name`.
+
+    Parameters
+    ----------
+    name : str
+        A key of `VARIABLES`.
+
+    Returns
+    -------
+    dict of str to str
 
     Raises
     ------
@@ -78,7 +99,18 @@ def variable_attrs(name: str) -> dict:
 
 
 def band_labels(level: int) -> list[str]:
-    """Band labels in storage order: ``d1..dJ`` (fine to coarse) then ``aJ``."""
+    """Band labels in storage order: ``d1..dJ`` (fine to coarse) then ``aJ``.
+
+    Parameters
+    ----------
+    level : int
+        J, the number of detail bands.
+
+    Returns
+    -------
+    list of str
+        J + 1 labels.
+    """
     return [f"d{j}" for j in range(1, level + 1)] + [f"a{level}"]
 
 

@@ -9,7 +9,7 @@ command -v "$python" >/dev/null 2>&1 || python=python3
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 .venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" install torch==2.13.0
-if ! .venv/bin/python -c "import cse, cse_kernels, pytest, hypothesis, ptwt, pyarrow, datasets, transformer_lens, nnsight" 2>/dev/null \
+if ! .venv/bin/python -c "import cse, cse_kernels, pytest, hypothesis, numpydoc, ptwt, pyarrow, datasets, transformer_lens, nnsight" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.cse-installed ]; then
   "${pip[@]}" install -e ".[test,bench]"
   touch .venv/.cse-installed

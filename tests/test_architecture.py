@@ -22,9 +22,9 @@ MAX_FUNCTION_BODY = 80
 #: Layers of `cse`, bottom to top: a module may import its own layer and those below, never above.
 LAYERS = [
     {"errors", "schema", "hashing", "docs", "data"},
-    {"params"},
+    {"params", "settings"},
     {"boundary", "nulls"},
-    {"where", "io", "capture", "measure", "models"},
+    {"where", "io", "capture", "measure", "layout", "models"},
     {"stats", "pipeline", "plot", "example"},
     {"commands", "cli"},
 ]

@@ -134,11 +134,13 @@ def test_two_worker_default_model_run_equals_single_process(tmp_path, default_mo
 def test_torch_reduction_matches_numba_on_cpu(model_dir, axis, extra):
     """The GPU path (reduce with the torch twin where the updates are) checked on the CPU."""
     pytest.importorskip("cse_kernels.torch_twin")
-    from cse.pipeline import plan_tokens, resolve_settings, run_batch
+    from cse.settings import MeasureSettings
+    from cse.pipeline import plan_tokens, run_batch
 
     model, tokenizer = load_model(model_dir, device="cpu")
     plan = plan_tokens(pd.DataFrame({"text": TEXTS[:5]}), tokenizer, max_length=128)
-    settings = resolve_settings(axis, n_layers=8, d_model=32, min_tokens=8, **extra)
+    settings = MeasureSettings.resolve(axis, **extra)
+    settings = settings.fit(settings.series_length(8, 8, 32))
     on_device = run_batch(model, plan.sequences, settings, reducer="torch")
     on_cpu = run_batch(model, plan.sequences, settings, reducer="numba")
     assert on_device.keys() == on_cpu.keys()

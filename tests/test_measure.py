@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 import cse_kernels.reference as ref
 from cse.errors import CSEInputError
-from cse.measure import conditional_scale_entropy, measure_attrs, reduce_updates
-from cse.params import MeasureSettings
+from cse.measure import conditional_scale_entropy, reduce_updates
+from cse.settings import MeasureSettings
 from independent import (
     naive_conditional_scale_entropy,
     naive_cse,
@@ -538,11 +538,10 @@ def test_null_seed_and_generators():
 
 def test_null_memory_is_checked_before_work(monkeypatch):
     from cse import params
-    from cse.measure import null_memory_bytes
 
-    settings = MeasureSettings("depth", "haar", 3, "reflect", "unit", 1000, 0)
-    assert null_memory_bytes(settings, 30) == 8 * 1000 * 30
-    monkeypatch.setattr(params, "MEMORY_LIMIT_BYTES", 8 * 100 * 8)
+    settings = MeasureSettings.resolve("depth", null_permutations=1000, n_steps=30)
+    assert settings.null_memory_bytes(30) == 8 * 1000 * 30 * 2  # the int64 set and the float64 keys drawn for it
+    monkeypatch.setattr(params, "MEMORY_LIMIT_BYTES", 2 * 8 * 100 * 8)
     with pytest.raises(CSEInputError, match="'null_permutations': 101 would need.*permutation set"):
         conditional_scale_entropy(np.ones((8, 4, 4)), null_permutations=101)
     conditional_scale_entropy(np.ones((8, 4, 4)), null_permutations=100)
@@ -553,9 +552,8 @@ def test_null_memory_is_checked_before_work(monkeypatch):
 
 def _settings(axis, null=0, **kw):
     defaults = {"depth": ("haar", 3), "token": ("haar", 2), "hidden": ("db2", 2)}[axis]
-    return MeasureSettings(axis, kw.get("wavelet", defaults[0]), kw.get("level", defaults[1]),
-                           kw.get("boundary", "reflect"), kw.get("normalize", "none" if axis == "hidden" else "unit"),
-                           null, kw.get("seed", 0))
+    return MeasureSettings.resolve(axis, kw.get("wavelet", defaults[0]), kw.get("level", defaults[1]),
+                                   kw.get("boundary", "reflect"), kw.get("normalize"), null, kw.get("seed", 0))
 
 
 @pytest.mark.parametrize("axis", AXES)
@@ -571,7 +569,7 @@ def test_reduce_updates_is_token_major_and_matches_the_dataset(axis):
                                    normalize=settings.normalize, null_permutations=5, seed=0)
     for name, value in out.items():
         np.testing.assert_array_equal(ds[name].values, value)
-    assert measure_attrs(settings) == ds.attrs
+    assert settings.attrs() == ds.attrs
 
 
 @pytest.mark.parametrize("axis", ["depth", "hidden"])

@@ -13,12 +13,20 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from cse.params import MeasureSettings
-from cse.pipeline import BackgroundWriter, MemorySink, Plan, ZarrSink, result_template
-from cse.pipeline.sinks import ChunkedZarrSink, settle_pending
+from cse.layout import result_layout, result_variables
+from cse.settings import MeasureSettings
+from cse.pipeline import Plan
+from cse.pipeline.sinks import BackgroundWriter, ChunkedZarrSink, MemorySink, ZarrSink, settle_pending
 
 N_LAYERS = 4
-SETTINGS = MeasureSettings("depth", "haar", 2, "reflect", "unit", 0, 0)
+SETTINGS = MeasureSettings.resolve("depth", "haar", 2, n_steps=N_LAYERS)
+
+
+def result_template(plan, settings, attrs, n_layers, lazy, chunk=None):
+    """The layout of a run of `plan` (as `cse.pipeline.store.run_layout` builds it)."""
+    coords = {name: plan.coords[name].to_numpy() for name in plan.coords.columns}
+    return result_layout(settings, n_layers, coords, attrs=attrs, names=result_variables(settings), lazy=lazy,
+                         chunk=chunk)
 
 
 def _plan(lengths):
@@ -129,11 +137,11 @@ def test_background_writer_logs_only_stored_batches(tmp_path):
 
 def test_template_marks_boundary_coefficients_per_axis():
     plan = _plan([9, 5])
-    depth = result_template(plan, MeasureSettings("depth", "haar", 2, "reflect", "unit", 0, 0), {}, 8, lazy=False)
+    depth = result_template(plan, MeasureSettings.resolve("depth", "haar", 2, n_steps=8), {}, 8, lazy=False)
     assert depth["boundary_affected"].dims == ("layer",)
     assert depth["boundary_affected"].values.tolist() == [True, True, True] + [False] * 5  # L_2 - 2 = 2
-    token = result_template(plan, MeasureSettings("token", "haar", 2, "reflect", "unit", 0, 0), {}, 8, lazy=False)
+    token = result_template(plan, MeasureSettings.resolve("token", "haar", 2, n_steps=5), {}, 8, lazy=False)
     assert token["boundary_affected"].dims == ("token",)
     assert token["boundary_affected"].values.tolist() == ([True] * 3 + [False] * 6) + ([True] * 3 + [False] * 2)
-    hidden = result_template(plan, MeasureSettings("hidden", "db4", 2, "reflect", "none", 0, 0), {}, 8, lazy=False)
+    hidden = result_template(plan, MeasureSettings.resolve("hidden", "db4", 2, n_steps=64), {}, 8, lazy=False)
     assert "boundary_affected" not in hidden.coords

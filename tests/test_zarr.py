@@ -9,7 +9,9 @@ import xarray as xr
 
 from cse import CSEInputError
 from cse.io import open_result
-from cse.pipeline import Staging, ZarrSink, compute, token_chunk
+from cse.layout import token_chunk
+from cse.pipeline import Staging, compute
+from cse.pipeline.sinks import ZarrSink
 from saved_models import TEXTS, save_tiny_model
 
 COMMAND = "cse compute test"

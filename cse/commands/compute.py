@@ -15,7 +15,7 @@ from ..params import AXES, BOUNDARIES, NORMALIZATIONS
 
 
 @click.command("compute")
-@click.argument("input", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("input", required=False, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=True, path_type=Path),
               help="Result file: .nc (netCDF4) or .zarr. Default with --example: cse-example.nc.")
 @click.option("--example", is_flag=True, help="Run the built-in labelled example and print a per-layer summary.")
@@ -23,6 +23,7 @@ from ..params import AXES, BOUNDARIES, NORMALIZATIONS
 @click.option("--columns", default=None,
               help="Input columns to keep as token coordinates, comma-separated (default: all, at most 256).")
 @click.option("--encoding", default="utf-8", show_default=True, help="Input encoding, e.g. cp1252.")
+@click.option("--split", default=None, help="The split of a Hugging Face datasets folder holding several.")
 @click.option("--model", "model_name", default=None,
               help="smollm2-135m (default), gemma-3-270m, a local path or a Hugging Face id in the local cache "
                    "(cse models lists them).")
@@ -49,6 +50,15 @@ from ..params import AXES, BOUNDARIES, NORMALIZATIONS
               help="Shard the batches over a local Dask cluster of N worker processes.")
 @click.option("--scheduler", default=None,
               help="Shard the batches over the Dask cluster of this scheduler address (tcp://HOST:PORT).")
+@click.option("--threads", type=int, default=None,
+              help="torch threads per process (here, or on every Dask worker). Results are bitwise identical "
+                   "between runs with the same threads per process [default: torch's; 1 on Dask workers].")
+@click.option("--save", "save", multiple=True, type=click.Choice(["gram", "gram_triangle", "updates"]),
+              help="Also store what re-measuring needs (cse remeasure): gram, each token's Gram matrix of layer "
+                   "updates (depth axis; gram_triangle: packed); updates, the layer updates in NAME.updates.zarr. "
+                   "Repeatable.")
+@click.option("--save-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Storage dtype of --save updates.")
 @click.option("--window", type=int, default=None,
               help="Split texts longer than N tokens into windows (default: longer than the context is an error).")
 @click.option("--no-bos", is_flag=True, help="Do not prepend the BOS token when the tokenizer does not add one.")
@@ -57,10 +67,11 @@ from ..params import AXES, BOUNDARIES, NORMALIZATIONS
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing OUTPUT (a file, or a result store of cse; other folders never).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def compute_command(input, output, example, text_column, columns, encoding, model_name, axis, wavelet, level, boundary,
-                    normalize, null_permutations, seed, batch_size, device, dtype, device_map, resume, restart,
-                    workers, scheduler, window, no_bos, plot_path, overwrite, quiet):
-    """Compute CSE for every token of INPUT (plain text, JSON Lines or CSV) and write OUTPUT.
+def compute_command(input, output, example, text_column, columns, encoding, split, model_name, axis, wavelet, level,
+                    boundary, normalize, null_permutations, seed, batch_size, device, dtype, device_map, resume,
+                    restart, workers, scheduler, threads, save, save_dtype, window, no_bos, plot_path, overwrite,
+                    quiet):
+    """Compute CSE for every token of INPUT (text, JSON Lines, CSV, Parquet, datasets folder) and write OUTPUT.
 
     Empty and whitespace-only texts are skipped with a warning; their rows keep
     their indices in the `text` coordinate.
@@ -102,11 +113,12 @@ def compute_command(input, output, example, text_column, columns, encoding, mode
         warnings.formatwarning = lambda message, *a, **k: f"Warning: {message}\n"
         handler = _log_handler(quiet)
         try:
-            ds = compute(input, model_name, text_column=text_column, columns=columns, encoding=encoding, axis=axis, wavelet=wavelet,
-                         level=level, boundary=boundary, normalize=normalize, null_permutations=null_permutations,
-                         seed=seed, batch_size=batch_size, device=device, dtype=dtype, device_map=device_map,
-                         window=window, add_bos=not no_bos, output=output, resume=resume, restart=restart,
-                         workers=workers, scheduler=scheduler, progress=not quiet, overwrite=overwrite,
+            ds = compute(input, model_name, text_column=text_column, columns=columns, encoding=encoding, split=split,
+                         axis=axis, wavelet=wavelet, level=level, boundary=boundary, normalize=normalize,
+                         null_permutations=null_permutations, seed=seed, batch_size=batch_size, device=device,
+                         dtype=dtype, device_map=device_map, window=window, add_bos=not no_bos, output=output,
+                         resume=resume, restart=restart, workers=workers, scheduler=scheduler, threads=threads,
+                         save=list(save) or None, save_dtype=save_dtype, progress=not quiet, overwrite=overwrite,
                          command=recorded_command(sys.argv[1:]))
         finally:
             logging.getLogger("cse").removeHandler(handler)
@@ -134,6 +146,7 @@ def compute_command(input, output, example, text_column, columns, encoding, mode
 #: so that a resumed or distributed run records the same command as an uninterrupted local one.
 EXECUTION_FLAGS = ("--resume", "--restart", "--overwrite", "-q", "--quiet")
 EXECUTION_OPTIONS = ("--workers", "--scheduler")
+# --threads changes results by rounding (float32 sums), so it is recorded.
 
 
 def recorded_command(argv) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 import weakref
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def _locate(name) -> tuple[str, str | None, dict]:
     if name is None:
         name = DEFAULT_MODEL
     if not isinstance(name, (str, os.PathLike)):
-        raise TypeError(f"Invalid type for 'name': expected a model name, id or path (str), got {type(name).__name__}")
+        raise TypeError(f"Invalid type for 'model': expected a model name, id or path (str), got {type(name).__name__}")
     text = os.fspath(name)
     if text in NAMED_MODELS:
         path = named_model_file(text)
@@ -101,16 +102,17 @@ def _short_reason(error: BaseException) -> str:
     return reason if len(reason) <= 200 else reason[:197] + "..."
 
 
-def load_model(name=None, device="auto", dtype=None, device_map=None):
+def load_model(model=None, device="auto", dtype=None, device_map=None, *, name=None):
     """Load a causal LM and its tokenizer without touching the network.
 
     Parameters
     ----------
-    name : str, os.PathLike or None
+    model : str, os.PathLike or None
         A named offline model (``'smollm2-135m'``, the default when None, or
         ``'gemma-3-270m'``; see `NAMED_MODELS`), a local folder (with
         ``config.json``, or with one ``*.gguf`` file), a ``.gguf`` file, or a Hugging
-        Face id already in the local cache.
+        Face id already in the local cache; the same values as ``model`` of
+        `cse.compute`.
     device : str
         ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or
         ``"cuda:N"``. Ignored when `device_map` is given.
@@ -120,6 +122,8 @@ def load_model(name=None, device="auto", dtype=None, device_map=None):
     device_map : str or dict or None
         Passed to ``from_pretrained`` (needs ``accelerate``), e.g. ``"auto"`` to
         spread a large model over devices.
+    name : str, os.PathLike or None
+        Deprecated name of `model` (``DeprecationWarning``); removed in the next release.
 
     Returns
     -------
@@ -132,7 +136,7 @@ def load_model(name=None, device="auto", dtype=None, device_map=None):
     Raises
     ------
     TypeError
-        If `name` or `device` has the wrong type.
+        If `model` or `device` has the wrong type.
     CSEInputError
         If a named model's wheel is missing (the message gives the pip command),
         `device` or `dtype` is invalid, or the model cannot be loaded offline (one
@@ -150,6 +154,13 @@ def load_model(name=None, device="auto", dtype=None, device_map=None):
     >>> model.config.num_hidden_layers  # doctest: +SKIP
     18
     """
+    if name is not None:
+        warnings.warn("'name' of load_model is deprecated; use 'model' (as in cse.compute)", DeprecationWarning,
+                      stacklevel=2)
+        if model is not None and model != name:
+            raise CSEInputError("Invalid combination: give 'model' only ('name' is its old name)")
+        model = name
+    name = model
     torch_device = None if device_map is not None else _resolve_device(device)
     torch_dtype = _resolve_dtype(dtype)
     target, gguf_file, source = _locate(name)

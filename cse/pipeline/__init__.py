@@ -1,54 +1,41 @@
 """The main job: texts in, a Dataset of Conditional Scale Entropy out (SPEC sections 3-4, 7).
 
-One module per concept, dependencies pointing one way (``api`` -> runners -> the rest):
+`compute` (also `cse.compute`, in `api`) follows one straight path, a module per step:
 
-`plan`
-    Tokenize texts, align tokens to words, lay out the ``token`` dim (`plan_tokens`,
-    `Plan`) and describe the batches to run (`Work`).
-`reduction`
-    One batch: forward pass with layer-update capture, reduced at once by
-    `cse.measure.reduce_updates` (`run_batch`); measure settings (`resolve_settings`).
-`sinks`
-    The result layout (`result_template`) and where batches go: memory, a Zarr store
-    (`ZarrSink`), written in the background (`BackgroundWriter`).
-`staging`
-    The on-disk state of a run: staging folder, manifest, done logs, resume (`Staging`).
-`local`, `cluster`
-    The runners: in this process (`run_local`) or on a Dask cluster (`run_cluster`).
-`api`
-    `compute`, the public entry point (also `cse.compute`).
+`request`
+    Every parameter and the output checked, the texts read (`make_request`, `Request`).
+`executor`, `cluster`
+    The model, loaded in this process (`LocalExecutor`) or on the workers of a Dask
+    cluster (`ClusterExecutor`), and the batches run through it.
+`tokenize`, `plan`
+    Texts tokenized (the BOS rule, long texts bounded before any work) and laid out,
+    the measure's settings fitted, the batches (`plan_run`, `Run`).
+`store`, `staging`, `sinks`
+    Where the batches go: memory, or a staging folder beside the output with a Zarr
+    store, a manifest and the logs of finished batches (resume); the output appears
+    atomically when every batch is done.
+`batch`
+    One batch: forward pass with layer-update capture, reduced at once (`run_batch`).
 
 The package is named ``pipeline`` because ``cse.compute`` is the public function.
 """
 
-from .api import DEFAULT_BATCH_SIZE, attributes, compute
-from .local import run_local
-from .plan import Plan, Work, check_token_axis, plan_tokens
-from .reduction import pad_batch, resolve_settings, run_batch
-from .sinks import ZARR_CHUNK_BYTES, BackgroundWriter, MemorySink, ZarrSink, result_template, token_chunk
-from .staging import MANIFEST_FIELDS, DoneLog, Staging, build_manifest, check_manifest
+from .api import DEFAULT_BATCH_SIZE, compute
+from .batch import pad_batch, run_batch
+from .plan import Plan, Run, plan_run, plan_tokens
+from .staging import MANIFEST_FIELDS, Staging
+from .tokenize import token_lengths
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "MANIFEST_FIELDS",
-    "ZARR_CHUNK_BYTES",
-    "BackgroundWriter",
-    "DoneLog",
-    "MemorySink",
     "Plan",
+    "Run",
     "Staging",
-    "Work",
-    "ZarrSink",
-    "attributes",
-    "build_manifest",
-    "check_manifest",
-    "check_token_axis",
     "compute",
     "pad_batch",
+    "plan_run",
     "plan_tokens",
-    "resolve_settings",
-    "result_template",
     "run_batch",
-    "run_local",
-    "token_chunk",
+    "token_lengths",
 ]

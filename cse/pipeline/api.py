@@ -1,45 +1,31 @@
 """`cse.compute`: texts in, a Dataset of Conditional Scale Entropy out (SPEC section 4).
 
-The steps, each in its own module of `cse.pipeline`:
+One straight path, each step a module of `cse.pipeline` that the data enters once:
 
-1. validate every parameter and the output path, read the texts (`cse.io`);
-2. load the model here or on the workers (`cse.models`, `cluster`), plan the tokens
-   (`plan`) and resolve the measure settings (`reduction`);
-3. run the batches (`local` or `cluster`) into memory or into a staging store
-   (`sinks`, `staging`), which becomes the output atomically when every batch is done.
+1. `request`: every parameter and the output path validated, the texts read (`cse.io`);
+2. `executor`: the model loaded, here or on the workers of a Dask cluster (`cluster`);
+3. `plan`: the texts tokenized and laid out, the measure's settings fitted, the batches;
+4. `store`: in memory, or a staging folder beside the output (resume, manifest);
+5. the executor runs the batches into the store (`batch`: capture and reduction at once);
+6. the store makes the output appear atomically (`finalize`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import logging
-import os
-import platform
 import sys
-from pathlib import Path
 
-import numpy as np
 import xarray as xr
 
 from ..docs import fill_doc
-from ..errors import CSEInputError, RunInterrupted
-from ..io import check_output, read_texts, texts_frame
-from ..params import (AXES, BOUNDARIES, as_wavelet, check_choice, check_int, check_memory, check_seed,
-                      resolve_normalize)
-from .local import run_local
-from .plan import Work, check_token_axis, plan_tokens
-from .reduction import resolve_settings
-from .sinks import MemorySink, ZarrSink, result_template, settle_pending
-from .staging import DoneLog, Staging, build_manifest, check_manifest
+from .executor import open_executor
+from .plan import plan_run
+from .request import make_request
+from .store import open_store
 
 __all__ = ["DEFAULT_BATCH_SIZE", "compute"]
 
 DEFAULT_BATCH_SIZE = 16
-#: Largest batch (sequences per forward pass) accepted.
-MAX_BATCH_SIZE = 65536
-
-logger = logging.getLogger("cse")
 
 
 @fill_doc
@@ -47,23 +33,28 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
             level=None, boundary="reflect", normalize=None, null_permutations=0, seed=0,
             batch_size=DEFAULT_BATCH_SIZE, device="auto", dtype=None, device_map=None, window=None, add_bos=True,
             output=None, overwrite=False, resume=False, restart=False, workers=None, scheduler=None,
-            zarr_chunk=None, progress=False, command=None, columns=None) -> xr.Dataset:
+            zarr_chunk=None, progress=False, command=None, columns=None, split=None, threads=None, save=None,
+            save_dtype="float32") -> xr.Dataset:
     """Compute Conditional Scale Entropy for every token of every text.
 
     Parameters
     ----------
     texts : str or Path, sequence of str, or pandas.DataFrame
-        A file (plain text, JSON Lines or CSV; see `cse.io.read_texts`), a list
-        of texts, or a DataFrame with a ``text`` column (other columns become
-        token coordinates).
+        A file (plain text, JSON Lines, CSV/TSV, Parquet or a Hugging Face
+        ``datasets`` folder; see `cse.io.read_texts`), a list of texts, or a
+        DataFrame with a ``text`` column (other columns become token coordinates).
     model : str, None, or transformers.PreTrainedModel
         A model name for `cse.load_model` (None: the default ``smollm2-135m``;
         ``gemma-3-270m``; a local path or a cached Hugging Face id), or a loaded
         model (then ``tokenizer`` is required).
     tokenizer : transformers.PreTrainedTokenizerFast, optional
         Required with a loaded model.
-    text_column, encoding : str
-        The text column (CSV/JSON Lines file, DataFrame) and the file encoding.
+    text_column : str, optional
+        The text column of a CSV/JSON Lines/Parquet file or a DataFrame (default
+        ``text``, then ``sentence``).
+    encoding : str
+        The encoding of a text, JSON Lines or CSV file (default ``'utf-8'``; a
+        byte-order mark decides between UTF encodings).
     %(axis)s
     %(wavelet)s
     %(level)s
@@ -111,8 +102,8 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
         workers need the model (``model`` must be a name or path they can load)
         and the output folder on a shared file system.
     zarr_chunk : int, optional
-        Tokens per chunk of the Zarr store (default: about 4 MiB per chunk of
-        ``scale_fraction``).
+        Tokens per chunk of the Zarr store (default: about 4 MiB per chunk of the
+        widest variable).
     progress : bool
         Show a progress bar on stderr.
     command : str, optional
@@ -120,7 +111,26 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
     columns : sequence of str, optional
         The input columns to keep as token coordinates besides the text (default:
         all, at most `cse.io.MAX_INPUT_COLUMNS`).
-
+    split : str, optional
+        The split of a Hugging Face ``DatasetDict`` folder (required for one).
+    threads : int, optional
+        torch's intra-op threads during the run (restored afterwards), in this
+        process or on every Dask worker. Default: as they are here, 1 on Dask
+        workers. float32 sums depend on the threads, so results are bitwise
+        identical between runs with the same threads per process (see Notes).
+    save : str or sequence of str, optional
+        What to store besides CSE, to re-measure without the model
+        (`cse.remeasure`): ``'gram'``, each token's raw L x L Gram matrix of layer
+        updates ``gram (token, layer, layer2)``, float64, 8 L^2 bytes per token
+        (depth axis; sufficient for depth-axis CSE under any wavelet, level,
+        boundary, normalization and order null); ``'gram_triangle'``, its packed
+        upper triangle ``gram_triangle (token, layer_pair)``, 4 L (L + 1) bytes per
+        token; ``'updates'``, the raw layer updates ``updates (token, layer,
+        hidden)`` (any axis), in a Zarr store ``NAME.updates.zarr`` beside the
+        output (attribute ``updates_store``), or as a variable of an in-memory
+        result.
+    save_dtype : {'float32', 'float16'}
+        Storage dtype of saved updates (2 or 4 bytes per number).
     Returns
     -------
     xarray.Dataset
@@ -147,7 +157,8 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
         On Ctrl-C or SIGTERM during a run with ``output``; the message says which
         batches were kept and how to resume.
     TypeError
-        A loaded model without its tokenizer, or with ``workers``/``scheduler``.
+        A loaded model without its tokenizer, or with ``workers``/``scheduler``; a
+        wrongly typed parameter.
 
     See Also
     --------
@@ -158,7 +169,10 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
     Notes
     -----
     Each batch is computed exactly as in a single-process run (same sequences,
-    same padding), whichever process computes it, so the results are identical.
+    same padding), whichever process computes it. With the same torch threads per
+    process (``threads``) a Dask run is bitwise identical to a single-process
+    run; with different ones, float32 sums are taken in another order and results
+    differ by rounding (README, "Large corpora").
 
     References
     ----------
@@ -176,214 +190,33 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
     ('token', 'layer')
     >>> ds = cse.compute("moh-x.csv", text_column="sentence", output="moh-x.nc")  # doctest: +SKIP
     """
-    # 1. Validate what needs no model, check the output path, read the texts: fail before loading.
-    distributed = _check_request(texts, model, output, overwrite, resume, restart, workers, scheduler, axis,
-                                 boundary, normalize, wavelet, batch_size, zarr_chunk, seed, null_permutations)
-    if isinstance(texts, (str, Path)):
-        frame = read_texts(texts, text_column=text_column, encoding=encoding, columns=columns)
-    else:
-        frame = texts_frame(texts, text_column=text_column, columns=columns)
-
+    # 1. The request: every argument checked, the texts read; nothing loaded or written yet.
+    request = make_request(
+        texts, model, tokenizer, text_column=text_column, encoding=encoding, columns=columns, split=split,
+        settings={"axis": axis, "wavelet": wavelet, "level": level, "boundary": boundary, "normalize": normalize,
+                  "null_permutations": null_permutations, "seed": seed},
+        batch_size=batch_size, window=window, add_bos=add_bos, save=save, save_dtype=save_dtype, output=output,
+        overwrite=overwrite, resume=resume, restart=restart, zarr_chunk=zarr_chunk, workers=workers,
+        scheduler=scheduler, threads=threads, device=device, dtype=dtype, device_map=device_map, progress=progress,
+        command=command,
+    )
     with contextlib.ExitStack() as stack:
-        # 2. Model (here, or on the workers), plan, settings.
-        name = None if model is None or not isinstance(model, (str, Path)) else str(model)
-        if distributed:
-            from .cluster import ModelSpec, cluster_client, remote_model_info
-
-            cluster = stack.enter_context(contextlib.ExitStack())  # closed early, before the conversion
-            client = cluster.enter_context(cluster_client(workers=workers, scheduler=scheduler))
-            spec = ModelSpec(name, device, dtype, device_map)
-            info = remote_model_info(client, spec)
-        else:
-            model, info = _local_model(model, tokenizer, name, device, dtype, device_map)
-        plan = plan_tokens(frame, info.tokenizer, max_length=info.max_length, window=window, add_bos=add_bos)
-        if axis == "token":
-            check_token_axis(plan, level)
-        settings = resolve_settings(axis, wavelet, level, boundary, normalize, null_permutations, seed,
-                                    n_layers=info.n_layers, d_model=info.d_model,
-                                    min_tokens=min(len(s) for s in plan.sequences))
-        _check_null_memory(settings, plan, info)
-        attrs = attributes(info, settings, add_bos, window, command)
-        batches = plan.batches(int(batch_size))
-
-        # 3. Stream batches into memory ...
-        if output is None:
-            sink = MemorySink(result_template(plan, settings, attrs, info.n_layers, lazy=False))
-            run_local(model, Work(plan, batches, list(range(len(batches))), settings, info.pad_id), sink)
-            return sink.close()
-
-        # ... or into the staging store, skipping batches an interrupted run finished.
-        output = Path(output)
-        manifest = build_manifest(texts=texts, frame=frame, text_column=text_column, encoding=encoding, info=info,
-                                  settings=settings, batch_size=batch_size, window=window, add_bos=add_bos,
-                                  plan=plan, n_batches=len(batches))
-        staging = stack.enter_context(_staging(output))
-        template = result_template(plan, settings, attrs, info.n_layers, lazy=True, chunk=zarr_chunk)
-        todo = _batches_to_do(staging, manifest, template, output, resume, restart, len(batches))
-        work = Work(plan, batches, todo, settings, info.pad_id)
-        bar = stack.enter_context(_progress_bar(plan.n_tokens, progress, initial=plan.n_tokens - work.n_todo_tokens))
-        with _interruptible(staging, len(batches)):
-            if distributed:
-                from .cluster import run_cluster
-
-                run_cluster(client, spec, work, staging.store, staging.done_dir, bar)
-                cluster.close()
-            else:
-                log = DoneLog(staging.done_dir)
-                try:
-                    run_local(model, work, ZarrSink(staging.store), log, bar, pending=staging.pending_dir)
-                finally:
-                    log.close()
-        # 4. All batches done: the output appears atomically.
+        # 2. The model, here or on the workers (a cluster is closed before the output is written).
+        executor_scope = stack.enter_context(contextlib.ExitStack())
+        executor = executor_scope.enter_context(open_executor(request))
+        # 3. The plan: tokens, fitted settings, batches, attributes.
+        run = plan_run(request, executor.info)
+        # 4. The store: memory, or the staging folder (what an interrupted run left is resumed or refused).
+        store = stack.enter_context(open_store(request, run, executor.info))
+        # 5. The batches.
+        bar = stack.enter_context(_progress_bar(run.plan.n_tokens, request.progress,
+                                                initial=run.plan.n_tokens - run.n_tokens_of(store.todo)))
+        with store.guard():
+            executor.run(run, store, bar)
+        executor_scope.close()
         bar.close()
-        logger.info("computed %d of %d batches", len(todo), len(batches))
-        with _file_errors(output, staging, len(batches)):
-            staging.finalize(overwrite=overwrite)
-    from ..io import open_result
-
-    return open_result(output, chunks={})
-
-
-def _check_request(texts, model, output, overwrite, resume, restart, workers, scheduler, axis, boundary, normalize,
-                   wavelet, batch_size, zarr_chunk, seed, null_permutations) -> bool:
-    """Validate every parameter that needs no model; return whether the run is distributed."""
-    check_choice("axis", axis, AXES)
-    check_choice("boundary", boundary, BOUNDARIES)
-    resolve_normalize(axis, normalize)
-    if wavelet is not None:
-        as_wavelet(wavelet)
-    check_int("batch_size", batch_size, 1, MAX_BATCH_SIZE)
-    if zarr_chunk is not None:
-        check_int("zarr_chunk", zarr_chunk, 1)
-    check_seed(seed)
-    null_permutations = check_int("null_permutations", null_permutations, 0)
-    if null_permutations == 1:
-        raise CSEInputError("Invalid value for 'null_permutations': expected 0 (no null) or an integer >= 2, got 1")
-    distributed = workers is not None or scheduler is not None
-    if workers is not None:
-        check_int("workers", workers, 1, 4096)
-        if scheduler is not None:
-            raise CSEInputError("give either --workers (a local cluster) or --scheduler (a running one), not both")
-    if output is not None:
-        check_output(output, inputs=[texts] if isinstance(texts, (str, Path)) else [], overwrite=overwrite)
-    elif resume or restart or distributed:
-        flag = "resume" if resume else "restart" if restart else "workers/scheduler"
-        raise CSEInputError(f"Invalid value for 'output': {flag} needs an output file (.nc or .zarr)")
-    if resume and restart:
-        raise CSEInputError("give either --resume (continue an interrupted run) or --restart (discard it), not both")
-    if distributed and not (model is None or isinstance(model, (str, Path))):
-        raise TypeError("Invalid type for 'model': a distributed run needs the model's name or path, "
-                        "so that every worker loads it itself")
-    return distributed
-
-
-def _local_model(model, tokenizer, name, device, dtype, device_map):
-    """The model and its `ModelInfo`, loading it when given by name."""
-    from ..models import load_model, model_info
-
-    if model is None or isinstance(model, (str, Path)):
-        model, tokenizer = load_model(name, device=device, dtype=dtype, device_map=device_map)
-    elif tokenizer is None:
-        raise TypeError("Invalid value for 'tokenizer': required when 'model' is a loaded model")
-    return model, model_info(model, tokenizer)
-
-
-def _check_null_memory(settings, plan, info) -> None:
-    """Refuse a null whose permutation set or per-batch statistics would not fit (before any compute)."""
-    if not settings.null_permutations:
-        return
-    n_steps = {"depth": info.n_layers, "hidden": info.d_model,
-               "token": int(np.diff(plan.starts).max())}[settings.axis]
-    try:
-        from ..measure import null_memory_bytes
-
-        n_bytes = null_memory_bytes(settings, n_steps)
-    except ImportError:  # pragma: no cover - older measure module
-        n_bytes = 8.0 * settings.null_permutations * n_steps
-    check_memory("null_permutations", settings.null_permutations, n_bytes,
-                 f"the null's permutations over {n_steps} {settings.axis} steps")
-
-
-def _staging(output: Path) -> Staging:
-    if output.exists() and output.suffix.lower() == ".zarr" and not output.is_dir():
-        raise CSEInputError(f"Invalid value for 'output': {str(output)!r} exists and is not a Zarr store; "
-                            f"choose another output path")
-    return Staging(output)
-
-
-def _batches_to_do(staging: Staging, manifest: dict, template, output, resume: bool, restart: bool,
-                   n_batches: int) -> list[int]:
-    """Batches still to compute: all of them, or those an interrupted run did not finish (with resume)."""
-    previous = None if restart else staging.read_manifest()
-    done = staging.done_batches() if previous is not None else set()
-    if previous is not None and resume:
-        check_manifest(previous, manifest, output)
-        logger.info("resuming %s: %d of %d batches already done", output, len(done), n_batches)
-        with _file_errors(output, staging, n_batches):
-            settle_pending(ZarrSink(staging.store), staging.pending_dir)
-    elif previous is not None and done:
-        raise CSEInputError(
-            f"an interrupted run of {output} left {len(done)} of {previous.get('n_batches')} batches in "
-            f"{staging.root}; add --resume to continue it or --restart to discard it"
-        )
-    else:
-        if resume:
-            logger.info("no interrupted run of %s to resume; starting from the beginning", output)
-        done = set()
-        with _file_errors(output, staging, n_batches):
-            staging.initialize(template, manifest)
-    return [i for i in range(n_batches) if i not in done]
-
-
-@contextlib.contextmanager
-def _interruptible(staging: Staging, n_batches: int):
-    """Turn Ctrl-C / SIGTERM and file-system failures during the batches into one line that says what was kept."""
-    with _file_errors(staging.output, staging, n_batches):
-        try:
-            yield
-        except KeyboardInterrupt as interrupt:
-            if isinstance(interrupt, RunInterrupted):
-                raise
-            kept = len(staging.done_batches())
-            raise RunInterrupted(
-                f"interrupted: {kept} of {n_batches} batches of {staging.output} are kept in {staging.root}; "
-                f"rerun the same command with --resume to continue",
-                getattr(interrupt, "signum", 2),
-            ) from None
-
-
-@contextlib.contextmanager
-def _file_errors(output: Path, staging: Staging, n_batches: int):
-    """One line for a file-system failure (full disk, read-only, permissions), keeping the staging for resume."""
-    try:
-        yield
-    except OSError as error:
-        if error.errno == errno.ENOENT and not staging.manifest_path.is_file():  # deleted during the run
-            _remove_debris(staging, output)
-            raise CSEInputError(f"cannot write {output}: its folder {str(output.parent)!r} or the staging folder was "
-                                f"deleted during the run, so nothing was kept; run again") from None
-        if error.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO,
-                               errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ENOENT):
-            raise
-        kept = len(staging.done_batches()) if staging.done_dir.is_dir() else 0
-        reason = error.strerror or str(error)
-        reason = reason[:1].lower() + reason[1:]
-        where = f" ({error.filename})" if error.filename else ""
-        raise CSEInputError(
-            f"cannot write {output}: {reason}{where}; {kept} of {n_batches} batches are kept in {staging.root}: "
-            f"fix the cause and rerun the same command with --resume"
-        ) from None
-
-
-def _remove_debris(staging: Staging, output: Path) -> None:
-    """Remove what writes recreated after the staging folder was deleted (only empty folders beyond it)."""
-    from ..io import remove_path
-
-    remove_path(staging.root)
-    try:
-        os.rmdir(output.parent)  # only if empty: it held nothing but the deleted run
-    except OSError:
-        pass
+        # 6. The output, atomically.
+        return store.finalize()
 
 
 def _progress_bar(total: int, progress: bool, initial: int = 0):
@@ -391,36 +224,3 @@ def _progress_bar(total: int, progress: bool, initial: int = 0):
 
     return tqdm(total=total, initial=initial, unit="tok", disable=not progress, file=sys.stderr,
                 desc="cse compute", dynamic_ncols=True)
-
-
-def attributes(info, settings, add_bos, window, command) -> dict:
-    """Global attributes of a result: model identity, settings, versions, the command (CF conventions).
-
-    Returns
-    -------
-    dict of str to str or int
-        None values become ``""`` (netCDF attributes cannot be None).
-    """
-    import torch
-    import transformers
-
-    from .. import __version__
-
-    attrs = {
-        **info.identity,
-        "n_layers": info.n_layers,
-        "d_model": info.d_model,
-        **settings.attrs(),
-        "dtype": info.dtype,
-        "add_bos": int(bool(add_bos)),
-        "window": -1 if window is None else int(window),
-        "cse_version": __version__,
-        "transformers_version": transformers.__version__,
-        "torch_version": str(torch.__version__),
-        "python_version": platform.python_version(),
-        "command": "cse.compute(...)" if command is None else command,
-        "Conventions": "CF-1.10",
-        "title": "Conditional Scale Entropy of transformer layer updates",
-        "references": "Chakrabarti et al. 2026, arXiv 2605.21391; Percival & Walden 2000, ch. 5",
-    }
-    return {k: ("" if v is None else v) for k, v in attrs.items()}

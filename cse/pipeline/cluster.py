@@ -31,7 +31,8 @@ import warnings
 
 from ..errors import CSEInputError
 
-__all__ = ["ModelSpec", "cluster_client", "remote_model_info", "run_cluster", "worker_model"]
+__all__ = ["ClusterExecutor", "ModelSpec", "cluster_client", "open_cluster", "remote_model_info", "run_cluster",
+           "worker_model"]
 
 #: Batches per task: enough tasks to balance the workers, few enough for the scheduler.
 MAX_BATCHES_PER_TASK = 32
@@ -48,7 +49,15 @@ _LOGS: dict = {}
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """How a worker loads the model: the arguments of `cse.load_model`."""
+    """How a worker loads the model: the arguments of `cse.load_model`.
+
+    Parameters
+    ----------
+    name : str or None
+        A named model, a path or a cached Hugging Face id (None: the default).
+    device, dtype, device_map
+        As in `cse.load_model`.
+    """
 
     name: str | None
     device: str = "auto"
@@ -58,6 +67,10 @@ class ModelSpec:
 
 def worker_model(spec: ModelSpec):
     """The model of `spec` in this process, loaded on first use and kept.
+
+    Parameters
+    ----------
+    spec : ModelSpec
 
     Returns
     -------
@@ -88,6 +101,15 @@ def remote_model_info(client, spec: ModelSpec):
     """`cse.models.ModelInfo` of the model as loaded on a worker (tokenizer included).
 
     The client never loads the model: only a worker does, and keeps it.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+    spec : ModelSpec
+
+    Returns
+    -------
+    cse.models.ModelInfo
     """
     return client.submit(_model_info_task, spec, pure=False).result()
 
@@ -157,42 +179,52 @@ def _done_log(done_dir):
     return _LOGS[key]
 
 
-def _run_task(spec: ModelSpec, store: str, done_dir: str, items: list, settings, pad_id: int,
+def _worker_sink(store: str, updates_store: str | None, lock):
+    from .sinks import SplitSink, ZarrSink
+
+    sink = ZarrSink(store, lock=lock)
+    return sink if updates_store is None else SplitSink(sink, ZarrSink(updates_store, lock=lock))
+
+
+def _run_task(spec: ModelSpec, store: str, updates_store: str | None, done_dir: str, items: list, run_options: dict,
               lock_prefix: str) -> int:
     """Compute and write a group of batches on a worker; return the number of tokens written."""
     from pathlib import Path
 
-    from .reduction import run_batch
-    from .sinks import ZarrSink
+    from .batch import run_batch
+    from .executor import torch_threads
 
     if not Path(store, "zarr.json").is_file():
         raise CSEInputError(f"the worker cannot see the staging store {store}; the output folder must be on a "
                             f"file system shared by the client and every worker")
     model, _, model_lock = worker_model(spec)
-    sink = ZarrSink(store, lock=_chunk_lock(lock_prefix))
+    sink = _worker_sink(store, updates_store, _chunk_lock(lock_prefix))
     log = _done_log(done_dir)
     n_tokens = 0
+    threads = run_options.pop("threads")
     for index, start, stop, sequences in items:
-        with model_lock:
-            arrays = run_batch(model, sequences, settings, pad_id)
-        sink.write(start, stop, arrays)
+        with model_lock, torch_threads(threads):
+            arrays = run_batch(model, sequences, **run_options)
+        sink.write_batch(index, start, stop, arrays)
         log.mark(index)
         n_tokens += stop - start
     return n_tokens
 
 
-def run_cluster(client, spec: ModelSpec, work, store, done_dir, bar=None) -> None:
-    """Compute the batches ``work.todo`` on the cluster into the staging `store`.
+def run_cluster(client, spec: ModelSpec, run, store, bar=None, threads: int | None = None) -> None:
+    """Compute the batches ``store.todo`` on the cluster into the staging store.
 
     Parameters
     ----------
     client : dask.distributed.Client
     spec : ModelSpec
-    work : cse.pipeline.plan.Work
-    store, done_dir : Path
-        The staging Zarr store (initialized) and the folder of completion logs.
+    run : cse.pipeline.plan.Run
+    store : cse.pipeline.store.StagedStore
+        Its staging folder must be on a file system every worker sees.
     bar : tqdm, optional
         Advanced by the tokens of each finished task.
+    threads : int, optional
+        torch's intra-op threads on the workers (default 1, Dask's one thread per worker).
 
     Raises
     ------
@@ -202,16 +234,21 @@ def run_cluster(client, spec: ModelSpec, work, store, done_dir, bar=None) -> Non
     """
     from dask.distributed import as_completed
 
-    if not work.todo:
+    todo = store.todo
+    if not todo:
         return
+    staging = store.staging
+    updates_store = str(staging.updates_store) if "updates" in run.save else None
     n_workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
-    size = max(1, min(MAX_BATCHES_PER_TASK, -(-len(work.todo) // (TASKS_PER_WORKER * n_workers))))
+    size = max(1, min(MAX_BATCHES_PER_TASK, -(-len(todo) // (TASKS_PER_WORKER * n_workers))))
     prefix = f"cse-{uuid.uuid4().hex}"
+    options = {"settings": run.settings, "pad_id": run.pad_id, "save": run.save, "save_dtype": run.save_dtype,
+               "threads": 1 if threads is None else int(threads)}
     futures = []
-    for k in range(0, len(work.todo), size):
-        items = [(i, *work.region(i), work.sequences(i)) for i in work.todo[k:k + size]]
-        futures.append(client.submit(_run_task, spec, str(store), str(done_dir), items, work.settings,
-                                     work.pad_id, prefix, pure=False))
+    for k in range(0, len(todo), size):
+        items = [(i, *run.region(i), run.sequences(i)) for i in todo[k:k + size]]
+        futures.append(client.submit(_run_task, spec, str(staging.store), updates_store, str(staging.done_dir),
+                                     items, dict(options), prefix, pure=False))
     try:
         for future in as_completed(futures):
             n_tokens = future.result()
@@ -220,3 +257,40 @@ def run_cluster(client, spec: ModelSpec, work, store, done_dir, bar=None) -> Non
     except BaseException:
         client.cancel(futures)
         raise
+
+
+class ClusterExecutor:
+    """Runs the batches on the workers of a Dask cluster; the model is loaded there only.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+    spec : ModelSpec
+    threads : int or None
+        torch's intra-op threads on the workers.
+    """
+
+    def __init__(self, client, spec: ModelSpec, threads=None):
+        self.client, self.spec, self.threads = client, spec, threads
+        self.info = remote_model_info(client, spec)
+
+    def run(self, run, store, bar=None) -> None:
+        """Compute the batches ``store.todo`` into the store (see `run_cluster`)."""
+        run_cluster(self.client, self.spec, run, store, bar, self.threads)
+
+
+@contextlib.contextmanager
+def open_cluster(request):
+    """A `ClusterExecutor` for the request's ``workers`` or ``scheduler``; the cluster is closed on exit.
+
+    Parameters
+    ----------
+    request : cse.pipeline.request.Request
+
+    Yields
+    ------
+    ClusterExecutor
+    """
+    spec = ModelSpec(request.model.name, request.model.device, request.model.dtype, request.model.device_map)
+    with cluster_client(workers=request.workers, scheduler=request.scheduler) as client:
+        yield ClusterExecutor(client, spec, request.model.threads)

@@ -1,22 +1,27 @@
-"""Planning a run: read texts are tokenized, aligned to words and laid out, before the model runs.
+"""Step 2 of `cse.compute`: the plan — texts tokenized, aligned to words and laid out, settings fitted.
 
 The plan fixes every token's place in the stacked ``token`` dim and its coordinates
-(SPEC section 4), so that bad input (a text longer than the context, a tokenizer
-without offsets) fails before any compute, and every way of running (one process,
-a Dask cluster, a resumed run) writes the same tokens to the same places.
+(SPEC section 4), the measure's settings for this model and these texts, the batches
+and the result's attributes, so that bad input (a text longer than the context, a
+tokenizer without offsets, a level too high for the shortest text, a null too large)
+fails before any compute, and every way of running (one process, a Dask cluster, a
+resumed run) writes the same tokens to the same places.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import platform
 
 import numpy as np
 import pandas as pd
 
 from ..errors import CSEInputError
 from ..io import per_word_columns, word_spans
+from ..settings import MeasureSettings
+from .tokenize import check_text_lengths, encode_texts
 
-__all__ = ["Plan", "Work", "plan_tokens", "check_token_axis"]
+__all__ = ["Plan", "Run", "check_token_axis", "plan_run", "plan_tokens", "run_attributes"]
 
 
 @dataclasses.dataclass
@@ -49,26 +54,38 @@ class Plan:
 
 
 @dataclasses.dataclass
-class Work:
-    """The batches a runner computes: which, where their tokens go, and how.
+class Run:
+    """What a run computes: the plan, the fitted settings, the batches and the result's attributes.
 
     Attributes
     ----------
     plan : Plan
+    settings : cse.settings.MeasureSettings
+        Fitted to the model and the texts.
     batches : list of range
-        All batches of the run (``plan.batches(batch_size)``), as sequence index ranges.
-    todo : list of int
-        Indices of the batches still to compute, ascending.
-    settings : cse.params.MeasureSettings
+        Consecutive sequence index ranges (``plan.batches(batch_size)``): the unit of
+        work of resume and of distributed runs.
+    attrs : dict
+        Global attributes of the result (`run_attributes`).
+    n_layers, d_model : int
+        The model's blocks and width.
     pad_id : int
         Token id used to right-pad a batch.
+    save : tuple of str
+        What the run stores besides CSE (see `cse.compute`).
+    save_dtype : str
+        Storage dtype of saved layer updates.
     """
 
     plan: Plan
+    settings: MeasureSettings
     batches: list
-    todo: list
-    settings: object
+    attrs: dict
+    n_layers: int
+    d_model: int
     pad_id: int
+    save: tuple = ()
+    save_dtype: str = "float32"
 
     def region(self, index: int) -> tuple[int, int]:
         """Token region [start, stop) of batch `index` in the stacked ``token`` dim."""
@@ -79,9 +96,87 @@ class Work:
         """Token ids of the sequences of batch `index`."""
         return [self.plan.sequences[i] for i in self.batches[index]]
 
-    @property
-    def n_todo_tokens(self) -> int:
-        return sum(stop - start for start, stop in map(self.region, self.todo))
+    def n_tokens_of(self, indices) -> int:
+        """Tokens of the batches `indices`."""
+        return sum(stop - start for start, stop in map(self.region, indices))
+
+
+def plan_run(request, info) -> Run:
+    """Plan a `cse.compute` request for a model: tokens, fitted settings, batches, attributes.
+
+    Parameters
+    ----------
+    request : cse.pipeline.request.Request
+    info : cse.models.ModelInfo
+        The model as loaded here or on a worker (tokenizer, blocks, width, context).
+
+    Returns
+    -------
+    Run
+
+    Raises
+    ------
+    CSEInputError
+        A text longer than the context without a window, a level too high for the
+        model or the shortest text, a null too large for the memory limit.
+    """
+    plan = plan_tokens(request.source.frame, info.tokenizer, max_length=info.max_length, window=request.window,
+                       add_bos=request.add_bos)
+    settings = request.settings
+    lengths = np.diff(plan.starts)
+    if settings.axis == "token":
+        check_token_axis(plan, settings.level)
+    settings = settings.fit(settings.series_length(info.n_layers, int(lengths.min()), info.d_model))
+    settings.check_memory(settings.series_length(info.n_layers, int(lengths.max()), info.d_model))
+    attrs = run_attributes(info, settings, request)
+    return Run(plan, settings, plan.batches(request.batch_size), attrs, info.n_layers, info.d_model, info.pad_id,
+               request.save, request.save_dtype)
+
+
+def run_attributes(info, settings: MeasureSettings, request) -> dict:
+    """Global attributes of a result: model identity, settings, versions, the command (CF conventions).
+
+    Parameters
+    ----------
+    info : cse.models.ModelInfo
+    settings : cse.settings.MeasureSettings
+        Fitted.
+    request : cse.pipeline.request.Request
+
+    Returns
+    -------
+    dict of str to str or int
+        None values become ``""`` (netCDF attributes cannot be None).
+    """
+    import torch
+    import transformers
+
+    from .. import __version__
+
+    attrs = {
+        **info.identity,
+        "n_layers": info.n_layers,
+        "d_model": info.d_model,
+        **settings.attrs(),
+        "dtype": info.dtype,
+        "add_bos": int(bool(request.add_bos)),
+        "window": -1 if request.window is None else int(request.window),
+        "cse_version": __version__,
+        "transformers_version": transformers.__version__,
+        "torch_version": str(torch.__version__),
+        "python_version": platform.python_version(),
+        "command": "cse.compute(...)" if request.command is None else request.command,
+        "Conventions": "CF-1.10",
+        "title": "Conditional Scale Entropy of transformer layer updates",
+        "references": "Chakrabarti et al. 2026, arXiv 2605.21391; Percival & Walden 2000, ch. 5",
+    }
+    if request.save:
+        attrs["saved"] = ",".join(request.save)
+    if "updates" in request.save and request.output is not None:
+        from .request import updates_name
+
+        attrs["updates_store"] = updates_name(request.output.path)
+    return {k: ("" if v is None else v) for k, v in attrs.items()}
 
 
 def plan_tokens(frame: pd.DataFrame, tokenizer, *, max_length: int | None, window: int | None = None,
@@ -123,9 +218,12 @@ def plan_tokens(frame: pd.DataFrame, tokenizer, *, max_length: int | None, windo
         )
     _check_window(window, max_length, add_bos)
     limit = window if window is not None else max_length
+    texts, rows = frame["text"].tolist(), frame.index.tolist()
+    check_text_lengths(texts, rows, tokenizer, max_length, window)
     sequences, columns, token_rows = [], {k: [] for k in _OWN_COLUMNS}, []
-    for i, (row, text, ids, offsets, special) in enumerate(_encoded_texts(frame, tokenizer, add_bos)):
-        word = _align_words(text, offsets, special)
+    for i, (row, text, enc) in enumerate(zip(rows, texts, encode_texts(texts, tokenizer, add_bos, rows))):
+        ids, special = enc.ids, enc.special
+        word = _align_words(text, enc.offsets, special)
         starts = np.r_[True, word[1:] != word[:-1]] & (word >= 0)
         n = len(ids)
         if limit is not None and n > limit and window is None:
@@ -160,23 +258,6 @@ def _check_window(window, max_length, add_bos) -> None:
         raise CSEInputError(f"Invalid value for 'window': expected at least {2 + bool(add_bos)} tokens, got {window}")
 
 
-def _encoded_texts(frame: pd.DataFrame, tokenizer, add_bos: bool):
-    """Yield (row, text, ids, offsets, special) per text, with BOS prepended where asked and missing."""
-    texts = frame["text"].tolist()
-    encoded = tokenizer(texts, add_special_tokens=True, return_offsets_mapping=True,
-                        return_special_tokens_mask=True, return_attention_mask=False)
-    bos = tokenizer.bos_token_id
-    for i, (row, text) in enumerate(zip(frame.index, texts)):
-        ids = np.asarray(encoded["input_ids"][i], dtype=np.int64)
-        offsets = np.asarray(encoded["offset_mapping"][i], dtype=np.int64).reshape(-1, 2)
-        special = np.asarray(encoded["special_tokens_mask"][i], dtype=bool)
-        if add_bos and bos is not None and (len(ids) == 0 or ids[0] != bos):
-            ids = np.concatenate([[bos], ids])
-            offsets = np.concatenate([[[0, 0]], offsets])
-            special = np.concatenate([[True], special])
-        yield row, text, ids, offsets, special
-
-
 def _windows(n: int, first_special: bool, limit, keep_bos: bool) -> list[np.ndarray]:
     """Token index arrays of the sequences of one text: the whole text, or windows of at most `limit`.
 
@@ -203,20 +284,22 @@ def _add_input_fields(coords: pd.DataFrame, frame: pd.DataFrame, token_rows: np.
 
 
 def _align_words(text: str, offsets: np.ndarray, special: np.ndarray) -> np.ndarray:
-    """Index of the whitespace word holding each token's first non-space character, -1 if none."""
+    """Index of the whitespace word holding each token's first non-space character, -1 if none.
+
+    Byte-level BPE offsets may include a leading space: a token's first non-space
+    character is its start when that lies inside a word, else the start of the next word
+    (if the token reaches it). Vectorized over tokens.
+    """
     spans = word_spans(text)
     word = np.full(len(offsets), -1, dtype=np.int64)
-    if len(spans) == 0:
+    if len(spans) == 0 or len(offsets) == 0:
         return word
     start, stop = offsets[:, 0], offsets[:, 1]
-    # Byte-level BPE offsets may include the leading space: move to the first non-space char.
-    first = start.copy()
-    for k in np.flatnonzero((stop > start) & ~special):
-        piece = text[start[k]:stop[k]]
-        first[k] = start[k] + (len(piece) - len(piece.lstrip()))
-    idx = np.searchsorted(spans[:, 0], first, side="right") - 1
-    valid = (stop > start) & ~special & (idx >= 0) & (first < stop)
-    valid &= first < spans[np.clip(idx, 0, None), 1]
+    before = np.searchsorted(spans[:, 0], start, side="right") - 1  # the last word starting at or before `start`
+    inside = (before >= 0) & (start < spans[np.clip(before, 0, None), 1])
+    idx = np.where(inside, before, before + 1)
+    first = np.where(inside, start, spans[np.clip(idx, 0, len(spans) - 1), 0])
+    valid = (stop > start) & ~special & (idx < len(spans)) & (first < stop)
     word[valid] = idx[valid]
     return word
 
@@ -253,6 +336,12 @@ def _word_field_values(flat: list) -> np.ndarray:
 
 def check_token_axis(plan: Plan, level) -> None:
     """Refuse a token-axis run whose shortest sequence is shorter than 2**level tokens.
+
+    Parameters
+    ----------
+    plan : Plan
+    level : int or None
+        J (None: the token axis' default, 3).
 
     Raises
     ------

@@ -1,7 +1,8 @@
-"""Sinks: where each batch's per-token results go, in memory or in a Zarr store on disk.
+"""Sinks: where each batch's per-token results go, in memory or in Zarr stores on disk.
 
-`result_template` lays out the result Dataset (SPEC section 4) with every coordinate and
-attribute and NaN-filled variables; a sink writes each batch into its token region.
+A sink writes each batch into its token region of a result laid out by
+`cse.layout.result_layout`. `ChunkedZarrSink` writes each Zarr chunk once, when every
+batch in it has arrived, and keeps each batch durable in the meantime (`pending`);
 `BackgroundWriter` writes a batch while the next one is forwarded (bounded queue,
 exceptions re-raised in the caller, a batch recorded as done only after its write).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import queue
 import threading
 import warnings
@@ -18,82 +20,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..params import MeasureSettings
-from ..schema import COORD_ATTRS, NULL_VARIABLES, VARIABLES, band_labels, variable_attrs
-from .plan import Plan
-
-__all__ = ["ZARR_CHUNK_BYTES", "BackgroundWriter", "ChunkedZarrSink", "MemorySink", "ZarrSink", "result_template",
-           "settle_pending", "token_chunk"]
-
-#: Bytes of one token chunk of the largest variable (scale_fraction) in a Zarr store.
-ZARR_CHUNK_BYTES = 4 * 2**20
-
-
-def token_chunk(n_tokens: int, n_layers: int, n_band: int) -> int:
-    """Tokens per Zarr chunk: a power of two with about `ZARR_CHUNK_BYTES` per chunk (>= 256)."""
-    per_token = 8 * n_layers * n_band
-    size = 2 ** int(np.log2(max(1, ZARR_CHUNK_BYTES // per_token)))
-    return int(max(1, min(max(256, size), n_tokens)))
-
-
-def result_template(plan: Plan, settings: MeasureSettings, attrs: dict, n_layers: int, lazy: bool,
-                    chunk: int | None = None) -> xr.Dataset:
-    """The result Dataset with coordinates and attributes, variables filled with NaN.
-
-    Parameters
-    ----------
-    plan : Plan
-    settings : MeasureSettings
-    attrs : dict
-        Global attributes.
-    n_layers : int
-    lazy : bool
-        Variables as Dask arrays of ``chunk`` tokens, so the template can be written
-        as Zarr metadata (``compute=False``) without allocating them; the chunks
-        become those of the store. Otherwise NumPy arrays.
-    chunk : int, optional
-        Tokens per chunk (default `token_chunk`).
-
-    Returns
-    -------
-    xarray.Dataset
-        Dims ``(token, layer, scale)``; coordinates of the plan, ``layer``, ``depth``,
-        ``scale`` and ``boundary_affected`` (on ``layer`` for the depth axis, on
-        ``token`` for the token axis; absent for the hidden axis).
-    """
-    from ..measure import boundary_affected
-
-    n_tok, n_band = plan.n_tokens, settings.level + 1
-    names = ["cse", "scale_fraction", "update_norm", "surprisal"]
-    names += list(NULL_VARIABLES) if settings.null_permutations else []
-    sizes = {"token": n_tok, "layer": n_layers, "scale": n_band}
-    chunks = {"token": chunk or token_chunk(n_tok, n_layers, n_band), "layer": n_layers, "scale": n_band}
-    data_vars = {}
-    for name in names:
-        dims = VARIABLES[name][0]
-        shape = tuple(sizes[d] for d in dims)
-        if lazy:
-            import dask.array as da
-
-            data = da.full(shape, np.nan, dtype=np.float64, chunks=tuple(chunks[d] for d in dims))
-        else:
-            data = np.full(shape, np.nan, dtype=np.float64)
-        data_vars[name] = xr.Variable(dims, data, attrs=variable_attrs(name))
-    coords = {name: ("token", plan.coords[name].to_numpy()) for name in plan.coords.columns}
-    coords["layer"] = ("layer", np.arange(n_layers, dtype=np.int64))
-    coords["depth"] = ("layer", (np.arange(n_layers) + 1) / n_layers)
-    coords["scale"] = ("scale", np.array(band_labels(settings.level), dtype=object))
-    if settings.axis == "depth":
-        coords["boundary_affected"] = ("layer", boundary_affected(n_layers, settings.wavelet, settings.level))
-    elif settings.axis == "token":
-        position = plan.coords["position"].to_numpy()
-        flags = boundary_affected(int(position.max()) + 1, settings.wavelet, settings.level)
-        coords["boundary_affected"] = ("token", flags[position])
-    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
-    for name in ds.coords:
-        if name in COORD_ATTRS:
-            ds[name].attrs.update(COORD_ATTRS[name])
-    return ds
+__all__ = ["BackgroundWriter", "ChunkedZarrSink", "MemorySink", "SplitSink", "ZarrSink", "settle_pending"]
 
 
 class _ImmediateSink:
@@ -109,7 +36,14 @@ class _ImmediateSink:
 
 
 class MemorySink(_ImmediateSink):
-    """Collects batch results in a NumPy-backed result Dataset."""
+    """Collects batch results in a NumPy-backed result Dataset.
+
+    Parameters
+    ----------
+    template : xarray.Dataset
+        The result's layout with NumPy-backed variables (`cse.layout.result_layout`),
+        filled in place.
+    """
 
     def __init__(self, template: xr.Dataset):
         self.ds = template
@@ -147,8 +81,9 @@ class ZarrSink(_ImmediateSink):
         self.store = Path(store)
         self.group = zarr.open_group(str(self.store), mode="r+")
         self.arrays = {name: self.group[name] for name in self.group.array_keys()}
-        self.chunk = int(self.arrays["cse"].chunks[0])
-        self.n_tokens = int(self.arrays["cse"].shape[0])
+        first = self.arrays["cse" if "cse" in self.arrays else "updates"]  # the result's store, or the updates'
+        self.chunk = int(first.chunks[0])
+        self.n_tokens = int(first.shape[0])
         self.lock = lock
 
     def shared_chunks(self, start: int, stop: int) -> list[int]:
@@ -264,10 +199,32 @@ class ChunkedZarrSink:
         return self.sink.close()
 
 
+class SplitSink:
+    """Sends a batch's saved layer updates to their own store and everything else to the result's sink.
+
+    Parameters
+    ----------
+    result : ChunkedZarrSink or ZarrSink
+        The result's sink.
+    updates : ZarrSink
+        The store of the layer updates (``--save updates``), written at once.
+    """
+
+    def __init__(self, result, updates):
+        self.result, self.updates = result, updates
+
+    def write_batch(self, index: int, start: int, stop: int, arrays: dict) -> list[int]:
+        """Write the updates, then the rest; return the batches now stored."""
+        arrays = dict(arrays)
+        self.updates.write(start, stop, {"updates": arrays.pop("updates")})
+        return self.result.write_batch(index, start, stop, arrays)
+
+    def flush(self) -> list[int]:
+        return self.result.flush()
+
+
 def _save_pending(folder: Path, index: int, start: int, stop: int, arrays: dict) -> None:
     """Save one batch's arrays as ``folder/index.npz``, atomically (temporary file, then rename)."""
-    import os
-
     tmp = folder / f".{index}.npz.partial"
     with open(tmp, "wb") as handle:
         np.savez(handle, _start=start, _stop=stop, **arrays)
@@ -276,6 +233,13 @@ def _save_pending(folder: Path, index: int, start: int, stop: int, arrays: dict)
 
 def settle_pending(sink: ZarrSink, folder) -> int:
     """Write the batches a killed run left in `folder` into the store, then remove them.
+
+    Parameters
+    ----------
+    sink : ZarrSink
+        The staging store.
+    folder : Path
+        Its ``pending/`` folder (missing is fine).
 
     Returns
     -------

@@ -17,12 +17,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from ..errors import CSEInputError
 from ..hashing import arrays_sha256, bytes_sha256, file_sha256
-from .plan import Plan
+from .request import updates_name
 
 __all__ = ["MANIFEST_FIELDS", "DoneLog", "Staging", "build_manifest", "check_manifest"]
 
@@ -34,6 +33,7 @@ class Staging:
 
         lock            held (flock) by the run writing it
         store.zarr/     the result's Zarr store, pre-sized, filled chunk by chunk
+        updates.zarr/   the layer updates, with --save updates
         manifest.json   what the run computes (input hash, model, settings, plan)
         pending/*.npz   batches saved but not yet in the store (a local run writes
                         each store chunk once, when all its batches are in)
@@ -44,12 +44,18 @@ class Staging:
     manifest has a complete (if unfilled) store. The output itself appears only
     when every batch is done, by an atomic rename (Zarr) or an atomic
     conversion (netCDF); then the folder is removed.
+
+    Parameters
+    ----------
+    output : str or Path
+        The result file; the folder is ``.NAME.partial/`` beside it.
     """
 
     def __init__(self, output):
         self.output = Path(output)
         self.root = self.output.parent / f".{self.output.name}.partial"
         self.store = self.root / "store.zarr"
+        self.updates_store = self.root / "updates.zarr"
         self.manifest_path = self.root / "manifest.json"
         self.done_dir = self.root / "done"
         self.pending_dir = self.root / "pending"
@@ -96,22 +102,43 @@ class Staging:
             done.update(int(line) for line in lines if line.isdigit())
         return done
 
-    def initialize(self, template: xr.Dataset, manifest: dict) -> None:
-        """Discard any previous state and create the store, then the manifest."""
+    def initialize(self, template: xr.Dataset, manifest: dict, updates: xr.Dataset | None = None) -> None:
+        """Discard any previous state and create the store(s), then the manifest.
+
+        Parameters
+        ----------
+        template : xarray.Dataset
+            The result's layout, with lazy variables (written as metadata only).
+        manifest : dict
+            From `build_manifest`.
+        updates : xarray.Dataset, optional
+            The layout of the layer-updates store (``--save updates``).
+        """
         from ..io import remove_path
 
-        for path in (self.manifest_path, self.store, self.done_dir, self.pending_dir):
+        for path in (self.manifest_path, self.store, self.updates_store, self.done_dir, self.pending_dir):
             remove_path(path)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
             template.to_zarr(self.store, mode="w", compute=False, consolidated=True)
+            if updates is not None:
+                updates.to_zarr(self.updates_store, mode="w", compute=False, consolidated=True)
         self.done_dir.mkdir()
         tmp = self.manifest_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(manifest, indent=1))
         os.replace(tmp, self.manifest_path)
 
     def finalize(self, overwrite: bool = False) -> None:
-        """Move the filled store to the output atomically (converting to netCDF if asked)."""
+        """Move the filled store to the output atomically (converting to netCDF if asked).
+
+        The layer updates (``--save updates``) are moved first, to ``NAME.updates.zarr``
+        beside the output, so that a result never names a store that is not there.
+
+        Parameters
+        ----------
+        overwrite : bool
+            Replace an existing output (checked before the run by `cse.io.check_output`).
+        """
         import zarr
 
         from ..io import atomic_path, output_format, remove_path, write_netcdf
@@ -121,6 +148,10 @@ class Staging:
             remove_path(stray)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+            if self.updates_store.is_dir():
+                zarr.consolidate_metadata(str(self.updates_store))
+                with atomic_path(self.output.parent / updates_name(self.output), overwrite=overwrite) as tmp:
+                    os.replace(self.updates_store, tmp)
             zarr.consolidate_metadata(str(self.store))
             with atomic_path(self.output, overwrite=overwrite) as tmp:
                 if output_format(self.output) == "zarr":
@@ -132,7 +163,14 @@ class Staging:
 
 
 class DoneLog:
-    """Append-only record of finished batches, one file per writing process."""
+    """Append-only record of finished batches, one file per writing process.
+
+    Parameters
+    ----------
+    folder : Path
+        The staging folder's ``done/``; the log is a new file in it, named by host,
+        process and a random suffix.
+    """
 
     def __init__(self, folder):
         name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.log"
@@ -152,12 +190,20 @@ MANIFEST_FIELDS = (
     "manifest_version", "cse_version", "input_sha256", "text_column", "encoding",
     "model", "model_class", "revision", "model_sha256", "weights_sha256", "n_layers", "d_model", "dtype",
     "axis", "wavelet", "level", "boundary", "normalize", "null_permutations", "seed",
-    "batch_size", "window", "add_bos", "n_texts", "n_tokens", "n_batches", "tokens_sha256",
+    "batch_size", "window", "add_bos", "save", "save_dtype", "split", "n_texts", "n_tokens", "n_batches",
+    "tokens_sha256",
 )
 
 
 def check_manifest(previous: dict, current: dict, output) -> None:
     """Refuse to resume when the interrupted run computed something else.
+
+    Parameters
+    ----------
+    previous, current : dict
+        The interrupted run's manifest and this run's (`build_manifest`).
+    output : Path
+        The output, named in the message.
 
     Raises
     ------
@@ -172,22 +218,35 @@ def check_manifest(previous: dict, current: dict, output) -> None:
             )
 
 
-def build_manifest(*, texts, frame: pd.DataFrame, text_column, encoding, info, settings, batch_size: int, window,
-                   add_bos: bool, plan: Plan, n_batches: int) -> dict:
-    """What a run computes, for `check_manifest` (JSON-serialisable values only)."""
+def build_manifest(request, run, info) -> dict:
+    """What a run computes, for `check_manifest` (JSON-serialisable values only).
+
+    Parameters
+    ----------
+    request : cse.pipeline.request.Request
+    run : cse.pipeline.plan.Run
+    info : cse.models.ModelInfo
+
+    Returns
+    -------
+    dict
+        The fields of `MANIFEST_FIELDS`.
+    """
     from .. import __version__
 
-    if isinstance(texts, (str, Path)):
-        input_sha256 = file_sha256(texts)
+    source, plan = request.source, run.plan
+    if source.path is not None:
+        input_sha256 = file_sha256(source.path)
     else:
-        input_sha256 = bytes_sha256(frame.to_json(orient="split", default_handler=str))
+        input_sha256 = bytes_sha256(source.frame.to_json(orient="split", default_handler=str))
     return {
-        "manifest_version": 1, "cse_version": __version__, "input_sha256": input_sha256,
-        "text_column": text_column, "encoding": encoding if isinstance(texts, (str, Path)) else None,
+        "manifest_version": 2, "cse_version": __version__, "input_sha256": input_sha256,
+        "text_column": source.text_column, "encoding": source.encoding, "split": source.split,
         **{k: info.identity.get(k) for k in ("model", "model_class", "revision", "model_sha256")},
         "weights_sha256": info.weights_sha256, "n_layers": info.n_layers, "d_model": info.d_model,
-        "dtype": info.dtype, **settings.attrs(), "batch_size": int(batch_size),
-        "window": None if window is None else int(window), "add_bos": bool(add_bos),
-        "n_texts": len(frame), "n_tokens": plan.n_tokens, "n_batches": int(n_batches),
+        "dtype": info.dtype, **run.settings.attrs(), "batch_size": int(request.batch_size),
+        "window": None if request.window is None else int(request.window), "add_bos": bool(request.add_bos),
+        "save": list(run.save), "save_dtype": run.save_dtype if "updates" in run.save else None,
+        "n_texts": len(source.frame), "n_tokens": plan.n_tokens, "n_batches": len(run.batches),
         "tokens_sha256": arrays_sha256(plan.starts, np.concatenate(plan.sequences)),
     }

@@ -9,6 +9,7 @@ through `cse.io` only (`save_result` and `stored_key`, the two places that touch
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -21,7 +22,8 @@ import xarray as xr
 import cse
 import cse.io
 from cse.errors import CSEInputError
-from cse.params import resolve_measure
+from cse.settings import MeasureSettings
+from cse.pipeline import token_lengths
 
 #: Sequences per forward pass (recorded in the key: batches are part of what makes a
 #: CPU run bit-for-bit reproducible).
@@ -51,29 +53,36 @@ def model_slug(identity: dict) -> str:
 
 
 def token_counts(texts, tokenizer) -> np.ndarray:
-    """Tokens of every text as `cse.compute` runs it (the BOS token included), int64 (n_texts,).
+    """Tokens of every text as `cse.compute` runs it (its BOS rule included: `cse.pipeline.token_lengths`).
 
-    `cse.compute` prepends the tokenizer's BOS token when the tokenizer does not add
-    one itself (``add_bos=True``, its default); so does this count.
+    Parameters
+    ----------
+    texts : sequence of str
+    tokenizer : transformers.PreTrainedTokenizerFast
+
+    Returns
+    -------
+    ndarray of int64, shape (n_texts,)
     """
-    ids = tokenizer(list(texts), add_special_tokens=True, return_attention_mask=False)["input_ids"]
-    bos = tokenizer.bos_token_id
-    return np.array([len(s) + int(bos is not None and (not s or s[0] != bos)) for s in ids], dtype=np.int64)
+    return token_lengths(texts, tokenizer, add_bos=True)
 
 
 def by_length(frame: pd.DataFrame, tokenizer) -> pd.DataFrame:
-    """`frame` sorted by token count (stable), so that batches carry little padding."""
+    """`frame` sorted by token count (stable), so that batches carry little padding.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        With column ``text``.
+    tokenizer : transformers.PreTrainedTokenizerFast
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of `frame` reordered, index reset.
+    """
     lengths = token_counts(frame["text"], tokenizer)
     return frame.iloc[np.argsort(lengths, kind="stable")].reset_index(drop=True)
-
-
-def order_null_supported() -> bool:
-    """Whether this cse computes the layer-order null (``null_permutations`` on the depth axis)."""
-    try:
-        resolve_measure("depth", None, None, "reflect", None, 2, n_steps={"depth": 8, "token": 8, "hidden": 8})
-    except CSEInputError:
-        return False
-    return True
 
 
 def result_path(folder, corpus: str, axis: str, slug: str) -> Path:
@@ -81,17 +90,35 @@ def result_path(folder, corpus: str, axis: str, slug: str) -> Path:
     return Path(folder) / f"{corpus}-{axis}-{slug}.nc"
 
 
-def compute_key(frame: pd.DataFrame, identity: dict, *, axis: str, level, null_permutations: int, seed: int) -> str:
-    """The cache key of one computation, as canonical JSON."""
+def compute_key(frame: pd.DataFrame, identity: dict, settings: MeasureSettings, save=()) -> str:
+    """The cache key of one computation, as canonical JSON.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The input of `cse.compute`.
+    identity : dict
+        `cse.model_identity` of the model.
+    settings : cse.settings.MeasureSettings
+        From `MeasureSettings.resolve`: every measure setting, defaults filled (the
+        seed counts only with a null).
+    save : sequence of str
+        What the result stores besides CSE (``save`` of `cse.compute`).
+
+    Returns
+    -------
+    str
+    """
+    measure = dataclasses.asdict(settings)
+    if not settings.null_permutations:
+        measure["seed"] = 0
     key = {
         "input_sha256": hashlib.sha256(frame.to_json(orient="split").encode()).hexdigest(),
         "n_texts": int(len(frame)),
         **{k: identity.get(k, "") for k in ("model", "model_class", "model_sha256", "revision", "n_layers",
                                             "d_model")},
-        "axis": axis,
-        "level": level,
-        "null_permutations": int(null_permutations),
-        "seed": int(seed) if null_permutations else 0,
+        **measure,
+        "save": sorted(save),
         "batch_size": BATCH_SIZE,
         "cse_version": cse.__version__,
     }
@@ -104,11 +131,7 @@ def stored_key(path) -> str | None:
     if not path.is_file() or not cse.io.is_package_result(path):
         return None
     try:
-        reader = getattr(cse.io, "result_attrs", None)  # contract API (HOSTILE); open_result until it lands
-        if reader is not None:
-            return reader(path).get(KEY_ATTR)
-        with cse.io.open_result(path) as ds:
-            return ds.attrs.get(KEY_ATTR)
+        return cse.io.result_attrs(path).get(KEY_ATTR)
     except CSEInputError:
         return None
 
@@ -140,7 +163,7 @@ def save_result(ds: xr.Dataset, path, key: str, folder) -> xr.Dataset:
 
 
 def cached_compute(frame: pd.DataFrame, path, model, tokenizer, *, identity: dict, folder, axis: str = "depth",
-                   level=None, null_permutations: int = 0, seed: int = 0, recompute: bool = False,
+                   level=None, null_permutations: int = 0, seed: int = 0, save=(), recompute: bool = False,
                    progress: bool = False, command: str | None = None, log=None) -> xr.Dataset:
     """CSE of `frame` on `axis`, from `path` when it holds this very computation.
 
@@ -157,8 +180,12 @@ def cached_compute(frame: pd.DataFrame, path, model, tokenizer, *, identity: dic
     folder : StudyFolder
         The folder that holds the cache (the study's ``--out`` or ``--cache``).
     axis, level, null_permutations, seed
-        Measure settings (SPEC section 2); `null_permutations` is the dimension null
-        on the hidden axis, the layer-order null on the depth axis.
+        Measure settings (SPEC section 2), resolved by `cse.settings.MeasureSettings`;
+        `null_permutations` is the order null of the axis (the dimension null on the
+        hidden axis, the layer-order null on the depth axis).
+    save : sequence of str
+        What to store besides CSE (``save`` of `cse.compute`, e.g. ``("gram",)`` so
+        that the result can be re-measured without the model).
     recompute : bool
         Ignore a cached file.
     progress : bool
@@ -176,7 +203,8 @@ def cached_compute(frame: pd.DataFrame, path, model, tokenizer, *, identity: dic
     """
     path = Path(path)
     log = log or (lambda line: None)
-    key = compute_key(frame, identity, axis=axis, level=level, null_permutations=null_permutations, seed=seed)
+    settings = MeasureSettings.resolve(axis, level=level, null_permutations=null_permutations, seed=seed)
+    key = compute_key(frame, identity, settings, save)
     if not recompute and stored_key(path) == key:
         log(f"reusing {path.name} (same input, model and settings)")
         with cse.io.open_result(path) as ds:
@@ -186,7 +214,8 @@ def cached_compute(frame: pd.DataFrame, path, model, tokenizer, *, identity: dic
     log(f"computing {path.name}: {len(frame)} texts, axis {axis}"
         + (f", {null_permutations} null permutations" if null_permutations else ""))
     ds = cse.compute(frame, model, tokenizer, axis=axis, level=level, null_permutations=null_permutations, seed=seed,
-                     batch_size=BATCH_SIZE, progress=progress, command=command or f"cse_studies {path.name}")
+                     save=list(save) or None, batch_size=BATCH_SIZE, progress=progress,
+                     command=command or f"cse_studies {path.name}")
     ds = save_result(ds.load(), path, key, folder)
     ds.attrs["study_reused"] = 0
     return ds

@@ -207,7 +207,6 @@ def open_study(study: str, *, data=None, corpora=None, out=None, limit=None, see
     """
     from cse.params import check_int
 
-    from .cache import order_null_supported
     from .corpora import corpus_specs
     from .frames import read_corpus
 
@@ -220,8 +219,4 @@ def open_study(study: str, *, data=None, corpora=None, out=None, limit=None, see
     specs = corpora if corpora is not None else corpus_specs(data)
     corpora = [read_corpus(spec, limit=limit) for spec in specs]
     folder = StudyFolder(out, study=study, inputs=[c.path for c in corpora])
-    if depth_null_permutations and not order_null_supported():
-        (log or (lambda line: None))("this cse has no layer-order null on the depth axis (cse_z): comparisons use "
-                                     "raw CSE only")
-        depth_null_permutations = 0
     return corpora, folder, depth_null_permutations

@@ -1,4 +1,9 @@
-"""`cse study`: rerun one of the studies of `studies/` and write its folder."""
+"""`cse study`: rerun one of the studies and write its folder — a plugin of the `cse` command line.
+
+The studies package registers this command in the ``cse.commands`` entry-point group
+(``pyproject.toml``); `cse.cli` finds it there, so nothing under `cse/` imports the
+studies. Its options are declared here and parsed by `cse_studies.common`.
+"""
 
 from __future__ import annotations
 
@@ -38,8 +43,10 @@ STUDIES = ("metaphor", "cross-depth")
 @click.option("--n-pairs", type=int, default=200, show_default=True, help="metaphor: matched pairs.")
 @click.option("--n-permutations", type=int, default=5000, show_default=True,
               help="metaphor: permutations / sign flips of the main tests (controls: at most 2000).")
-@click.option("--null-permutations", type=int, default=50, show_default=True,
-              help="metaphor: dimension permutations of the hidden-axis null.")
+@click.option("--hidden-null-permutations", type=int, default=50, show_default=True,
+              help="metaphor: hidden-index permutations of the hidden-axis null (the dimension null).")
+@click.option("--null-permutations", "old_null_permutations", type=int, default=None, hidden=True,
+              help="Deprecated name of --hidden-null-permutations.")
 @click.option("--depth-null-permutations", type=int, default=100, show_default=True,
               help="Layer-order permutations of the depth-axis null (cse_z); 0: none.")
 @click.option("--limit", type=int, default=None, help="Use only the first N rows of each corpus.")
@@ -47,7 +54,8 @@ STUDIES = ("metaphor", "cross-depth")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def study_command(name, data, corpora, encodings, columns, models, out, cache, seed, n_pairs, n_permutations,
-                  null_permutations, depth_null_permutations, limit, recompute, device, quiet):
+                  hidden_null_permutations, old_null_permutations, depth_null_permutations, limit, recompute, device,
+                  quiet):
     """Rerun study NAME (metaphor or cross-depth) and write it into --out.
 
     Corpora: --data DIR adds MOH-X ('mohx') and the VUA test split ('vua'); --corpus
@@ -57,6 +65,10 @@ def study_command(name, data, corpora, encodings, columns, models, out, cache, s
     """
     from cse_studies.common import corpus_specs
 
+    if old_null_permutations is not None:
+        click.echo("Warning: --null-permutations of 'cse study' is deprecated (it is the hidden axis' null only); "
+                   "use --hidden-null-permutations", err=True)
+        hidden_null_permutations = old_null_permutations
     command = shlex.join(["cse", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("cse") else _command()
     started = time.time()
 
@@ -79,7 +91,7 @@ def study_command(name, data, corpora, encodings, columns, models, out, cache, s
             from cse_studies.metaphor.run import run
 
             result = run(None, out, n_pairs=n_pairs, n_permutations=n_permutations,
-                         null_permutations=null_permutations, **common)
+                         null_permutations=hidden_null_permutations, **common)
         else:
             from cse_studies.cross_depth.run import run
 

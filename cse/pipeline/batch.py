@@ -3,49 +3,32 @@
 The reduction itself is `cse.measure.reduce_updates` (one path for the Numba kernels
 on the CPU and the torch twin on a GPU); this module pads the batch, runs the model
 and stacks the per-token arrays, so that only ``(n_tokens, n_layers, level + 1)``
-numbers per batch outlive the forward pass.
+numbers per batch outlive the forward pass (plus what the run saves: the Gram
+matrices, or the updates themselves).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..params import MeasureSettings, check_choice, check_seed, resolve_measure
+from ..params import check_choice
+from ..settings import MeasureSettings
 
-__all__ = ["REDUCERS", "pad_batch", "resolve_settings", "run_batch"]
+__all__ = ["REDUCERS", "pad_batch", "run_batch"]
 
 #: Where the updates are reduced: on their device with the torch twin, or on the CPU.
 REDUCERS = ("auto", "numba", "torch")
 
 
-def resolve_settings(axis="depth", wavelet=None, level=None, boundary="reflect", normalize=None,
-                     null_permutations=0, seed=0, *, n_layers, d_model, min_tokens=None) -> MeasureSettings:
-    """Validate the measure parameters against the model (see `cse.params.resolve_measure`).
+def pad_batch(sequences, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad token id sequences.
 
     Parameters
     ----------
-    axis, wavelet, level, boundary, normalize, null_permutations, seed
-        As in `cse.conditional_scale_entropy`.
-    n_layers, d_model : int
-        The model's blocks and width.
-    min_tokens : int, optional
-        The shortest sequence (token axis).
-
-    Returns
-    -------
-    MeasureSettings
-    """
-    seed = check_seed(seed)
-    axis, wavelet, level, boundary, normalize, null_permutations = resolve_measure(
-        axis, wavelet, level, boundary, normalize, null_permutations,
-        n_steps={"depth": n_layers, "hidden": d_model, "token": min_tokens or 0},
-    )
-    return MeasureSettings(axis, wavelet.name, int(level), boundary, normalize, null_permutations,
-                           0 if seed is None else seed)
-
-
-def pad_batch(sequences, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad token id sequences.
+    sequences : sequence of ndarray of int64
+        Token ids of each sequence (at least one, each non-empty).
+    pad_id : int
+        Token id written at padded positions.
 
     Returns
     -------
@@ -59,7 +42,8 @@ def pad_batch(sequences, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
-def run_batch(model, sequences, settings: MeasureSettings, pad_id: int = 0, reducer: str = "auto") -> dict:
+def run_batch(model, sequences, settings: MeasureSettings, pad_id: int = 0, reducer: str = "auto", *,
+              save=(), save_dtype: str = "float32") -> dict:
     """Forward one batch of sequences and return its stacked per-token results.
 
     Parameters
@@ -68,17 +52,26 @@ def run_batch(model, sequences, settings: MeasureSettings, pad_id: int = 0, redu
     sequences : list of ndarray of int64
         Token ids of each sequence of the batch (right-padded with `pad_id`).
     settings : MeasureSettings
+        Fitted settings of the run.
     pad_id : int
+        Token id of the padding.
     reducer : {'auto', 'numba', 'torch'}
         Where the updates are reduced: ``'torch'`` on their device with
         `cse_kernels.torch_twin`, ``'numba'`` on the CPU with the Numba kernels;
         ``'auto'`` picks torch when the updates are on a GPU.
+    save : sequence of str
+        ``'gram'`` / ``'gram_triangle'`` add the tokens' raw Gram matrices of layer
+        updates (float64, summed from the float32 updates); ``'updates'`` the updates.
+    save_dtype : {'float32', 'float16'}
+        dtype of saved updates.
 
     Returns
     -------
-    dict of ndarray, float64
-        As `cse.measure.reduce_updates`, stacked over the batch's tokens in order,
-        plus ``surprisal`` of shape (n_tokens,) in nats.
+    dict of ndarray
+        As `cse.measure.reduce_updates` (float64), stacked over the batch's tokens in
+        order, plus ``surprisal`` (n_tokens,) in nats; with `save`, ``gram`` (n_tokens,
+        n_layers, n_layers) or ``gram_triangle`` (n_tokens, n_layers (n_layers + 1) / 2)
+        float64, ``updates`` (n_tokens, n_layers, d_model) in `save_dtype`.
     """
     import torch
 
@@ -105,6 +98,27 @@ def run_batch(model, sequences, settings: MeasureSettings, pad_id: int = 0, redu
         flat = updates.flatten(1, 2)
         u = flat if valid.all() else flat[:, torch.from_numpy(valid).to(flat.device)]
         out = reduce_updates(u, settings, backend=reducer)
+    if save:
+        out.update(_saved(updates, valid, save, save_dtype))
     del updates
     out["surprisal"] = surprisal.numpy().reshape(-1)[valid]
+    return out
+
+
+def _saved(updates, valid: np.ndarray, save, save_dtype: str) -> dict:
+    """What the run stores besides CSE, for the batch's real tokens, token-major."""
+    import torch
+
+    flat = updates.flatten(1, 2)[:, torch.from_numpy(valid).to(updates.device)]  # (L, n_tokens, d)
+    out = {}
+    if "gram" in save or "gram_triangle" in save:
+        u = flat.to(torch.float64)
+        gram = torch.einsum("ltd,mtd->tlm", u, u).cpu().numpy()
+        if "gram_triangle" in save:
+            rows, cols = np.triu_indices(gram.shape[1])
+            out["gram_triangle"] = np.ascontiguousarray(gram[:, rows, cols])
+        else:
+            out["gram"] = gram
+    if "updates" in save:
+        out["updates"] = flat.transpose(0, 1).to(getattr(torch, save_dtype)).cpu().numpy()
     return out
