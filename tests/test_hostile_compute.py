@@ -37,13 +37,12 @@ if MODE.startswith("pending:"):
     # A disk that fills while the third batch is saved: the batch's own file cannot be written.
     import numpy as np
 
-    _savez, _calls = np.savez, []
+    _savez, _calls, _code = np.savez, [], getattr(errno, MODE.split(":")[1])
 
     def _full(*args, **kwargs):
         _calls.append(1)
         if len(_calls) == 3:
-            code = getattr(errno, MODE.split(":")[1])
-            raise OSError(code, os.strerror(code), "pending")
+            raise OSError(_code, os.strerror(_code), "pending")
         return _savez(*args, **kwargs)
 
     np.savez = _full
@@ -216,11 +215,14 @@ def test_read_only_output_folder_is_refused_before_compute(tmp_path, model_dir, 
 # --------------------------------------------------------------------------- signals after some batches
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupt_after_some_batches_says_what_was_kept(tmp_path, model_dir, wrapper, signum, status):
+@pytest.mark.parametrize("signum, status, workers", [(signal.SIGINT, 130, None), (signal.SIGTERM, 143, None),
+                                                     (signal.SIGINT, 130, 2)])
+def test_interrupt_after_some_batches_says_what_was_kept(tmp_path, model_dir, wrapper, signum, status, workers):
+    """One line whatever runs the batches: this process or a local Dask cluster (whose workers stay quiet)."""
     path = tmp_path / "in.txt"
-    path.write_text("\n".join(TEXTS * 8) + "\n")
+    path.write_text("\n".join(TEXTS * (40 if workers else 8)) + "\n")
     args = ["compute", "in.txt", "-o", "out.zarr", "--model", model_dir, "--batch-size", "1", "-q"]
+    args += ["--workers", str(workers)] if workers else []
     proc = subprocess.Popen([sys.executable, str(wrapper), *args], cwd=tmp_path, env=_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300

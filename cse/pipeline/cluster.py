@@ -122,14 +122,15 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None):
     ----------
     workers : int, optional
         Start a `LocalCluster` of this many worker processes with one thread each,
-        on the loopback interface, without a dashboard; it is closed on exit.
+        on the loopback interface, without a dashboard and with the workers' log
+        lines silenced (their errors reach the client); it is closed on exit.
     scheduler : str, optional
         Connect to the scheduler at this address instead.
 
     Raises
     ------
     CSEInputError
-        If the scheduler cannot be reached within 10 s.
+        If the scheduler cannot be reached within 10 s, or the local cluster cannot start.
     """
     from dask.distributed import Client, LocalCluster
 
@@ -144,8 +145,15 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None):
         with warnings.catch_warnings():
             # The scheduler's HTTP endpoint moves to a free port if 8787 is taken: nothing to warn about.
             warnings.filterwarnings("ignore", message="Port .* is already in use")
-            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                                   host="127.0.0.1", dashboard_address=None)
+            # The workers' own log lines (a cancelled task on Ctrl-C, a slow exit) are not the user's
+            # business: every error of a task reaches the client and is reported there, in one line.
+            try:
+                cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL)
+            except (OSError, RuntimeError, TimeoutError) as error:
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise CSEInputError(f"cannot start a local Dask cluster of {workers} workers ({reason}); run "
+                                    f"without --workers, or with fewer") from None
         client = Client(cluster)
     try:
         yield client
