@@ -56,12 +56,13 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
         A file (plain text, JSON Lines or CSV; see `cse.io.read_texts`), a list
         of texts, or a DataFrame with a ``text`` column (other columns become
         token coordinates).
-    model : str, None, or transformers.PreTrainedModel
+    model : str, None, transformers.PreTrainedModel, TransformerBridge or nnsight model
         A model name for `cse.load_model` (None: the default ``smollm2-135m``;
         ``gemma-3-270m``; a local path or a cached Hugging Face id), or a loaded
-        model (then ``tokenizer`` is required).
+        model: a Hugging Face model, a TransformerLens ``TransformerBridge`` or an
+        nnsight ``TransformersModel`` / ``LanguageModel`` (see `cse.capture.held_model`).
     tokenizer : transformers.PreTrainedTokenizerFast, optional
-        Required with a loaded model.
+        Required with a loaded Hugging Face model; a wrapper's own by default.
     text_column, encoding : str
         The text column (CSV/JSON Lines file, DataFrame) and the file encoding.
     %(axis)s
@@ -283,8 +284,6 @@ def _local_model(model, tokenizer, name, device, dtype, device_map):
 
     if model is None or isinstance(model, (str, Path)):
         model, tokenizer = load_model(name, device=device, dtype=dtype, device_map=device_map)
-    elif tokenizer is None:
-        raise TypeError("Invalid value for 'tokenizer': required when 'model' is a loaded model")
     return model, model_info(model, tokenizer)
 
 
