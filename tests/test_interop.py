@@ -190,3 +190,62 @@ def test_unusable_models_fail_with_one_clear_error():
         layer_updates("gpt2", [1, 2, 3])
     with pytest.raises(TypeError, match="'tokenizer': required"):
         model_info(tiny_model("gpt2"))
+
+
+class _HookPoint(torch.nn.Identity):
+    """Stands in for TransformerLens' HookPoint: an identity module whose output is the residual stream."""
+
+
+def _stand_in_bridge():
+    """A toy residual model shaped like a TransformerBridge: blocks with hook_in/hook_out, logits from forward."""
+    bridge_class = _stand_in("transformer_lens.model_bridge.transformer_bridge", "TransformerBridge",
+                             (torch.nn.Module,))  # fmt: skip
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.hook_in, self.hook_out, self.mix = _HookPoint(), _HookPoint(), torch.nn.Linear(8, 8)
+
+        def forward(self, x):
+            x = self.hook_in(x)
+            return self.hook_out(x + torch.tanh(self.mix(x)))
+
+    class Bridge(bridge_class):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.embed, self.unembed = torch.nn.Embedding(16, 8), torch.nn.Linear(8, 16)
+            self.blocks = torch.nn.ModuleList(Block() for _ in range(4))
+            self.original_model, self.compatibility_mode, self.tokenizer = self.embed, False, None
+
+        def forward(self, input, return_type="logits", use_cache=False, attention_mask=None):
+            x = self.embed(input)
+            for block in self.blocks:
+                x = block(x)
+            return self.unembed(x)
+
+    return Bridge().eval()
+
+
+def test_bridge_hook_points_give_what_each_block_added():
+    from cse.capture import capture_layer_updates, forward_with_updates
+
+    bridge = _stand_in_bridge()
+    ids = torch.tensor([[3, 1, 4, 1, 5], [9, 2, 6, 0, 0]])
+    with torch.inference_mode():
+        stream = [bridge.embed(ids)]
+        for block in bridge.blocks:
+            stream.append(stream[-1] + torch.tanh(block.mix(stream[-1])))
+    with torch.inference_mode(), capture_layer_updates(bridge) as recorder:
+        logits = bridge(ids)
+        assert sum(len(p._forward_hooks) for b in bridge.blocks for p in (b.hook_in, b.hook_out)) == 8
+    assert recorder.path == "blocks" and recorder.n_layers == 4
+    torch.testing.assert_close(recorder.updates, torch.stack([b - a for a, b in zip(stream, stream[1:])]))
+    torch.testing.assert_close(stream[0] + recorder.updates.sum(0), stream[-1])
+    assert sum(len(p._forward_hooks) for b in bridge.blocks for p in (b.hook_in, b.hook_out)) == 0
+    updates, surprisal = forward_with_updates(bridge, ids, torch.tensor([[1] * 5, [1, 1, 1, 0, 0]]))
+    torch.testing.assert_close(updates[:, 0], recorder.updates[:, 0])
+    assert (updates[:, 1, 3:] == 0).all()
+    expected = -torch.log_softmax(logits[0, :-1].double(), -1).gather(-1, ids[0, 1:, None])[:, 0]
+    torch.testing.assert_close(surprisal[0, 1:], expected, rtol=1e-5, atol=1e-5)
+    assert model_identity(bridge)["weight_processing"] == "none"
