@@ -239,10 +239,11 @@ def plot_tokens(ds, text, var: str = "cse", where=None, *, label: str | None = N
     var : str
         A (token, layer) variable: ``cse`` (default), ``cse_z``, ``update_norm``,
         ``cse_null_mean``, ...
-    where : str, dict or None
+    where : str, dict, ndarray of bool or None
         A token selection, as in `cse.stats.compare` (an expression such as
-        ``"word == target_idx"``, parsed by `cse.where`, never evaluated as Python):
-        the selected tokens of this text are outlined.
+        ``"word == target_idx"``, parsed by `cse.where`, never evaluated as Python;
+        or a boolean mask over the result's tokens): the selected tokens of this text
+        are outlined.
     label : str or None
         A token coordinate (e.g. VUA's ``label_seq``): tokens whose value is 1 or True
         are outlined, like a `where` selection.
@@ -278,7 +279,9 @@ def plot_tokens(ds, text, var: str = "cse", where=None, *, label: str | None = N
         `label` is not a token coordinate, `where` is refused, or `tokens_per_row`
         is not a positive int.
     """
-    tokens = _text_tokens(ds, text, var, label, tokens_per_row)
+    tokens, idx = _text_tokens(ds, text, var, label, tokens_per_row)
+    if isinstance(where, (np.ndarray, xr.DataArray)) and np.shape(where) == (ds.sizes["token"],):
+        where = np.asarray(where, dtype=bool)[idx]  # a mask over the whole result: this text's part
     values = np.asarray(tokens[var].transpose("token", "layer").values, dtype=np.float64)  # (T, L)
     special = np.asarray(tokens["is_special"].values, dtype=bool) if "is_special" in tokens.coords else None
     special = np.zeros(len(values), dtype=bool) if special is None else special
@@ -302,8 +305,8 @@ def plot_tokens(ds, text, var: str = "cse", where=None, *, label: str | None = N
     return fig
 
 
-def _text_tokens(ds, text, var, label, tokens_per_row) -> xr.Dataset:
-    """The tokens of `text`, loaded, after checking every argument that needs no drawing."""
+def _text_tokens(ds, text, var, label, tokens_per_row) -> tuple[xr.Dataset, np.ndarray]:
+    """The tokens of `text`, loaded, and their indices, after checking every argument that needs no drawing."""
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"Invalid type for 'ds': expected a cse result (xarray.Dataset), got {type(ds).__name__}")
     if isinstance(text, bool) or not isinstance(text, (int, np.integer)):
@@ -324,21 +327,19 @@ def _text_tokens(ds, text, var, label, tokens_per_row) -> xr.Dataset:
                             f"{np.unique(texts).size} texts from {texts.min()} to {texts.max()}")  # fmt: skip
     if label is not None and (label not in ds.coords or ds[label].dims != ("token",)):
         raise CSEInputError(f"Invalid value for 'label': expected a token coordinate of the result, got {label!r}")
-    return ds.isel(token=idx).load()
+    return ds.isel(token=idx).load(), idx
 
 
 def _token_labels(tokens: xr.Dataset) -> list[str]:
     """Readable token strings: spaces at the ends as ␣, line breaks and tabs as arrows, no control characters."""
-    if "token_str" in tokens.coords:
-        raw = [str(s) for s in tokens["token_str"].values]
-    else:
-        raw = [str(i) for i in tokens["token_id"].values] if "token_id" in tokens.coords else [""] * tokens.sizes["token"]
+    name = "token_str" if "token_str" in tokens.coords else "token_id" if "token_id" in tokens.coords else None
+    raw = [str(s) for s in tokens[name].values] if name else [""] * tokens.sizes["token"]
     labels = []
     for s in raw:
         s = s.replace("\r\n", "↵").replace("\n", "↵").replace("\r", "↵").replace("\t", "⇥")
         s = "".join(ch if ch.isprintable() else "�" for ch in s)
-        core = s.strip(" ")
-        s = "␣" * (len(s) - len(s.lstrip(" "))) + core + "␣" * (len(s) - len(s.rstrip(" "))) if core else "␣" * len(s)
+        lead, trail = len(s) - len(s.lstrip(" ")), len(s) - len(s.rstrip(" "))
+        s = "␣" * lead + s.strip(" ") + "␣" * trail if s.strip(" ") else "␣" * len(s)
         labels.append(s if len(s) <= _LABEL_CHARS else s[: _LABEL_CHARS - 1] + "…")
     return labels
 

@@ -231,6 +231,8 @@ def test_plot_tokens_draws_the_texts_values_boundary_and_selection():
     assert len(hatched) == 1 and (hatched[0].get_y(), hatched[0].get_height()) == (-0.5, 7)  # layers 0-6
     outline = _outlines(ax)
     assert len(outline) == 1 and (outline[0].get_x(), outline[0].get_width()) == (2.5, 2)  # positions 3-4
+    mask = np.isin(ds.position.values, [3, 4])  # the same selection as a mask over every token of the result
+    assert [(p.get_x(), p.get_width()) for p in _outlines(plot.plot_tokens(ds, 2, where=mask).axes[0])] == [(2.5, 2)]
     assert bar.get_ylabel() == "cse"
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend[0].startswith("boundary-affected layers") and "where position == 3" in legend[1]

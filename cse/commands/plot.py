@@ -71,7 +71,7 @@ def plot_command(stats_path, no_test, no_boundary, ci, text, label, tokens_per_r
         raise CSEInputError("Missing option '--by': give the token coordinate holding the two groups "
                             "(or --text N for one text's tokens)")  # fmt: skip
     if label is not None:
-        raise CSEInputError("Invalid option '--label': it outlines tokens of --text N; the profile selects with --where")
+        raise CSEInputError("Invalid option '--label': it outlines tokens of --text N; a profile selects with --where")
     if output is None:
         raise CSEInputError("Missing option '-o' / '--output': give the figure file (.png, .pdf or .svg)")
     suffix = _figure_suffix(output)
