@@ -139,7 +139,7 @@ def _config(family: str, vocab_size: int):
     raise ValueError(f"Invalid value for 'family': expected one of {FAMILIES}, got {family!r}")
 
 
-def tiny_model(family: str, seed: int = 0, vocab_size: int = VOCAB_SIZE):
+def tiny_model(family: str, seed: int = 0, vocab_size: int = VOCAB_SIZE, attn_implementation: str | None = None):
     """A tiny randomly initialised causal LM of one family, float32, eval mode.
 
     Parameters
@@ -150,6 +150,9 @@ def tiny_model(family: str, seed: int = 0, vocab_size: int = VOCAB_SIZE):
         Seed of the weight initialisation (the global torch RNG is left untouched).
     vocab_size : int
         Vocabulary size; the default covers `tiny_tokenizer`.
+    attn_implementation : str or None
+        E.g. ``"eager"`` (what a TransformerLens bridge switches its model to); None
+        keeps the transformers default.
 
     Returns
     -------
@@ -159,10 +162,23 @@ def tiny_model(family: str, seed: int = 0, vocab_size: int = VOCAB_SIZE):
     from transformers import AutoModelForCausalLM
 
     config = _config(family, vocab_size)
+    kwargs = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, **kwargs)
     return model.eval()
+
+
+def save_model_folder(model, folder):
+    """Save `model` and `tiny_tokenizer()` to `folder`, a local model folder; return the folder.
+
+    What ``TransformerBridge.boot_transformers(folder, hf_model=model)`` and
+    ``nnsight.TransformersModel(folder)`` need to build offline. Saving also records
+    the model's class in ``model.config.architectures``, which TransformerLens reads.
+    """
+    model.save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
 
 
 def hooked_reference(model, ids, norm: str):

@@ -125,15 +125,10 @@ def compute_command(input, output, example, text_column, columns, encoding, spli
     click.echo(f"wrote {output}: {ds.sizes['token']} tokens x {ds.sizes['layer']} layers "
                f"({ds.attrs['axis']} axis, {ds.attrs['wavelet']}, J={ds.attrs['level']})", err=True)
     if example:
-        from ..example import depth_summary, plot_summary
+        from ..example import depth_summary, plot_summary, summary_text
 
         table = depth_summary(ds)
-        click.echo("Mean CSE of the target verbs (first token) by layer and label:")
-        click.echo(table.round(4).to_string())
-        diff = table["metaphorical"] - table["literal"]
-        click.echo(f"metaphorical - literal: mean {diff.mean():+.4f}; largest {diff.max():+.4f} at layer "
-                   f"{int(diff.idxmax())} (relative depth {table.loc[diff.idxmax(), 'depth']:.2f}). "
-                   f"Twelve pairs are a demonstration, not a test: use 'cse stats' for inference.")
+        click.echo(summary_text(table))
         from ..io import atomic_path
 
         with atomic_path(plot_path, overwrite=overwrite) as tmp:

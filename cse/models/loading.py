@@ -19,7 +19,19 @@ _SOURCES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def model_source(model) -> dict:
-    """Where `load_model` found `model`: ``model`` (name), ``file`` (GGUF path or None), ``revision``; {} if unknown."""
+    """Where `load_model` found a model.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A Hugging Face model (the one inside a wrapper: see `cse.capture.held_model`).
+
+    Returns
+    -------
+    dict
+        ``model`` (name), ``file`` (GGUF path or None), ``revision``; ``{}`` for a
+        model that `load_model` did not load.
+    """
     return dict(_SOURCES.get(model, {}))
 
 

@@ -43,12 +43,13 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
         A file (plain text, JSON Lines, CSV/TSV, Parquet or a Hugging Face
         ``datasets`` folder; see `cse.io.read_texts`), a list of texts, or a
         DataFrame with a ``text`` column (other columns become token coordinates).
-    model : str, None, or transformers.PreTrainedModel
+    model : str, None, transformers.PreTrainedModel, TransformerBridge or nnsight model
         A model name for `cse.load_model` (None: the default ``smollm2-135m``;
         ``gemma-3-270m``; a local path or a cached Hugging Face id), or a loaded
-        model (then ``tokenizer`` is required).
+        model: a Hugging Face model, a TransformerLens ``TransformerBridge`` or an
+        nnsight ``TransformersModel`` / ``LanguageModel`` (see `cse.capture.held_model`).
     tokenizer : transformers.PreTrainedTokenizerFast, optional
-        Required with a loaded model.
+        Required with a loaded Hugging Face model; a wrapper's own by default.
     text_column : str, optional
         The text column of a CSV/JSON Lines/Parquet file or a DataFrame (default
         ``text``, then ``sentence``).

@@ -133,8 +133,7 @@ def _local_executor(request) -> LocalExecutor:
     model, tokenizer = spec.model, spec.tokenizer
     if not spec.loaded:
         model, tokenizer = load_model(spec.name, device=spec.device, dtype=spec.dtype, device_map=spec.device_map)
-    elif tokenizer is None:
-        raise TypeError("Invalid value for 'tokenizer': required when 'model' is a loaded model")
+    # A wrapper (TransformerBridge, nnsight) brings its own tokenizer; a bare model needs one (model_info says so).
     return LocalExecutor(model, model_info(model, tokenizer), spec.threads)
 
 

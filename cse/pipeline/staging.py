@@ -188,7 +188,8 @@ class DoneLog:
 #: Manifest fields, in the order in which a mismatch is reported.
 MANIFEST_FIELDS = (
     "manifest_version", "cse_version", "input_sha256", "text_column", "encoding",
-    "model", "model_class", "revision", "model_sha256", "weights_sha256", "n_layers", "d_model", "dtype",
+    "model", "model_class", "revision", "model_sha256", "wrapper", "wrapper_version", "weight_processing",
+    "weights_sha256", "n_layers", "d_model", "dtype",
     "axis", "wavelet", "level", "boundary", "normalize", "null_permutations", "seed",
     "batch_size", "window", "add_bos", "save", "save_dtype", "split", "n_texts", "n_tokens", "n_batches",
     "tokens_sha256",
@@ -242,7 +243,8 @@ def build_manifest(request, run, info) -> dict:
     return {
         "manifest_version": 2, "cse_version": __version__, "input_sha256": input_sha256,
         "text_column": source.text_column, "encoding": source.encoding, "split": source.split,
-        **{k: info.identity.get(k) for k in ("model", "model_class", "revision", "model_sha256")},
+        **{k: info.identity.get(k) for k in ("model", "model_class", "revision", "model_sha256", "wrapper",
+                                             "wrapper_version", "weight_processing")},
         "weights_sha256": info.weights_sha256, "n_layers": info.n_layers, "d_model": info.d_model,
         "dtype": info.dtype, **run.settings.attrs(), "batch_size": int(request.batch_size),
         "window": None if request.window is None else int(request.window), "add_bos": bool(request.add_bos),
