@@ -144,6 +144,34 @@ def ols_t(y, x, blocks=None, covariates=None):
     return coef[0] / np.sqrt(cov[0, 0])
 
 
+def ols_robust_t(y, x, blocks=None, covariates=None, kind="hc2"):
+    """The coefficient of x over its HC2 or block-clustered (CR1, G / (G - 1)) standard error, from an
+    explicit design matrix and its hat matrix; rows with NaN y dropped."""
+    keep = np.isfinite(y)
+    cols = [x[keep]]
+    if blocks is None:
+        cols.append(np.ones(keep.sum()))
+    else:
+        cols += [(blocks[keep] == b).astype(float) for b in np.unique(blocks[keep])]
+    if covariates is not None:
+        cols += list(covariates[keep].T)
+    design = np.column_stack(cols)
+    bread = np.linalg.pinv(design.T @ design)
+    coef = bread @ design.T @ y[keep]
+    resid = y[keep] - design @ coef
+    if kind == "hc2":
+        hat = np.einsum("ij,jk,ik->i", design, bread, design)
+        meat = (design * (resid**2 / (1 - hat))[:, None]).T @ design
+    else:
+        scores = {}
+        for row, b in zip(design * resid[:, None], blocks[keep]):
+            scores[b] = scores.get(b, 0) + row
+        mixed = [b for b in np.unique(blocks[keep]) if 0 < x[keep][blocks[keep] == b].mean() < 1]
+        g = len(mixed)
+        meat = g / (g - 1) * sum(np.outer(v, v) for v in scores.values())
+    return coef[0] / np.sqrt((bread @ meat @ bread)[0, 0])
+
+
 def naive_clusters(t, thr, tail):
     out = []
     for sign in (1, -1) if tail == 0 else (tail,):

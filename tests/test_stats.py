@@ -21,7 +21,7 @@ from stats_data import indices_from_labels, make_result, naive_corrections, welc
 
 from cse import stats
 from cse.errors import CSEInputError
-from cse.stats.comparison import compare_arrays
+from cse.stats.engine import compare_arrays
 from cse.stats.permutation import label_permutations, permutation_indices, sign_flips
 
 RTOL_F64 = 5e-11
@@ -431,7 +431,7 @@ def test_result_round_trips_through_netcdf(tmp_path):
         (dict(by="label", tfce_e=0), r"'tfce_e'"),
         (dict(by="label", tfce_h=float("nan")), r"'tfce_h'"),
         (dict(by="label", threshold=-1), r"'threshold'"),
-        (dict(by="label", groups=("literal", "simile")), r"'groups'.*no value 'simile'"),
+        (dict(by="label", levels=("literal", "simile")), r"'levels'.*no value 'simile'"),
         (dict(by="label", paired_by="text", exchangeability_blocks="verb"), r"'paired_by'.*excludes"),
         (dict(by="label", paired_by="text", covariates=["surprisal"]), r"'paired_by'.*excludes"),
         (dict(by="label", exchangeability_blocks="text"), r"'exchangeability_blocks': no 'text' block holds"),
@@ -465,12 +465,18 @@ def test_memory_bound_is_checked_before_any_work(monkeypatch):
 def test_groups_pick_two_and_match_by_text():
     ds = make_result(n_texts=12)
     ds = ds.assign_coords(kind=("token", ds.text.values % 3))
-    res = stats.compare(ds, "kind", groups=("2", "0"), n_permutations=19, n_bootstrap=0)
+    res = stats.compare(ds, "kind", levels=("2", "0"), n_permutations=19, n_bootstrap=0)
     assert res.attrs["groups"] == ["2", "0"]
     a, b = split(ds, "kind", 2, 0)
     np.testing.assert_allclose(res.t.values, welch_t(a, b), rtol=RTOL_F64)
     with pytest.raises(TypeError, match="'seed'"):
-        stats.compare(ds, "kind", groups=(0, 1), seed="x")
+        stats.compare(ds, "kind", levels=(0, 1), seed="x")
+    # 'groups' is the old name of 'levels' (statsmodels' 'groups' is the grouping column, as in mixedlm)
+    with pytest.warns(DeprecationWarning, match="'groups' is deprecated.*'levels'"):
+        old = stats.compare(ds, "kind", groups=("2", "0"), n_permutations=19, n_bootstrap=0)
+    xr.testing.assert_identical(old, res)
+    with pytest.raises(CSEInputError, match="'levels' only"), pytest.warns(DeprecationWarning):
+        stats.compare(ds, "kind", groups=("2", "0"), levels=("0", "2"), n_permutations=19)
 
 
 def test_ten_thousand_permutations_are_fast():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from stats_data import confounded_blocks, ordered
 
-from cse.stats.comparison import compare_arrays, null_distribution
+from cse.stats.engine import compare_arrays, null_distribution
 from cse.stats.corrections import correct
 from cse.stats.statistics import WelchT
 
