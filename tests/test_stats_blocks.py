@@ -121,7 +121,7 @@ def test_robust_statistics_agree_with_statsmodels(kind, cov_type):
                 g = frame.groupby("b")["x"].agg(lambda v: 0 < v.mean() < 1).sum()
                 expected = fit.params["x"] / fit.bse["x"] / np.sqrt(g / (g - 1))
             assert res.t.values[layer] == pytest.approx(expected, rel=1e-9)
-    assert stats.compare(ds, "label", exchangeability_blocks="verb", n_permutations=9).attrs["statistic_name"] == "hc2"
+    assert stats.compare(ds, "label", exchangeability_blocks="verb", n_permutations=9).attrs["statistic_name"] == "cr"
 
 
 @pytest.mark.parametrize("kind", ["hc2", "cr"])
@@ -234,7 +234,9 @@ def test_block_permutation_distribution_is_centred_at_zero():
     y, group, blocks = confounded_blocks(rng, 8, 25, 6, shift=3.0)
     y_a, y_b, bl, _ = ordered(y, group, blocks)
     perms = permutation_indices(len(bl), 2000, rng, blocks=bl)
-    within = make_design(y_a, y_b, blocks=bl).t(perms)
+    within = make_design(y_a, y_b, blocks=bl, statistic="pooled").t(perms)
+    clustered = make_design(y_a, y_b, blocks=bl).t(perms)  # the default (CR): centred too, t(G - 1)-like tails
+    assert np.abs(clustered.mean(axis=0)).max() < 0.1 and clustered.std(axis=0).max() < 1.4
     pooled = WelchT(np.concatenate([y_a, y_b]), np.r_[np.zeros(len(y_a), bool), np.ones(len(y_b), bool)]).t(perms)
     assert np.abs(within.mean(axis=0)).max() < 0.1
     assert 0.85 < within.std(axis=0).min() and within.std(axis=0).max() < 1.15

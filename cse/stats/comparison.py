@@ -164,9 +164,10 @@ def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str
         ``log_frequency``, ``position`` ...) entered as nuisance regressors; the test
         is then Freedman-Lane (with or without blocks). Tokens with an undefined value
         at any layer or in a covariate are left out (counted in ``n_tokens_incomplete``).
-    statistic : {"auto", "hc2", "cr", "pooled", "welch", "paired"}
+    statistic : {"auto", "cr", "hc2", "pooled", "welch", "paired"}
         The statistic (see Notes). ``auto`` (default): ``welch`` without blocks and
-        covariates, ``hc2`` with them, ``paired`` for pairs.
+        covariates, ``cr`` with blocks, ``hc2`` with covariates but no blocks,
+        ``paired`` for pairs.
     n_permutations : int
         Number of random permutations P >= 1 (the observed labelling is not among
         them), so that p = (b + 1) / (P + 1); when the permutation space holds at most
@@ -254,14 +255,14 @@ def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str
 
     - ``welch`` (no blocks, no covariates): ``(mean_b - mean_a) / sqrt(v_a / n_a +
       v_b / n_b)`` over the tokens finite at the layer; t scale.
-    - ``hc2`` (default with blocks or covariates): the label coefficient beta of the
-      OLS model ``y = beta label (+ gamma' covariates) + alpha_block + e`` over its
-      HC2 standard error with the full fixed-effects leverage, referred to N(0, 1)
-      (`cse.stats.robust`); a studentized permutation test, valid when the labels
-      differ in variance (Chung & Romano 2013; DiCiccio & Romano 2017). Chosen over
-      ``cr`` by its measured size (README).
-    - ``cr``: the same coefficient over the block-clustered (CR1) standard error, for
-      blocks whose tokens are dependent (texts).
+    - ``cr`` (default with blocks): the label coefficient beta of the OLS model
+      ``y = beta label (+ gamma' covariates) + alpha_block + e`` over its
+      block-clustered (CR1) standard error, referred to N(0, 1) (`cse.stats.robust`):
+      a studentized permutation test, valid when the labels differ in variance
+      (Chung & Romano 2013; DiCiccio & Romano 2017) and when tokens of a block are
+      dependent. Chosen over ``hc2`` by its measured size (README; `cse.stats.robust`).
+    - ``hc2``: the same coefficient over the HC2 standard error with the full
+      fixed-effects leverage (default with covariates but no blocks).
     - ``pooled``: the model's t with one pooled residual variance (df = n - n_blocks -
       n_covariates - 1; Student's t without blocks); the default of earlier releases,
       which rejects too often when the labels differ in variance and share.

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: Statistics of `compare` by name ("auto": the default of the design, see `resolve_statistic`).
-STATISTICS = ("auto", "hc2", "cr", "pooled", "welch", "paired")
+STATISTICS = ("auto", "cr", "hc2", "pooled", "welch", "paired")
 #: Bootstrap schemes of the intervals ("auto": whole blocks with blocks, else within groups / pairs).
 BOOTSTRAPS = ("auto", "blocks", "cells")
 
@@ -48,8 +48,9 @@ BOOTSTRAPS = ("auto", "blocks", "cells")
 def resolve_statistic(statistic: str, *, paired: bool, blocks: bool, covariates: bool) -> str:
     """The statistic a design uses: ``auto`` resolved, combinations refused.
 
-    ``auto`` is ``paired`` for pairs, ``welch`` without blocks and covariates, and
-    `cse.stats.robust.DEFAULT_ROBUST` (HC2) with blocks or covariates.
+    ``auto`` is ``paired`` for pairs, ``welch`` without blocks and covariates,
+    `cse.stats.robust.DEFAULT_ROBUST` (``cr``) with blocks, and ``hc2`` with covariates
+    but no blocks.
 
     Raises
     ------
@@ -58,7 +59,7 @@ def resolve_statistic(statistic: str, *, paired: bool, blocks: bool, covariates:
         without blocks, anything but ``paired`` for pairs).
     """
     if statistic == "auto":
-        return "paired" if paired else (DEFAULT_ROBUST if blocks or covariates else "welch")
+        return "paired" if paired else DEFAULT_ROBUST if blocks else "hc2" if covariates else "welch"
     if paired != (statistic == "paired"):
         raise CSEInputError(
             f"Invalid value for 'statistic': {statistic!r} "
@@ -67,7 +68,7 @@ def resolve_statistic(statistic: str, *, paired: bool, blocks: bool, covariates:
     if statistic == "welch" and (blocks or covariates):
         raise CSEInputError(
             "Invalid value for 'statistic': 'welch' pools over all tokens and takes no exchangeability blocks or "
-            "covariates; use 'hc2' (the default), 'cr' or 'pooled'"
+            "covariates; use 'cr' (the default), 'hc2' or 'pooled'"
         )
     if statistic == "cr" and not blocks:
         raise CSEInputError("Invalid value for 'statistic': 'cr' clusters by exchangeability blocks; give them")
