@@ -436,7 +436,7 @@ def covariate_matrix(frame: pd.DataFrame, names: list[str], rows: np.ndarray, re
             if col is not None and name == col:
                 raise CSEInputError(f"Invalid value for 'covariates': {name!r} is already the {param!r} coordinate")
         if name not in frame.columns:
-            hint = "; add it with cse.stats.add_log_frequency(ds, words=...)" if name == "log_frequency" else ""
+            hint = "; add it with cse.stats.add_log_frequency(ds)" if name == "log_frequency" else ""
             raise CSEInputError(
                 f"Invalid value for 'covariates': no token coordinate {name!r}{hint}; "
                 f"available: {', '.join(frame.columns)}"
