@@ -270,10 +270,12 @@ def noise(rng, n, n_columns, rho=0.5, tails="normal"):
 
 
 def block_design_draw(rng, n_blocks=25, sizes=(4, 30), share=0.85):
-    """Blocks of random sizes in `sizes` (inclusive) and labels with P(label 1) = `share`, both labels in each block."""
+    """Blocks of random sizes in `sizes` (inclusive) and labels with P(label 1) = `share` (or, for a pair
+    (low, high), a share drawn per block), both labels in each block."""
     size = rng.integers(sizes[0], sizes[1] + 1, n_blocks)
     blocks = np.repeat(np.arange(n_blocks), size)
-    group = rng.random(blocks.size) < share
+    shares = rng.uniform(*share, n_blocks) if np.ndim(share) else np.full(n_blocks, share)
+    group = rng.random(blocks.size) < shares[blocks]
     for k in range(n_blocks):
         members = np.flatnonzero(blocks == k)
         if group[members].all() or not group[members].any():
@@ -282,16 +284,17 @@ def block_design_draw(rng, n_blocks=25, sizes=(4, 30), share=0.85):
 
 
 def stacked_data(rng, group, blocks, n_sets, n_layers, sd=(1.0, 1.0), effect=0.0, band=(), shift=1.0,
-                 rho=0.5, tails="normal"):  # fmt: skip
+                 rho=0.5, tails="normal", block_sd=(1.0, 1.0)):  # fmt: skip
     """`n_sets` data sets of one design side by side: y (n, n_sets * n_layers).
 
     Block means differ (normal, SD `shift`, the same at every layer of a set); the noise
     has SD ``sd[0]`` for label 0 and ``sd[1]`` for label 1, AR(1) over layers; label-1
-    tokens get `effect` at the layers of `band` (in units of the label-0 SD).
+    tokens get `effect` at the layers of `band` (in units of the label-0 SD); each block's
+    noise is scaled by a factor drawn uniformly from `block_sd` (blocks that differ in variance).
     """
     n = blocks.size
     y = np.empty((n, n_sets * n_layers))
-    scale = np.where(group, sd[1], sd[0])[:, None]
+    scale = (np.where(group, sd[1], sd[0]) * rng.uniform(*block_sd, blocks.max() + 1)[blocks])[:, None]
     for s in range(n_sets):
         cols = slice(s * n_layers, (s + 1) * n_layers)
         y[:, cols] = scale * noise(rng, n, n_layers, rho, tails) + shift * rng.normal(size=blocks.max() + 1)[blocks][:, None]
@@ -301,7 +304,8 @@ def stacked_data(rng, group, blocks, n_sets, n_layers, sd=(1.0, 1.0), effect=0.0
 
 def stacked_rejections(y, group, blocks, n_sets, statistic, rng, n_permutations=199, alpha=0.05,
                        corrections=("maxT",)) -> dict:  # fmt: skip
-    """Per-set tests of stacked data sets from one permutation matrix: rejection masks (n_sets, L) per correction.
+    """Per-set tests of stacked data sets from one permutation matrix: rejection masks (n_sets, L) per correction,
+    and the per-layer ``p`` (uncorrected) and statistic ``t``, each (n_sets, L).
 
     Uses `cse.stats.engine` (design, null, common scale) and `cse.stats.corrections.correct` per set.
     """
@@ -309,16 +313,18 @@ def stacked_rejections(y, group, blocks, n_sets, statistic, rng, n_permutations=
     from cse.stats.engine import common_scale, default_threshold, make_design, null_distribution
 
     y_a, y_b, bl, _ = ordered(y, group, blocks)
-    design = make_design(y_a, y_b, blocks=bl, statistic=statistic)
+    design = make_design(y_a, y_b, blocks=None if blocks is None else bl, statistic=statistic)
     t_obs = design.t(design.identity)[0]
     s_obs, s_null, scale = common_scale(design, t_obs, null_distribution(design, n_permutations, rng))
     L = y.shape[1] // n_sets
     threshold = default_threshold(design.observed()["threshold_df"], 0, 0.05, scale)
     out = {c: np.zeros((n_sets, L), bool) for c in ("none", *corrections)}
+    out["p"], out["t"] = np.ones((n_sets, L)), s_obs.reshape(n_sets, L)
     for s in range(n_sets):
         cols = slice(s * L, (s + 1) * L)
         res = correct(s_obs[cols], s_null[:, cols], list(corrections), tail=0, threshold=threshold, tfce_e=0.5,
                       tfce_h=2.0, alpha=alpha)  # fmt: skip
+        out["p"][s] = res["p_uncorrected"]
         out["none"][s] = res["p_uncorrected"] <= alpha
         for c in corrections:
             out[c][s] = res[f"p_{c}"] <= alpha

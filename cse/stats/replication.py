@@ -41,6 +41,7 @@ import xarray as xr
 
 from ..errors import CSEInputError
 from ..params import check_choice, check_int, check_number
+from .corrections import benjamini_hochberg, holm
 
 __all__ = ["CONJUNCTION_CORRECTIONS", "conjunction", "replicated_bands"]
 
@@ -177,9 +178,7 @@ def conjunction(results, *, u: int | None = None, alpha: float = 0.05, correctio
     conj_pos, conj_neg = _partial(np.array(pos), u), _partial(np.array(neg), u)
     p_conj = np.minimum(conj_pos, conj_neg)
     sign = np.where(p_conj >= 1.0, 0, np.where(conj_pos <= conj_neg, 1, -1))
-    from statsmodels.stats.multitest import multipletests
-
-    p_corr = multipletests(p_conj, alpha=alpha, method=correction)[1]
+    p_corr = holm(p_conj) if correction == "holm" else benjamini_hochberg(p_conj)
     if bins is None:
         dim, coords = "layer", {"layer": first["layer"].values}
         if "depth" in first.coords and first["depth"].dims == ("layer",):
