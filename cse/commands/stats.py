@@ -74,8 +74,9 @@ def permutation_options(func):
         click.option("--n-bootstrap", type=int, default=2000, show_default=True,
                      help="Bootstrap replicates for the intervals of Hedges' g and of the difference."),
         click.option("--bootstrap", type=click.Choice(BOOTSTRAPS), default="auto", show_default=True,
-                     help="auto: whole exchangeability blocks with blocks, tokens within groups without; cells: "
-                          "tokens within block-by-group cells (earlier releases; too narrow with small blocks)."),
+                     help="auto: whole exchangeability blocks with 10 or more blocks, tokens within block-by-group "
+                          "cells with fewer, within groups without blocks; cells: always within cells (earlier "
+                          "releases; too narrow with small blocks)."),
         click.option("--seed", type=int, default=0, show_default=True),
     ]  # fmt: skip
     for option in reversed(options):

@@ -166,8 +166,8 @@ def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str
         at any layer or in a covariate are left out (counted in ``n_tokens_incomplete``).
     statistic : {"auto", "cr", "hc2", "pooled", "welch", "paired"}
         The statistic (see Notes). ``auto`` (default): ``welch`` without blocks and
-        covariates, ``cr`` with blocks, ``hc2`` with covariates but no blocks,
-        ``paired`` for pairs.
+        covariates, ``cr`` with at least two blocks (``hc2`` with one), ``hc2`` with
+        covariates but no blocks, ``paired`` for pairs.
     n_permutations : int
         Number of random permutations P >= 1 (the observed labelling is not among
         them), so that p = (b + 1) / (P + 1); when the permutation space holds at most
@@ -202,9 +202,10 @@ def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str
         Coverage of the bootstrap intervals, in (0, 1).
     bootstrap : {"auto", "blocks", "cells"}
         What the bootstrap resamples: ``blocks`` whole exchangeability blocks (the
-        default with blocks); ``cells`` tokens within each block-by-group cell (the
-        scheme of earlier releases; too narrow with small blocks) or within each group
-        without blocks. Pairs are always resampled whole.
+        default with at least 10 blocks holding both labels); ``cells`` tokens within
+        each block-by-group cell (the scheme of earlier releases, and the default with
+        fewer blocks; too narrow with small blocks) or within each group without
+        blocks. Pairs are always resampled whole. ``attrs["bootstrap"]`` says which.
     %(include_special)s
     %(seed)s
     groups : (a, b), optional

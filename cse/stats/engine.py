@@ -29,6 +29,7 @@ from .statistics import PairedT, WelchT
 
 __all__ = [
     "BOOTSTRAPS",
+    "MIN_BOOTSTRAP_BLOCKS",
     "STATISTICS",
     "common_scale",
     "compare_arrays",
@@ -41,16 +42,21 @@ __all__ = [
 
 #: Statistics of `compare` by name ("auto": the default of the design, see `resolve_statistic`).
 STATISTICS = ("auto", "cr", "hc2", "pooled", "welch", "paired")
-#: Bootstrap schemes of the intervals ("auto": whole blocks with blocks, else within groups / pairs).
+#: Bootstrap schemes of the intervals ("auto": whole blocks with at least `MIN_BOOTSTRAP_BLOCKS` blocks, else
+#: within block-by-group cells, within groups without blocks, pairs for pairs).
 BOOTSTRAPS = ("auto", "blocks", "cells")
+#: Fewest blocks for which "auto" resamples whole blocks: with 10 blocks of 40 tokens the block bootstrap covered
+#: 0.92 of 1000 data sets and the within-cell one 0.93; with 60 blocks of 2-4 tokens 0.94 against 0.56.
+MIN_BOOTSTRAP_BLOCKS = 10
 
 
-def resolve_statistic(statistic: str, *, paired: bool, blocks: bool, covariates: bool) -> str:
+def resolve_statistic(statistic: str, *, paired: bool, blocks: bool, covariates: bool, n_blocks: int = 2) -> str:
     """The statistic a design uses: ``auto`` resolved, combinations refused.
 
     ``auto`` is ``paired`` for pairs, ``welch`` without blocks and covariates,
-    `cse.stats.robust.DEFAULT_ROBUST` (``cr``) with blocks, and ``hc2`` with covariates
-    but no blocks.
+    `cse.stats.robust.DEFAULT_ROBUST` (``cr``) with at least two blocks (holding both
+    labels), and ``hc2`` with covariates but no blocks or with a single block (where
+    the block-clustered error is undefined).
 
     Raises
     ------
@@ -59,7 +65,11 @@ def resolve_statistic(statistic: str, *, paired: bool, blocks: bool, covariates:
         without blocks, anything but ``paired`` for pairs).
     """
     if statistic == "auto":
-        return "paired" if paired else DEFAULT_ROBUST if blocks else "hc2" if covariates else "welch"
+        if paired:
+            return "paired"
+        if blocks:
+            return DEFAULT_ROBUST if n_blocks >= 2 else "hc2"
+        return "hc2" if covariates else "welch"
     if paired != (statistic == "paired"):
         raise CSEInputError(
             f"Invalid value for 'statistic': {statistic!r} "
@@ -212,7 +222,9 @@ def compare_arrays(y_a, y_b, *, paired=False, blocks=None, covariates=None, cova
     """
     rng = np.random.default_rng() if rng is None else rng
     has_cov = covariates is not None and covariates.shape[1] > 0
-    statistic = resolve_statistic(statistic, paired=paired, blocks=blocks is not None, covariates=has_cov)
+    n_blocks = 0 if blocks is None else int(np.max(blocks)) + 1
+    statistic = resolve_statistic(statistic, paired=paired, blocks=blocks is not None, covariates=has_cov,
+                                  n_blocks=n_blocks)  # fmt: skip
     design = make_design(y_a, y_b, paired=paired, blocks=blocks, covariates=covariates,
                          covariate_names=covariate_names, statistic=statistic)  # fmt: skip
     # 1. Observed statistics and effect sizes.
@@ -243,7 +255,8 @@ def compare_arrays(y_a, y_b, *, paired=False, blocks=None, covariates=None, cova
     # 4. Bootstrap intervals of Hedges' g and of the effect estimate.
     if bootstrap == "blocks" and blocks is None:
         raise CSEInputError("Invalid value for 'bootstrap': 'blocks' resamples exchangeability blocks; give them")
-    by_blocks = blocks is not None and bootstrap in ("auto", "blocks") and not paired
+    by_blocks = blocks is not None and not paired and (
+        bootstrap == "blocks" or (bootstrap == "auto" and n_blocks >= MIN_BOOTSTRAP_BLOCKS))
     out["bootstrap"] = "blocks" if by_blocks else ("pairs" if paired else "cells" if blocks is not None else "groups")
     if n_bootstrap > 0:
         out.update(bootstrap_interval(design, n_bootstrap, rng, ci, by_blocks=by_blocks))
