@@ -38,13 +38,9 @@ __all__ = [
     "benjamini_hochberg",
     "correct",
     "holm",
-    "find_clusters",
-    "max_cluster_mass",
     "maxT_single_step",
     "maxT_stepdown",
-    "tail_stat",
     "tfce",
-    "tfce_signed",
 ]
 
 CORRECTIONS = ("cluster", "tfce", "maxT", "maxT_stepdown", "fdr_bh")
@@ -73,7 +69,18 @@ def holm(p: np.ndarray) -> np.ndarray:
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (`scipy.stats.false_discovery_control`); NaN stays NaN."""
+    """Benjamini-Hochberg adjusted p-values (`scipy.stats.false_discovery_control`); NaN stays NaN.
+
+    Parameters
+    ----------
+    p : ndarray, shape (m,)
+        p-values; NaN ones take no part.
+
+    Returns
+    -------
+    ndarray, shape (m,)
+        Adjusted p-values (FDR; Benjamini & Hochberg 1995).
+    """
     p = np.asarray(p, dtype=np.float64)
     out = np.full(p.shape, np.nan)
     finite = np.isfinite(p)
@@ -178,12 +185,44 @@ def _row_max(s: np.ndarray) -> np.ndarray:
 
 
 def maxT_single_step(s_obs: np.ndarray, s_null: np.ndarray, exact: bool = False) -> np.ndarray:
-    """Single-step max-T p-values: each layer against the maximum over layers of every permutation."""
+    """Single-step max-T p-values: each layer against the maximum over layers of every permutation.
+
+    Parameters
+    ----------
+    s_obs : ndarray, shape (L,)
+        Observed statistic per layer, large values against H0 (|t| when two-sided).
+    s_null : ndarray, shape (P, L)
+        The same statistic for every permutation.
+    exact : bool
+        The rows of `s_null` enumerate the whole permutation space (identity included).
+
+    Returns
+    -------
+    ndarray, shape (L,)
+        FWER-adjusted p-values (Westfall & Young 1993, Algorithm 2.5); NaN where `s_obs` is.
+    """
     return permutation_p(np.broadcast_to(_row_max(s_null)[:, None], s_null.shape), s_obs, exact)
 
 
 def maxT_stepdown(s_obs: np.ndarray, s_null: np.ndarray, exact: bool = False) -> np.ndarray:
     """Step-down max-T p-values (Westfall & Young 1993, Algorithm 2.8).
+
+    Parameters
+    ----------
+    s_obs : ndarray, shape (L,)
+        Observed statistic per layer, large values against H0.
+    s_null : ndarray, shape (P, L)
+        The same statistic for every permutation.
+    exact : bool
+        The rows of `s_null` enumerate the whole permutation space (identity included).
+
+    Returns
+    -------
+    ndarray, shape (L,)
+        FWER-adjusted p-values.
+
+    Notes
+    -----
 
     Layers are ordered by their observed statistic, largest first, r_1 .. r_m. For each
     permutation the successive maxima ``q_k = max(s_null[r_k], ..., s_null[r_m])`` are

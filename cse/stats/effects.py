@@ -40,7 +40,7 @@ import numpy as np
 
 from .permutation import batch_size, block_weights, stratified_weights
 
-__all__ = ["bootstrap_interval", "effect_paired", "effect_two_sample", "hedges_j", "percentile_interval"]
+__all__ = ["bootstrap_interval"]
 
 
 def hedges_j(df):

@@ -31,12 +31,7 @@ __all__ = [
     "BOOTSTRAPS",
     "MIN_BOOTSTRAP_BLOCKS",
     "STATISTICS",
-    "common_scale",
     "compare_arrays",
-    "default_threshold",
-    "make_design",
-    "null_distribution",
-    "resolve_statistic",
     "t_to_z",
 ]
 
@@ -139,8 +134,18 @@ def null_distribution(design, n_permutations: int, rng: np.random.Generator, per
 def t_to_z(t, df):
     """The standard normal quantile with the tail probability of Student's t(df): sign(t) Phi^-1(F(|t|)).
 
-    Computed on the log scale (``scipy.special.ndtri_exp`` of ``t.logsf``) so that
-    large |t| keep their order; NaN where t or df is NaN.
+    Parameters
+    ----------
+    t : array_like, float64
+        t statistics.
+    df : array_like, float64
+        Their degrees of freedom (broadcast against `t`).
+
+    Returns
+    -------
+    ndarray, float64
+        z, computed on the log scale (``scipy.special.ndtri_exp`` of ``t.logsf``) so
+        that large |t| keep their order; NaN where t or df is NaN.
     """
     t, df = np.asarray(t, dtype=np.float64), np.asarray(df, dtype=np.float64)
     with np.errstate(invalid="ignore"):
@@ -194,10 +199,14 @@ def compare_arrays(y_a, y_b, *, paired=False, blocks=None, covariates=None, cova
     y_a, y_b : ndarray, shape (n_a, L) and (n_b, L), float64
         Values of the two groups (NaN = undefined at that layer). When `paired`, row i
         of each forms pair i.
+    paired : bool
+        Sign-flip test of the differences y_b - y_a (row i of each is pair i).
     blocks : ndarray of int, shape (n_a + n_b,), optional
         Exchangeability block codes (0 .. K - 1), tokens ordered ``[y_a; y_b]``.
     covariates : ndarray, shape (n_a + n_b, c), optional
         Nuisance regressors (finite; the values must be finite too).
+    covariate_names : sequence of str
+        Names of the covariates, for messages and the statistic's description.
     statistic : str
         A name of `STATISTICS`.
     bootstrap : str

@@ -49,7 +49,7 @@ from ..errors import CSEInputError
 from .effects import hedges_j
 from .permutation import PermutationScheme
 
-__all__ = ["BlockT", "FreedmanLaneT", "RegressionEffects", "block_indicator", "mask_patterns", "weighted_fit"]
+__all__ = ["BlockT", "FreedmanLaneT", "RegressionEffects", "weighted_fit"]
 
 
 def block_indicator(codes: np.ndarray, n_blocks: int) -> sparse.csr_matrix:

@@ -31,18 +31,10 @@ import math
 import numpy as np
 
 __all__ = [
-    "BATCH",
-    "BATCH_ELEMENTS",
-    "TIE_RTOL",
     "PermutationScheme",
-    "at_least",
-    "batch_size",
     "block_weights",
-    "label_permutations",
     "permutation_indices",
     "permutation_p",
-    "sign_flips",
-    "stratified_weights",
 ]
 
 #: Most rows of one batch of permutations or bootstrap replicates.
@@ -154,11 +146,23 @@ def at_least(null: np.ndarray, observed: np.ndarray) -> np.ndarray:
 
 
 def permutation_p(null: np.ndarray, observed: np.ndarray, exact: bool = False) -> np.ndarray:
-    """p per column of `null` (P, m) against `observed` (m,); NaN stays NaN.
+    """Permutation p-value per column; NaN stays NaN.
 
-    ``(b + 1) / (P + 1)`` for random permutations (the observed labelling is not among
-    the P rows), ``b / P`` when the rows enumerate the whole permutation space (the
-    identity among them); b counts rows at least the observed value.
+    Parameters
+    ----------
+    null : ndarray, shape (P, m)
+        The statistic of every permutation, large values against H0.
+    observed : ndarray, shape (m,)
+        The observed statistic.
+    exact : bool
+        The rows enumerate the whole permutation space, the identity among them.
+
+    Returns
+    -------
+    ndarray, shape (m,)
+        ``(b + 1) / (P + 1)`` for random permutations (the observed labelling is not
+        among the P rows), ``b / P`` when `exact`; b counts rows at least the observed
+        value (ties up to rounding count).
     """
     count = at_least(null, observed[None, :]).sum(axis=0)
     extra = 0.0 if exact else 1.0

@@ -7,7 +7,7 @@ import xarray as xr
 
 from .selection import describe_where
 
-__all__ = ["LONG_NAMES", "assemble", "layer_coords"]
+__all__ = ["LONG_NAMES"]
 
 #: name -> (long_name, units) of the variables of a comparison.
 LONG_NAMES = {

@@ -53,7 +53,7 @@ from scipy import sparse
 
 from .linear_model import BlockT, FreedmanLaneT, block_indicator
 
-__all__ = ["DEFAULT_ROBUST", "ROBUST_KINDS", "RobustBlockT", "RobustFreedmanLaneT", "block_scatter"]
+__all__ = ["DEFAULT_ROBUST", "ROBUST_KINDS", "RobustBlockT", "RobustFreedmanLaneT"]
 
 #: The studentized statistics offered, by name.
 ROBUST_KINDS = ("cr", "hc2")

@@ -19,20 +19,10 @@ from ..errors import CSEInputError
 from ..where import evaluate
 
 __all__ = [
-    "Selection",
-    "align_pairs",
-    "as_dataarray",
     "block_design",
-    "covariate_matrix",
     "deprecated_alias",
-    "describe_where",
     "finite_values",
-    "select_groups",
     "select_tokens",
-    "to_python",
-    "token_frame",
-    "token_mask",
-    "where_mask",
 ]
 
 

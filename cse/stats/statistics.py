@@ -31,7 +31,7 @@ import numpy as np
 from .effects import effect_paired, effect_two_sample
 from .permutation import PermutationScheme
 
-__all__ = ["PairedT", "WelchT", "center", "paired_t_batch", "welch_from_sums", "welch_t_batch"]
+__all__ = ["PairedT", "WelchT", "welch_t_batch"]
 
 
 def center(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
