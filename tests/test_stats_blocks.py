@@ -339,3 +339,41 @@ def test_tfce_is_the_limit_of_smith_and_nichols_sum():
     assert (tfce(-x) == 0).all() and (tfce(np.full((1, 5), np.nan)) == 0).all()
     # a single layer of height v, E irrelevant: v**(H+1) / (H+1)
     assert tfce(np.array([[0, 2.0, 0]]), 0.5, 2.0)[0, 1] == pytest.approx(8 / 3)
+
+
+def test_leverage_one_and_single_label_cells():
+    """HC2 with leverage 1 (the only mixed block has one token of each label) is undefined: NaN, counted in
+    n_layers_undefined; a token whose block holds one label at a layer (x~ = 0) contributes nothing."""
+    from cse.stats.robust import RobustBlockT
+
+    y = np.array([[0.1, 0.3], [0.9, 0.2]])
+    design = RobustBlockT(y, np.array([False, True]), np.array([0, 0]), "hc2")
+    assert np.isnan(design.t(design.identity)).all()
+    res = compare_arrays(y[:1], y[1:], blocks=np.array([0, 0]), statistic="hc2", n_permutations=9)
+    assert res["n_layers_undefined"] == 2 and np.isnan(res["p_uncorrected"]).all()
+    # NaN at one layer leaves block 2 with one label there: its tokens drop out of that layer's SE and effect
+    rng = np.random.default_rng(2)
+    y, group, blocks = confounded_blocks(rng, 4, 8, 2)
+    lone = np.flatnonzero((blocks == 2) & group)
+    y[lone, 1] = np.nan
+    design = RobustBlockT(y, group, blocks, "hc2")
+    without = RobustBlockT(y[blocks != 2][:, 1:], group[blocks != 2], np.unique(blocks[blocks != 2],
+                                                                                return_inverse=True)[1], "hc2")
+    assert design.t(design.identity)[0, 1] == pytest.approx(without.t(without.identity)[0, 0], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(statistic="welch", exchangeability_blocks="verb"), r"'statistic': 'welch' pools over all tokens"),
+        (dict(statistic="cr"), r"'statistic': 'cr' clusters by exchangeability blocks"),
+        (dict(statistic="paired"), r"'statistic': 'paired' needs 'paired_by'"),
+        (dict(statistic="t"), r"'statistic': expected one of"),
+        (dict(bootstrap="blocks"), r"'bootstrap': 'blocks' resamples exchangeability blocks"),
+        (dict(bootstrap="pairs"), r"'bootstrap': expected one of"),
+    ],
+)
+def test_statistic_and_bootstrap_errors(kwargs, match):
+    ds, *_ = block_dataset(seed=11)
+    with pytest.raises(CSEInputError, match=match):
+        stats.compare(ds, "label", n_permutations=9, n_bootstrap=5, **kwargs)

@@ -130,6 +130,8 @@ class RobustBlockT(BlockT):
             n1 = np.bincount(codes, self.group[pat.tokens].astype(float), minlength=self.n_blocks)
             w1, w0, x1, x0, sxx = self._weights(n1[None, :], counts)
             w1, w0, x1, x0 = w1[0], w0[0], x1[0], x0[0]
+            if not (np.isfinite(w1).all() and np.isfinite(w0).all()):  # leverage 1: undefined at these layers
+                w1, w0 = np.full_like(w1, np.nan), np.full_like(w0, np.nan)
             out["fixed"] = {
                 "sxx": sxx[0], "c0": w0 @ out["syy"], "c2": float(n1 @ (w1 * x1**2) + (counts - n1) @ (w0 * x0**2)),
                 "g": (w1 - w0)[codes][:, None] * pat.resid**2, "h": (w1 * x1 - w0 * x0)[codes][:, None] * pat.resid,
@@ -166,8 +168,9 @@ class RobustBlockT(BlockT):
     @staticmethod
     def _fixed(x, pat, fixed):
         """HC2 when every block's label counts are fixed: three dense products per batch."""
-        beta = (x @ pat.resid) / fixed["sxx"]
-        num = fixed["c0"] + x @ fixed["g"] - 2 * beta * (x @ fixed["h"]) + beta**2 * fixed["c2"]
+        with np.errstate(invalid="ignore"):
+            beta = (x @ pat.resid) / fixed["sxx"]
+            num = fixed["c0"] + x @ fixed["g"] - 2 * beta * (x @ fixed["h"]) + beta**2 * fixed["c2"]
         return _studentize(beta, num / fixed["sxx"] ** 2)
 
     def _cells(self, x, pat, extra):
