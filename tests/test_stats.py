@@ -641,3 +641,13 @@ def holm_reference(p):
     from statsmodels.stats.multitest import multipletests
 
     return multipletests(p, method="holm")[1]
+
+
+def test_hc2_without_blocks_is_welch():
+    """With one block the HC2 leverage is 1 / n_g, so the studentized coefficient is Welch's t exactly."""
+    ds = make_result(seed=10, nan_fraction=0.05)
+    welch = stats.compare(ds, "label", n_permutations=99, n_bootstrap=0, seed=2)
+    hc2 = stats.compare(ds, "label", statistic="hc2", n_permutations=99, n_bootstrap=0, seed=2)
+    np.testing.assert_allclose(hc2.t.values, welch.t.values, rtol=1e-10)
+    assert hc2.attrs["statistic"].startswith("two-sample z") and hc2.attrs["scale"] == "z"
+    np.testing.assert_array_equal(hc2.p_uncorrected.values, welch.p_uncorrected.values)  # same permutations

@@ -190,6 +190,8 @@ class PermutationScheme:
     def __init__(self, kind: str, n: int, blocks=None, group=None):
         self.kind, self.n = kind, int(n)
         self.blocks = None if blocks is None else np.asarray(blocks, dtype=np.int64)
+        if self.blocks is not None and np.unique(self.blocks).size <= 1:
+            self.blocks = None  # one block: the same draws as no blocks
         codes = np.zeros(self.n, dtype=np.int64) if self.blocks is None else self.blocks
         self.members = [np.flatnonzero(codes == k) for k in range(int(codes.max(initial=0)) + 1)]
         self.group = None if group is None else np.asarray(group, dtype=bool)
