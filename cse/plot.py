@@ -22,6 +22,9 @@ __all__ = ["plot_depth_profile", "group_profiles"]
 _COLOURS = ("#1f77b4", "#d62728")
 #: Hatch colour of the boundary-affected layers.
 BOUNDARY_COLOUR = "#8c564b"
+#: Short legend names of the statistics of `cse.stats.compare` (the full text is in its attrs["statistic"]).
+_SHORT = {"cr": "within-block z, block-clustered SE", "hc2": "z, HC2 SE", "pooled": "pooled-variance t",
+          "welch": "Welch t", "paired": "paired t"}
 
 
 def group_profiles(ds, by, where=None, *, levels=None, var: str = "cse", include_special: bool = False,
@@ -177,7 +180,7 @@ def plot_depth_profile(
                        hatch="///", linewidth=0, zorder=0,
                        label="boundary-affected layers (MODWT boundary coefficients)" if k == 0 else None)  # fmt: skip
     if stats is not None:
-        statistic = stats.attrs.get("statistic", "")
+        statistic = _SHORT.get(stats.attrs.get("statistic_name"), stats.attrs.get("statistic", ""))
         label = (f"significant ({stats.attrs.get('correction', '')}, α = {stats.attrs.get('alpha', 0.05):g}"
                  + (f"; {statistic}" if statistic else "") + ")")  # fmt: skip
         for k, (start, stop) in enumerate(_runs(np.asarray(stats["significant"].values, dtype=bool))):
