@@ -13,26 +13,42 @@ import xarray as xr
 from scipy import stats as sps
 
 from .errors import CSEInputError
+from .stats.layers import boundary_layers
 from .stats.result import layer_coords
-from .stats.selection import select_groups
+from .stats.selection import deprecated_alias, finite_values, select_groups
 
 __all__ = ["plot_depth_profile", "group_profiles", "plot_tokens"]
 
 _COLOURS = ("#1f77b4", "#d62728")
 #: Hatch colour of the boundary-affected layers.
 BOUNDARY_COLOUR = "#8c564b"
+#: Short legend names of the statistics of `cse.stats.compare` (the full text is in its attrs["statistic"]).
+_SHORT = {"cr": "within-block z, block-clustered SE", "hc2": "z, HC2 SE", "pooled": "pooled-variance t",
+          "welch": "Welch t", "paired": "paired t"}
 
 
-def group_profiles(ds, by, where=None, *, groups=None, var: str = "cse", include_special: bool = False,
-                   ci: float = 0.95) -> xr.Dataset:  # fmt: skip
+def group_profiles(ds, by, where=None, *, levels=None, var: str = "cse", include_special: bool = False,
+                   ci: float = 0.95, groups=None) -> xr.Dataset:  # fmt: skip
     """Per-layer mean of `var` for each of two groups of tokens, with t intervals.
 
     Parameters
     ----------
-    ds, by, where, groups, var, include_special
+    ds : xarray.Dataset, xarray.DataArray or ndarray, shape (n_tokens, n_layers)
         As in `cse.stats.compare`.
+    by : str or array-like
+        Token coordinate holding the groups (or the labels, with a plain array).
+    where : None, str, dict or boolean DataArray over ``token``
+        Token selection, as in `cse.stats.compare`.
+    levels : (a, b), optional
+        The two values of `by`, in this order (default: the two found, sorted).
+    var : str
+        Variable of a Dataset (``cse``, ``cse_z`` ...).
+    include_special : bool
+        Keep special tokens (default False).
     ci : float
         Coverage of the interval, in (0, 1).
+    groups : (a, b), optional
+        Deprecated name of `levels` (``DeprecationWarning``).
 
     Returns
     -------
@@ -44,15 +60,17 @@ def group_profiles(ds, by, where=None, *, groups=None, var: str = "cse", include
     -----
     The interval is the Student t interval of the mean per layer,
     ``mean ± t_{(1 + ci) / 2, n - 1} · sd / sqrt(n)``, over the tokens whose value is
-    finite at that layer (NaN where n < 2).
+    finite at that layer (NaN where n < 2); infinite values count as undefined (one
+    warning, ``n_nonfinite`` in the attributes).
     """
+    levels = deprecated_alias("groups", groups, "levels", levels)
     if not 0 < float(ci) < 1:
         raise CSEInputError(f"Invalid value for 'ci': expected a number in (0, 1), got {ci!r}")
-    sel = select_groups(ds, by, where, groups, var, include_special)
+    sel = select_groups(ds, by, where, levels, var, include_special)
     da = sel.da
+    values, n_nonfinite = finite_values(np.asarray(da.isel(token=np.r_[sel.idx_a, sel.idx_b]).values, np.float64), var)
     rows = []
-    for idx in (sel.idx_a, sel.idx_b):
-        y = np.asarray(da.isel(token=idx).values, dtype=np.float64)  # (n, L), loads only these tokens
+    for y in (values[: sel.idx_a.size], values[sel.idx_a.size :]):  # (n, L), only the selected tokens
         n = np.isfinite(y).sum(axis=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -62,11 +80,12 @@ def group_profiles(ds, by, where=None, *, groups=None, var: str = "cse", include
         half = np.where(n >= 2, half, np.nan)
         rows.append((mean, sd, n, mean - half, mean + half))
     stacked = [np.stack(v) for v in zip(*rows)]
-    coords = {"group": [str(g) for g in sel.groups], **layer_coords(da, sel.source)}
+    coords = {"group": [str(g) for g in sel.levels], **layer_coords(da, sel.source)}
     out = xr.Dataset(
         {name: (("group", "layer"), arr) for name, arr in zip(("mean", "sd", "n", "ci_low", "ci_high"), stacked)},
         coords=coords,
-        attrs={"by": sel.by, "var": var, "ci": float(ci), "interval": "Student t interval of the mean"},
+        attrs={"by": sel.by, "var": var, "ci": float(ci), "interval": "Student t interval of the mean",
+               "n_nonfinite": n_nonfinite},  # fmt: skip
     )
     return out
 
@@ -85,19 +104,23 @@ def plot_depth_profile(
     ax=None,
     ci: float = 0.95,
     *,
-    groups=None,
+    levels=None,
     var: str = "cse",
     include_special: bool = False,
     title: str | None = None,
     shade_boundary: bool = True,
+    groups=None,
 ):
     """Draw the mean of `var` per group against relative depth, with bands, significant layers and boundary layers.
 
     Parameters
     ----------
-    ds, by, where, groups, var, include_special
-        As in `cse.stats.compare`; `var` may be ``cse_z`` (the order-null z-score),
-        drawn with a line at 0.
+    ds : xarray.Dataset, xarray.DataArray or ndarray, shape (n_tokens, n_layers)
+        As in `cse.stats.compare`.
+    by : str or array-like
+        Token coordinate holding the groups.
+    where : None, str, dict or boolean DataArray over ``token``
+        Token selection, as in `cse.stats.compare`.
     stats : xarray.Dataset, optional
         A `cse.stats.compare` result for the same layers: runs of layers with
         ``significant`` True are shaded grey and labelled with the correction and the
@@ -107,11 +130,19 @@ def plot_depth_profile(
     ci : float
         Coverage of the bands (Student t interval of each group's mean per layer,
         see `group_profiles`).
+    levels : (a, b), optional
+        The two values of `by`, in this order (default: the two found, sorted).
+    var : str
+        Variable to draw; ``cse_z`` (the order-null z-score) is drawn with a line at 0.
+    include_special : bool
+        Keep special tokens (default False).
     title : str, optional
         Axes title; default names the model (from the attributes) and the variable.
     shade_boundary : bool
         Hatch the layers flagged ``boundary_affected`` (MODWT boundary coefficients,
         whose raw CSE depends on the boundary rule) where the result carries the flag.
+    groups : (a, b), optional
+        Deprecated name of `levels` (``DeprecationWarning``).
 
     Returns
     -------
@@ -128,7 +159,8 @@ def plot_depth_profile(
     """
     from matplotlib.figure import Figure
 
-    profile = group_profiles(ds, by, where, groups=groups, var=var, include_special=include_special, ci=ci)
+    levels = deprecated_alias("groups", groups, "levels", levels)
+    profile = group_profiles(ds, by, where, levels=levels, var=var, include_special=include_special, ci=ci)
     layers = np.asarray(profile["layer"].values)
     depth = _depth_of(layers, profile)
     if stats is not None:
@@ -141,14 +173,14 @@ def plot_depth_profile(
     half = 0.5 / layers.size
 
     # 1. Boundary-affected and significant runs of layers, shaded behind the lines.
-    if shade_boundary and "boundary_affected" in profile.coords:
-        flagged = np.asarray(profile["boundary_affected"].values, dtype=bool)
+    flagged = boundary_layers(profile)
+    if shade_boundary and flagged is not None:
         for k, (start, stop) in enumerate(_runs(flagged)):
             ax.axvspan(depth[start] - half, depth[stop] + half, facecolor="none", edgecolor=BOUNDARY_COLOUR,
                        hatch="///", linewidth=0, zorder=0,
                        label="boundary-affected layers (MODWT boundary coefficients)" if k == 0 else None)  # fmt: skip
     if stats is not None:
-        statistic = stats.attrs.get("statistic", "")
+        statistic = _SHORT.get(stats.attrs.get("statistic_name"), stats.attrs.get("statistic", ""))
         label = (f"significant ({stats.attrs.get('correction', '')}, α = {stats.attrs.get('alpha', 0.05):g}"
                  + (f"; {statistic}" if statistic else "") + ")")  # fmt: skip
         for k, (start, stop) in enumerate(_runs(np.asarray(stats["significant"].values, dtype=bool))):

@@ -144,6 +144,34 @@ def ols_t(y, x, blocks=None, covariates=None):
     return coef[0] / np.sqrt(cov[0, 0])
 
 
+def ols_robust_t(y, x, blocks=None, covariates=None, kind="hc2"):
+    """The coefficient of x over its HC2 or block-clustered (CR1, G / (G - 1)) standard error, from an
+    explicit design matrix and its hat matrix; rows with NaN y dropped."""
+    keep = np.isfinite(y)
+    cols = [x[keep]]
+    if blocks is None:
+        cols.append(np.ones(keep.sum()))
+    else:
+        cols += [(blocks[keep] == b).astype(float) for b in np.unique(blocks[keep])]
+    if covariates is not None:
+        cols += list(covariates[keep].T)
+    design = np.column_stack(cols)
+    bread = np.linalg.pinv(design.T @ design)
+    coef = bread @ design.T @ y[keep]
+    resid = y[keep] - design @ coef
+    if kind == "hc2":
+        hat = np.einsum("ij,jk,ik->i", design, bread, design)
+        meat = (design * (resid**2 / (1 - hat))[:, None]).T @ design
+    else:
+        scores = {}
+        for row, b in zip(design * resid[:, None], blocks[keep]):
+            scores[b] = scores.get(b, 0) + row
+        mixed = [b for b in np.unique(blocks[keep]) if 0 < x[keep][blocks[keep] == b].mean() < 1]
+        g = len(mixed)
+        meat = g / (g - 1) * sum(np.outer(v, v) for v in scores.values())
+    return coef[0] / np.sqrt((bread @ meat @ bread)[0, 0])
+
+
 def naive_clusters(t, thr, tail):
     out = []
     for sign in (1, -1) if tail == 0 else (tail,):
@@ -225,3 +253,79 @@ def naive_corrections(t_obs, t_null, tail, thr, e=0.5, h=2.0):
         "tfce": tfce_obs,
         "p_tfce": np.array([(count_ge(max_tfce, abs(v)) + 1) / (P + 1) for v in tfce_obs]),
     }
+
+
+# ---------------------------------------------------------------------------------
+# vectorized simulations: many data sets of one design stacked along the layer axis
+# ---------------------------------------------------------------------------------
+
+
+def noise(rng, n, n_columns, rho=0.5, tails="normal"):
+    """Unit-variance noise (n, n_columns), AR(1) with `rho` along the columns; t(3) tails with ``tails='t3'``."""
+    draw = (lambda size: rng.standard_t(3, size) / np.sqrt(3.0)) if tails == "t3" else rng.standard_normal
+    out = draw((n, n_columns))
+    for k in range(1, n_columns):
+        out[:, k] = rho * out[:, k - 1] + np.sqrt(1 - rho**2) * out[:, k]
+    return out
+
+
+def block_design_draw(rng, n_blocks=25, sizes=(4, 30), share=0.85):
+    """Blocks of random sizes in `sizes` (inclusive) and labels with P(label 1) = `share` (or, for a pair
+    (low, high), a share drawn per block), both labels in each block."""
+    size = rng.integers(sizes[0], sizes[1] + 1, n_blocks)
+    blocks = np.repeat(np.arange(n_blocks), size)
+    shares = rng.uniform(*share, n_blocks) if np.ndim(share) else np.full(n_blocks, share)
+    group = rng.random(blocks.size) < shares[blocks]
+    for k in range(n_blocks):
+        members = np.flatnonzero(blocks == k)
+        if group[members].all() or not group[members].any():
+            group[members[0]] = not group[members[0]]
+    return group, blocks
+
+
+def stacked_data(rng, group, blocks, n_sets, n_layers, sd=(1.0, 1.0), effect=0.0, band=(), shift=1.0,
+                 rho=0.5, tails="normal", block_sd=(1.0, 1.0)):  # fmt: skip
+    """`n_sets` data sets of one design side by side: y (n, n_sets * n_layers).
+
+    Block means differ (normal, SD `shift`, the same at every layer of a set); the noise
+    has SD ``sd[0]`` for label 0 and ``sd[1]`` for label 1, AR(1) over layers; label-1
+    tokens get `effect` at the layers of `band` (in units of the label-0 SD); each block's
+    noise is scaled by a factor drawn uniformly from `block_sd` (blocks that differ in variance).
+    """
+    n = blocks.size
+    y = np.empty((n, n_sets * n_layers))
+    scale = (np.where(group, sd[1], sd[0]) * rng.uniform(*block_sd, blocks.max() + 1)[blocks])[:, None]
+    for s in range(n_sets):
+        cols = slice(s * n_layers, (s + 1) * n_layers)
+        y[:, cols] = scale * noise(rng, n, n_layers, rho, tails) + shift * rng.normal(size=blocks.max() + 1)[blocks][:, None]
+        y[np.ix_(group, [s * n_layers + b for b in band])] += effect
+    return y
+
+
+def stacked_rejections(y, group, blocks, n_sets, statistic, rng, n_permutations=199, alpha=0.05,
+                       corrections=("maxT",)) -> dict:  # fmt: skip
+    """Per-set tests of stacked data sets from one permutation matrix: rejection masks (n_sets, L) per correction,
+    and the per-layer ``p`` (uncorrected) and statistic ``t``, each (n_sets, L).
+
+    Uses `cse.stats.engine` (design, null, common scale) and `cse.stats.corrections.correct` per set.
+    """
+    from cse.stats.corrections import correct
+    from cse.stats.engine import common_scale, default_threshold, make_design, null_distribution
+
+    y_a, y_b, bl, _ = ordered(y, group, blocks)
+    design = make_design(y_a, y_b, blocks=None if blocks is None else bl, statistic=statistic)
+    t_obs = design.t(design.identity)[0]
+    s_obs, s_null, scale = common_scale(design, t_obs, null_distribution(design, n_permutations, rng))
+    L = y.shape[1] // n_sets
+    threshold = default_threshold(design.observed()["threshold_df"], 0, 0.05, scale)
+    out = {c: np.zeros((n_sets, L), bool) for c in ("none", *corrections)}
+    out["p"], out["t"] = np.ones((n_sets, L)), s_obs.reshape(n_sets, L)
+    for s in range(n_sets):
+        cols = slice(s * L, (s + 1) * L)
+        res = correct(s_obs[cols], s_null[:, cols], list(corrections), tail=0, threshold=threshold, tfce_e=0.5,
+                      tfce_h=2.0, alpha=alpha)  # fmt: skip
+        out["p"][s] = res["p_uncorrected"]
+        out["none"][s] = res["p_uncorrected"] <= alpha
+        for c in corrections:
+            out[c][s] = res[f"p_{c}"] <= alpha
+    return out

@@ -61,7 +61,7 @@ def test_plot_hatches_boundary_layers_and_names_the_statistic():
     lo, hi = boundary[0].get_x(), boundary[0].get_x() + boundary[0].get_width()
     assert lo < ds.depth.values[0] and ds.depth.values[6] < hi < ds.depth.values[7]
     significant = [p for p in ax.patches if not p.get_hatch()]
-    assert significant and "within-block t (block fixed effects)" in significant[0].get_label()
+    assert significant and "within-block z, block-clustered SE" in significant[0].get_label()
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any(t.startswith("boundary-affected") for t in labels)
     assert not [p for p in plot.plot_depth_profile(ds, "label", shade_boundary=False).axes[0].patches]

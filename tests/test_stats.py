@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 from stats_data import indices_from_labels, make_result, naive_corrections, welch_t
 
-from cse import stats
+from cse import plot, stats
 from cse.errors import CSEInputError
-from cse.stats.comparison import compare_arrays
+from cse.stats.engine import compare_arrays
 from cse.stats.permutation import label_permutations, permutation_indices, sign_flips
 
 RTOL_F64 = 5e-11
@@ -431,7 +431,7 @@ def test_result_round_trips_through_netcdf(tmp_path):
         (dict(by="label", tfce_e=0), r"'tfce_e'"),
         (dict(by="label", tfce_h=float("nan")), r"'tfce_h'"),
         (dict(by="label", threshold=-1), r"'threshold'"),
-        (dict(by="label", groups=("literal", "simile")), r"'groups'.*no value 'simile'"),
+        (dict(by="label", levels=("literal", "simile")), r"'levels'.*no value 'simile'"),
         (dict(by="label", paired_by="text", exchangeability_blocks="verb"), r"'paired_by'.*excludes"),
         (dict(by="label", paired_by="text", covariates=["surprisal"]), r"'paired_by'.*excludes"),
         (dict(by="label", exchangeability_blocks="text"), r"'exchangeability_blocks': no 'text' block holds"),
@@ -465,12 +465,18 @@ def test_memory_bound_is_checked_before_any_work(monkeypatch):
 def test_groups_pick_two_and_match_by_text():
     ds = make_result(n_texts=12)
     ds = ds.assign_coords(kind=("token", ds.text.values % 3))
-    res = stats.compare(ds, "kind", groups=("2", "0"), n_permutations=19, n_bootstrap=0)
+    res = stats.compare(ds, "kind", levels=("2", "0"), n_permutations=19, n_bootstrap=0)
     assert res.attrs["groups"] == ["2", "0"]
     a, b = split(ds, "kind", 2, 0)
     np.testing.assert_allclose(res.t.values, welch_t(a, b), rtol=RTOL_F64)
     with pytest.raises(TypeError, match="'seed'"):
-        stats.compare(ds, "kind", groups=(0, 1), seed="x")
+        stats.compare(ds, "kind", levels=(0, 1), seed="x")
+    # 'groups' is the old name of 'levels' (statsmodels' 'groups' is the grouping column, as in mixedlm)
+    with pytest.warns(DeprecationWarning, match="'groups' is deprecated.*'levels'"):
+        old = stats.compare(ds, "kind", groups=("2", "0"), n_permutations=19, n_bootstrap=0)
+    xr.testing.assert_identical(old, res)
+    with pytest.raises(CSEInputError, match="'levels' only"), pytest.warns(DeprecationWarning):
+        stats.compare(ds, "kind", groups=("2", "0"), levels=("0", "2"), n_permutations=19)
 
 
 def test_ten_thousand_permutations_are_fast():
@@ -482,3 +488,166 @@ def test_ten_thousand_permutations_are_fast():
     elapsed = time.perf_counter() - start
     assert res.attrs["n_permutations"] == 10000
     assert elapsed < 20, elapsed  # about 2 s on 2 shared cores
+
+
+# ---------------------------------------------------------------------------------
+# issue 18: exact enumeration of small permutation spaces; infinite values
+# ---------------------------------------------------------------------------------
+
+
+def brute_force_p(stat, relabellings):
+    """p = (elements with |stat| >= |observed|) / (size), the identity among the relabellings."""
+    values = np.array([stat(r) for r in relabellings])
+    observed = values[0]
+    return np.mean(np.abs(values) >= np.abs(observed) - 1e-12)
+
+
+def test_small_within_block_spaces_are_enumerated_exactly():
+    """6 blocks of 2 tokens (one of each label): 2**6 = 64 relabellings <= P. Every one is used once, the identity
+    included, and p = (count >= observed) / 64, the same as a brute-force loop over all relabellings."""
+    rng = np.random.default_rng(3)
+    blocks = np.repeat(np.arange(6), 2)
+    group = np.tile([False, True], 6)
+    y = rng.normal(size=(12, 3)) + np.arange(6)[blocks][:, None]
+    y[group, 0] += 1.5
+    y_a, y_b = y[~group], y[group]
+    bl = np.r_[blocks[~group], blocks[group]]
+    for statistic in ("cr", "hc2", "pooled"):
+        res = compare_arrays(y_a, y_b, blocks=bl, statistic=statistic, corrections=["maxT"], n_permutations=999,
+                             rng=np.random.default_rng(0))  # fmt: skip
+        assert res["exact"] and res["n_permutations"] == 64 and res["space_size"] == 64
+        design_y = np.concatenate([y_a, y_b])
+        labels = np.r_[np.zeros(6, bool), np.ones(6, bool)]
+        flips = [np.array(f) for f in itertools.product([False, True], repeat=6)]
+        flips.sort(key=lambda f: f.any())  # the identity (no swap) first
+        relabel = []
+        for f in flips:
+            row = labels.copy()
+            for k in np.flatnonzero(f):  # swap the labels of block k
+                row[[k, 6 + k]] = ~row[[k, 6 + k]]
+            relabel.append(row)
+        from cse.stats.engine import make_design
+
+        design = make_design(y_a, y_b, blocks=bl, statistic=statistic)
+        for layer in range(3):
+            def stat(row, layer=layer):  # the token indices whose labels give the relabelling `row`
+                perm = np.empty(12, np.int64)
+                perm[np.r_[np.flatnonzero(~row), np.flatnonzero(row)]] = np.arange(12)
+                return design.t(perm[None, :])[0, layer]
+            assert res["p_uncorrected"][layer] == pytest.approx(brute_force_p(stat, relabel)), statistic
+    public = stats.compare(y, by=np.where(group, "b", "a"), n_permutations=999, n_bootstrap=0)
+    assert public.attrs["exact"] == 1 and public.attrs["permutation_space"] == 924.0  # C(12, 6) <= 999
+    assert public.attrs["n_permutations"] == 924 and public.attrs["p_min"] == pytest.approx(1 / 924)
+    assert public.attrs["p_value"].startswith("b / P")
+
+
+def test_exact_sign_flips_and_residual_permutations():
+    """10 pairs: 1024 sign flips <= P = 2000 are all used (p = count / 1024, exactly scipy's full enumeration);
+    Freedman-Lane on blocks of 3 tokens permutes residuals: 6**4 = 1296 within-block permutations <= P."""
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(10, 2))
+    b = a + 0.5 + rng.normal(size=(10, 2))
+    res = compare_arrays(a, b, paired=True, corrections=["maxT"], n_permutations=2000, rng=rng)
+    assert res["exact"] and res["n_permutations"] == 1024
+    for layer in range(2):
+        expected = sps.permutation_test(((b - a)[:, layer],), lambda d: d.mean() / d.std(ddof=1) * np.sqrt(len(d)),
+                                        permutation_type="samples", n_resamples=np.inf).pvalue
+        assert res["p_uncorrected"][layer] == pytest.approx(expected)
+    y = rng.normal(size=(12, 2))
+    group = np.tile([False, True, False], 4)
+    blocks = np.repeat(np.arange(4), 3)
+    z = rng.normal(size=(12, 1))
+    y_a, y_b, bl, zz = y[~group], y[group], np.r_[blocks[~group], blocks[group]], np.r_[z[~group], z[group]]
+    res = compare_arrays(y_a, y_b, blocks=bl, covariates=zz, covariate_names=["z"], corrections=["maxT"],
+                         n_permutations=2000, rng=rng)  # fmt: skip
+    assert res["exact"] and res["n_permutations"] == 1296 and res["p_uncorrected"].min() >= 1 / 1296
+    bigger = compare_arrays(y_a, y_b, blocks=bl, covariates=zz, covariate_names=["z"], n_permutations=500, rng=rng)
+    assert not bigger["exact"] and bigger["space_size"] is None and bigger["space_total"] == 1296
+
+
+def test_infinite_values_are_undefined_counted_and_said_once():
+    ds = make_result(seed=8, n_texts=10)
+    cse = ds.cse.values.copy()
+    cse[5, 2], cse[7, 2], cse[9, 4] = np.inf, -np.inf, np.inf
+    bad = ds.assign(cse=(("token", "layer"), cse))
+    clean = ds.assign(cse=(("token", "layer"), np.where(np.isinf(cse), np.nan, cse)))
+    with pytest.warns(RuntimeWarning, match="3 infinite value") as record:
+        res = stats.compare(bad, "label", n_permutations=99, n_bootstrap=20, seed=1)
+    assert len([w for w in record if "infinite" in str(w.message)]) == 1
+    ref = stats.compare(clean, "label", n_permutations=99, n_bootstrap=20, seed=1)
+    for name in ("mean_a", "mean_b", "t", "p_uncorrected", "g_ci_low", "n_a"):
+        np.testing.assert_array_equal(res[name].values, ref[name].values)
+    assert np.isfinite(res.mean_a.values).all() and res.attrs["n_nonfinite"] == 3
+    with pytest.warns(RuntimeWarning, match="infinite"):
+        prof = plot.group_profiles(bad, "label")
+    assert np.isfinite(prof["mean"].values).all() and prof.attrs["n_nonfinite"] == 3
+
+
+def test_group_contrast_is_welch_and_hedges_g_pooled_over_tokens():
+    ds = make_result(seed=9, effect=1.0)
+    res = stats.group_contrast(ds, "label", where="is_word_start", levels=("literal", "metaphor"))
+    a, b = split(ds.isel(token=ds.is_word_start.values))
+    np.testing.assert_allclose(res.t.values, welch_t(a, b), rtol=RTOL_F64)
+    test = stats.compare(ds, "label", where="is_word_start", n_permutations=9, n_bootstrap=0)
+    for name in ("mean_a", "mean_b", "diff", "t", "df", "hedges_g", "cohens_d", "n_a", "n_b"):
+        np.testing.assert_allclose(res[name].values, test[name].values, rtol=1e-12)
+    assert "p_uncorrected" not in res and res.attrs["statistic"] == "Welch t"
+
+
+def test_layer_span_and_boundary_layers():
+    assert stats.layer_span([3, 0, 1, 2, 9, 9, 10]) == "0-3, 9-10" and stats.layer_span([]) == "none"
+    ds = make_result(boundary_layers=3, n_texts=4)
+    np.testing.assert_array_equal(stats.boundary_layers(ds), np.arange(12) < 3)
+    res = stats.compare(ds, "label", n_permutations=9, n_bootstrap=0)
+    np.testing.assert_array_equal(stats.boundary_layers(res), np.arange(12) < 3)
+    assert stats.boundary_layers(make_result(n_texts=4)) is None
+
+
+def test_conjunction_on_layers_and_on_relative_depth():
+    def result(t, p, depth=None):
+        coords = {"layer": np.arange(len(t))}
+        if depth is not None:
+            coords["depth"] = ("layer", depth)
+        return xr.Dataset({"t": ("layer", np.asarray(t, float)), "p_uncorrected": ("layer", np.asarray(p, float))},
+                          coords=coords)  # fmt: skip
+
+    a = result([3, 3, -3, 1, 3], [0.001, 0.001, 0.001, 0.5, 0.001])
+    b = result([2, -3, -3, 2, 3], [0.002, 0.001, 0.001, 0.3, 0.04])
+    res = stats.conjunction({"mohx": a, "vua": b})
+    # layer 0: both +, max p 0.002; layer 1: opposite signs; layer 2: both -, 0.001; layer 3: weak; layer 4: 0.04
+    np.testing.assert_allclose(res.p_conjunction.values, [0.002, 1.0, 0.001, 0.5, 0.04])
+    np.testing.assert_allclose(res.p_corrected.values, holm_reference([0.002, 1.0, 0.001, 0.5, 0.04]))
+    np.testing.assert_array_equal(res.sign.values, [1, 0, -1, 1, 1])
+    np.testing.assert_array_equal(res.replicated.values, [True, False, True, False, False])
+    bands = stats.replicated_bands([a, b])
+    assert bands[["first", "last", "sign", "n"]].values.tolist() == [[0, 0, 1, 1], [2, 2, -1, 1]]
+    # one of two (u = 1): Bonferroni over the two smallest-first
+    one = stats.conjunction([a, b], u=1)
+    assert one.p_conjunction.values[1] == pytest.approx(2 * 0.001)
+    # different depths: bins of relative depth, Bonferroni within each bin
+    deep = result([3, 3, 3, 3, 3, 3, 3, 3, 3, 3], [0.001] * 10, depth=np.arange(1, 11) / 10)
+    binned = stats.conjunction([a.assign_coords(depth=("layer", np.arange(1, 6) / 5)), deep], bins=5)
+    assert binned.sizes == {"relative_depth": 5, "result": 2}
+    np.testing.assert_allclose(binned.p_positive.values[1], [0.002] * 5)
+    with pytest.raises(CSEInputError, match="'bins'.*different layers"):
+        stats.conjunction([a, deep])
+    with pytest.raises(CSEInputError, match="at least 2 results"):
+        stats.conjunction([a])
+    with pytest.raises(CSEInputError, match="'u'"):
+        stats.conjunction([a, b], u=3)
+
+
+def holm_reference(p):
+    from statsmodels.stats.multitest import multipletests
+
+    return multipletests(p, method="holm")[1]
+
+
+def test_hc2_without_blocks_is_welch():
+    """With one block the HC2 leverage is 1 / n_g, so the studentized coefficient is Welch's t exactly."""
+    ds = make_result(seed=10, nan_fraction=0.05)
+    welch = stats.compare(ds, "label", n_permutations=99, n_bootstrap=0, seed=2)
+    hc2 = stats.compare(ds, "label", statistic="hc2", n_permutations=99, n_bootstrap=0, seed=2)
+    np.testing.assert_allclose(hc2.t.values, welch.t.values, rtol=1e-10)
+    assert hc2.attrs["statistic"].startswith("two-sample z") and hc2.attrs["scale"] == "z"
+    np.testing.assert_array_equal(hc2.p_uncorrected.values, welch.p_uncorrected.values)  # same permutations

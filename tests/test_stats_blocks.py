@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 import xarray as xr
-from stats_data import confounded_blocks, naive_corrections, ols_t, ordered
+from scipy import stats as sps
+from stats_data import confounded_blocks, naive_corrections, ols_robust_t, ols_t, ordered
 
 from cse import stats
 from cse.errors import CSEInputError
-from cse.stats.comparison import compare_arrays, make_design
+from cse.stats.engine import compare_arrays, make_design
 from cse.stats.corrections import tfce
 from cse.stats.linear_model import weighted_fit
 from cse.stats.permutation import permutation_indices, stratified_weights
@@ -58,7 +59,8 @@ def statsmodels_fit(y, group, blocks, covariates=None, with_blocks=True):
 
 def test_within_block_t_agrees_with_statsmodels_ols_with_block_dummies():
     ds, y, group, blocks, _ = block_dataset(nan_fraction=0.08)
-    res = stats.compare(ds, "label", exchangeability_blocks="verb", n_permutations=99, n_bootstrap=0)
+    res = stats.compare(ds, "label", exchangeability_blocks="verb", n_permutations=99, n_bootstrap=0,
+                        statistic="pooled")  # fmt: skip
     assert res.attrs["statistic"] == "within-block t (block fixed effects)"
     assert res.attrs["groups"] == ["lit", "met"] and res.attrs["n_blocks"] == 6
     for layer in range(5):
@@ -69,14 +71,20 @@ def test_within_block_t_agrees_with_statsmodels_ols_with_block_dummies():
         d = fit.params["x"] / np.sqrt(fit.scale)  # the within-block effect over the residual SD
         assert res.cohens_d.values[layer] == pytest.approx(d, rel=1e-9)
         assert res.hedges_g.values[layer] == pytest.approx(d * (1 - 3 / (4 * fit.df_resid - 1)), rel=1e-9)
-    assert res.attrs["threshold_df"] == res.df.values.min()
+    # NaN patterns give the layers different df: t goes to the z scale, the threshold is N(0, 1)'s (issue 18)
+    assert len(set(res.df.values)) > 1 and res.attrs["scale"] == "z" and res.attrs["threshold_df"] == np.inf
+    assert res.attrs["threshold"] == pytest.approx(sps.norm.ppf(0.975))
+    complete = stats.compare(block_dataset()[0], "label", exchangeability_blocks="verb", n_permutations=9,
+                             n_bootstrap=0, statistic="pooled")  # fmt: skip
+    assert complete.attrs["scale"] == "t" and complete.attrs["threshold_df"] == complete.df.values.min()
 
 
 @pytest.mark.parametrize("with_blocks", [True, False])
 def test_freedman_lane_t_agrees_with_statsmodels_ols_with_covariates(with_blocks):
     ds, y, group, blocks, surprisal = block_dataset(seed=2)
     res = stats.compare(ds, "label", exchangeability_blocks="verb" if with_blocks else None,
-                        covariates=["surprisal", "position"], n_permutations=99, n_bootstrap=0)  # fmt: skip
+                        covariates=["surprisal", "position"], n_permutations=99, n_bootstrap=0,
+                        statistic="pooled")  # fmt: skip
     z = np.column_stack([surprisal, ds.position.values])
     assert res.attrs["statistic"].startswith("Freedman–Lane t (covariates: surprisal, position")
     assert res.attrs["covariates"] == "surprisal, position"
@@ -87,6 +95,59 @@ def test_freedman_lane_t_agrees_with_statsmodels_ols_with_covariates(with_blocks
         assert res["diff"].values[layer] == pytest.approx(fit.params["x"], rel=1e-9)
         assert res.df.values[layer] == fit.df_resid
         assert res.cohens_d.values[layer] == pytest.approx(fit.params["x"] / np.sqrt(fit.scale), rel=1e-9)
+
+
+@pytest.mark.parametrize("kind, cov_type", [("hc2", "HC2"), ("cr", "cluster")])
+def test_robust_statistics_agree_with_statsmodels(kind, cov_type):
+    """The default with blocks (HC2, full fixed-effects leverage) and the block-clustered variant are the label's
+    coefficient over statsmodels' HC2 / cluster standard error of OLS with block dummies (and covariates)."""
+    ds, y, group, blocks, surprisal = block_dataset(seed=3, nan_fraction=0.05)
+    y = np.where(group[:, None], 2.5 * y, y)  # unequal variances
+    ds["cse"] = (("token", "layer"), y)
+    for covariates in (None, ["surprisal"]):
+        res = stats.compare(ds, "label", exchangeability_blocks="verb", covariates=covariates, statistic=kind,
+                            n_permutations=99, n_bootstrap=0)  # fmt: skip
+        assert res.attrs["statistic_name"] == kind and res.attrs["scale"] == "z"
+        assert ("HC2" in res.attrs["statistic"]) == (kind == "hc2") and "N(0, 1)" in res.attrs["statistic"]
+        keep = np.isfinite(y).all(axis=1) if covariates else np.ones(len(y), bool)
+        for layer in range(5):
+            frame = pd.DataFrame({"y": y[keep, layer], "x": group[keep] * 1.0, "b": blocks[keep],
+                                  "s": surprisal[keep]}).dropna()  # fmt: skip
+            model = smf.ols("y ~ x + C(b)" + (" + s" if covariates else ""), frame)
+            if kind == "hc2":
+                expected = model.fit(cov_type="HC2").tvalues["x"]
+            else:
+                fit = model.fit(cov_type="cluster", cov_kwds={"groups": frame["b"], "use_correction": False})
+                g = frame.groupby("b")["x"].agg(lambda v: 0 < v.mean() < 1).sum()
+                expected = fit.params["x"] / fit.bse["x"] / np.sqrt(g / (g - 1))
+            assert res.t.values[layer] == pytest.approx(expected, rel=1e-9)
+    assert stats.compare(ds, "label", exchangeability_blocks="verb", n_permutations=9).attrs["statistic_name"] == "cr"
+
+
+@pytest.mark.parametrize("kind", ["hc2", "cr"])
+@pytest.mark.parametrize("covariates", [False, True])
+def test_robust_null_equals_naive_refits(kind, covariates):
+    """Every permutation of the robust statistics equals a refit from an explicit design matrix: labels permuted
+    within blocks (NaN patterns included), or, with covariates, the nuisance residuals permuted (Freedman-Lane)."""
+    rng = np.random.default_rng(40)
+    y, group, blocks = confounded_blocks(rng, 5, 8, 4)
+    y[group] *= 2.0
+    z = rng.normal(size=(len(y), 1)) + group[:, None]
+    if not covariates:
+        y[rng.random(y.shape) < 0.06] = np.nan
+    y_a, y_b, bl, zz = ordered(y, group, blocks, z if covariates else None)
+    yy, x = np.concatenate([y_a, y_b]), np.r_[np.zeros(len(y_a)), np.ones(len(y_b))]
+    perms = permutation_indices(len(x), 40, rng, blocks=bl)
+    design = make_design(y_a, y_b, blocks=bl, covariates=zz, covariate_names=["z"], statistic=kind)
+    if covariates:
+        nuisance = np.column_stack([zz] + [(bl == k) for k in range(5)])
+        fitted = nuisance @ np.linalg.lstsq(nuisance, yy, rcond=None)[0]
+        resid = yy - fitted
+        expected = [[ols_robust_t(resid[np.argsort(p), k] + fitted[:, k], x, bl, zz, kind) for k in range(4)]
+                    for p in perms]  # fmt: skip
+    else:
+        expected = [[ols_robust_t(yy[:, k], x[p], bl, None, kind) for k in range(4)] for p in perms]
+    np.testing.assert_allclose(design.t(perms), np.array(expected), rtol=1e-8)
 
 
 def test_weighted_fit_equals_ols_on_resampled_rows():
@@ -126,10 +187,16 @@ def test_block_corrections_match_independent_computation(tail):
     perms = permutation_indices(len(x), 199, rng, blocks=bl)
     naive_t = np.array([[ols_t(yy[:, layer], x[p], bl) for layer in range(8)] for p in perms])
     t_obs = np.array([ols_t(yy[:, layer], x, bl) for layer in range(8)])
-    got = compare_arrays(y_a, y_b, blocks=bl, corrections=ALL, tail=tail, threshold=1.7, permutations=perms)
+    got = compare_arrays(y_a, y_b, blocks=bl, corrections=ALL, tail=tail, threshold=1.7, permutations=perms,
+                         statistic="pooled")  # fmt: skip
     np.testing.assert_allclose(got["t"], t_obs, rtol=1e-9)
-    np.testing.assert_allclose(make_design(y_a, y_b, blocks=bl).t(perms), naive_t, rtol=1e-8)
-    naive = naive_corrections(t_obs, naive_t, tail, 1.7)
+    np.testing.assert_allclose(make_design(y_a, y_b, blocks=bl, statistic="pooled").t(perms), naive_t, rtol=1e-8)
+    # the NaN patterns give the layers different residual df: the corrections combine z, not t (issue 18)
+    df = np.array([np.isfinite(yy[:, k]).sum() - len(np.unique(bl[np.isfinite(yy[:, k])])) - 1 for k in range(8)])
+    assert len(set(df)) > 1 and got["scale"] == "z"
+    to_z = lambda t: np.sign(t) * sps.norm.isf(sps.t.sf(np.abs(t), df))  # noqa: E731
+    np.testing.assert_allclose(got["z"], to_z(t_obs), rtol=1e-8)
+    naive = naive_corrections(to_z(t_obs), np.array([to_z(t) for t in naive_t]), tail, 1.7)
     for name in ("p_uncorrected", "p_maxT", "p_maxT_stepdown", "p_tfce"):
         np.testing.assert_array_equal(got[name], naive[name])
     np.testing.assert_array_equal(got["cluster_p"], naive["cluster_p"])
@@ -154,7 +221,7 @@ def test_freedman_lane_null_equals_permuted_residuals_refitted(with_blocks):
     expected = np.array([
         [ols_t(resid[np.argsort(p), layer] + fitted[:, layer], x, bl, zz) for layer in range(4)] for p in perms
     ])  # fmt: skip
-    design = make_design(y_a, y_b, blocks=bl, covariates=zz, covariate_names=["z0", "z1"])
+    design = make_design(y_a, y_b, blocks=bl, covariates=zz, covariate_names=["z0", "z1"], statistic="pooled")
     np.testing.assert_allclose(design.t(perms), expected, rtol=1e-8)
     np.testing.assert_allclose(design.t(design.identity)[0], [ols_t(yy[:, k], x, bl, zz) for k in range(4)],
                                rtol=1e-9)  # fmt: skip
@@ -167,7 +234,9 @@ def test_block_permutation_distribution_is_centred_at_zero():
     y, group, blocks = confounded_blocks(rng, 8, 25, 6, shift=3.0)
     y_a, y_b, bl, _ = ordered(y, group, blocks)
     perms = permutation_indices(len(bl), 2000, rng, blocks=bl)
-    within = make_design(y_a, y_b, blocks=bl).t(perms)
+    within = make_design(y_a, y_b, blocks=bl, statistic="pooled").t(perms)
+    clustered = make_design(y_a, y_b, blocks=bl).t(perms)  # the default (CR): centred too, t(G - 1)-like tails
+    assert np.abs(clustered.mean(axis=0)).max() < 0.1 and clustered.std(axis=0).max() < 1.4
     pooled = WelchT(np.concatenate([y_a, y_b]), np.r_[np.zeros(len(y_a), bool), np.ones(len(y_b), bool)]).t(perms)
     assert np.abs(within.mean(axis=0)).max() < 0.1
     assert 0.85 < within.std(axis=0).min() and within.std(axis=0).max() < 1.15
@@ -270,3 +339,41 @@ def test_tfce_is_the_limit_of_smith_and_nichols_sum():
     assert (tfce(-x) == 0).all() and (tfce(np.full((1, 5), np.nan)) == 0).all()
     # a single layer of height v, E irrelevant: v**(H+1) / (H+1)
     assert tfce(np.array([[0, 2.0, 0]]), 0.5, 2.0)[0, 1] == pytest.approx(8 / 3)
+
+
+def test_leverage_one_and_single_label_cells():
+    """HC2 with leverage 1 (the only mixed block has one token of each label) is undefined: NaN, counted in
+    n_layers_undefined; a token whose block holds one label at a layer (x~ = 0) contributes nothing."""
+    from cse.stats.robust import RobustBlockT
+
+    y = np.array([[0.1, 0.3], [0.9, 0.2]])
+    design = RobustBlockT(y, np.array([False, True]), np.array([0, 0]), "hc2")
+    assert np.isnan(design.t(design.identity)).all()
+    res = compare_arrays(y[:1], y[1:], blocks=np.array([0, 0]), statistic="hc2", n_permutations=9)
+    assert res["n_layers_undefined"] == 2 and np.isnan(res["p_uncorrected"]).all()
+    # NaN at one layer leaves block 2 with one label there: its tokens drop out of that layer's SE and effect
+    rng = np.random.default_rng(2)
+    y, group, blocks = confounded_blocks(rng, 4, 8, 2)
+    lone = np.flatnonzero((blocks == 2) & group)
+    y[lone, 1] = np.nan
+    design = RobustBlockT(y, group, blocks, "hc2")
+    without = RobustBlockT(y[blocks != 2][:, 1:], group[blocks != 2], np.unique(blocks[blocks != 2],
+                                                                                return_inverse=True)[1], "hc2")
+    assert design.t(design.identity)[0, 1] == pytest.approx(without.t(without.identity)[0, 0], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(statistic="welch", exchangeability_blocks="verb"), r"'statistic': 'welch' pools over all tokens"),
+        (dict(statistic="cr"), r"'statistic': 'cr' clusters by exchangeability blocks"),
+        (dict(statistic="paired"), r"'statistic': 'paired' needs 'paired_by'"),
+        (dict(statistic="t"), r"'statistic': expected one of"),
+        (dict(bootstrap="blocks"), r"'bootstrap': 'blocks' resamples exchangeability blocks"),
+        (dict(bootstrap="pairs"), r"'bootstrap': expected one of"),
+    ],
+)
+def test_statistic_and_bootstrap_errors(kwargs, match):
+    ds, *_ = block_dataset(seed=11)
+    with pytest.raises(CSEInputError, match=match):
+        stats.compare(ds, "label", n_permutations=9, n_bootstrap=5, **kwargs)

@@ -62,14 +62,38 @@ def test_stats_command_options_reach_compare(result_file):
                  "--correction", "tfce", "--correction", "maxT_stepdown", "--tail", "less", "--n-permutations", 99,
                  "--n-bootstrap", 0, "--blocks", "genre", "--tfce-e", 1, "--tfce-h", 3)  # fmt: skip
     assert run.exit_code == 0, run.output
-    assert "effect of literal against metaphor (within-block t (block fixed effects))" in run.output
-    assert "statistic: within-block t (block fixed effects); 99 permutations within 'genre' blocks (2 blocks)" in (
-        run.output
-    )
+    # the default with blocks is the studentized (block-clustered) statistic (issue 18)
+    assert "effect of literal against metaphor (within-block z: label effect over its block-clustered" in run.output
+    assert "99 permutations within 'genre' blocks (2 blocks)" in run.output
+    assert "corrections on the z scale" in run.output and "permutation space: " in run.output
     assert "corrections: maxT (primary), tfce, maxT_stepdown; tail -1" in run.output
     for column in ("p_maxT", "p_tfce", "p_maxT_stepdown", "tfce"):
         assert column in run.output
     assert "clusters" not in run.output  # the cluster correction was not asked for
+
+
+def test_stats_command_statistic_levels_and_bootstrap(result_file, tmp_path):
+    """--statistic pooled gives the pooled-variance t of earlier releases, --bootstrap cells the within-cell
+    bootstrap; --levels orders the groups (--groups is the old name); a small space is enumerated."""
+    run = invoke("stats", result_file, "--by", "label", "--levels", "metaphor", "literal", "--blocks", "genre",
+                 "--statistic", "pooled", "--bootstrap", "cells", "--n-permutations", 99, "--n-bootstrap", 50)
+    assert run.exit_code == 0, run.output
+    assert "statistic: within-block t (block fixed effects); 99 permutations within 'genre' blocks" in run.output
+    assert "intervals: percentile bootstrap (cells)" in run.output and "diff_ci_low" in run.output
+    old = invoke("stats", result_file, "--by", "label", "--groups", "metaphor", "literal", "--n-permutations", 9,
+                 "--n-bootstrap", 0)  # fmt: skip
+    assert old.exit_code == 0 and "effect of literal against metaphor" not in old.output
+    assert "mean(literal) - mean(metaphor)" in old.output
+    run = invoke("stats", result_file, "--by", "label", "--statistic", "cr", "--n-permutations", 9)
+    assert isinstance(run.exception, CSEInputError) and "'cr' clusters by exchangeability blocks" in str(run.exception)
+    small = tmp_path / "small.nc"
+    ds = make_result(n_texts=6, n_tokens=2, seed=1)
+    from cse.io import write_result
+
+    write_result(ds, small)
+    run = invoke("stats", small, "--by", "label", "--n-permutations", 999, "--n-bootstrap", 0)
+    assert run.exit_code == 0, run.output
+    assert "permutation space: all 20 elements enumerated, exact p; smallest attainable p 0.05" in run.output
 
 
 def test_stats_command_covariates_and_cse_z(result_file, tmp_path):
@@ -79,7 +103,7 @@ def test_stats_command_covariates_and_cse_z(result_file, tmp_path):
                  "-o", out)  # fmt: skip
     assert run.exit_code == 0, run.output
     assert "cse_z by label" in run.output
-    assert "Freedman–Lane t (covariates: surprisal, position; block fixed effects)" in run.output
+    assert "Freedman–Lane z (covariates: surprisal, position; block fixed effects)" in run.output
     saved = xr.open_dataset(out, engine="h5netcdf")
     assert saved.attrs["var"] == "cse_z" and saved.attrs["covariates"] == "surprisal, position"
     np.testing.assert_array_equal(saved.boundary_affected.values, np.arange(12) < 3)

@@ -20,7 +20,8 @@ from cse.errors import CSEInputError
 from cse_studies.metaphor import analysis as A
 from cse_studies.metaphor.coords import shuffled_labels
 from cse_studies.metaphor.pairs import build_pairs
-from cse_studies.metaphor.summaries import cluster_table, verdict, within_block_note
+from cse_studies.metaphor.report import replication_lines
+from cse_studies.metaphor.summaries import change_row, change_sentence, cluster_table, verdict, within_block_note
 
 
 def _words(rows, corpus="c"):
@@ -130,15 +131,16 @@ def _contract_compare(calls):
     real = stats.compare
     block_name = "exchangeability_blocks" if "exchangeability_blocks" in inspect.signature(real).parameters else "blocks"
 
-    def compare(ds, by, where=None, *, groups=None, var="cse", paired_by=None, exchangeability_blocks=None,
+    def compare(ds, by, where=None, *, levels=None, var="cse", paired_by=None, exchangeability_blocks=None,
                 blocks=None, covariates=None, n_permutations=10000, correction="cluster", corrections=None, tail=0,
                 threshold=None, cluster_alpha=0.05, tfce_e=0.5, tfce_h=2.0, alpha=0.05, n_bootstrap=2000, ci=0.95,
-                include_special=False, seed=0):
+                include_special=False, seed=0, statistic="auto", bootstrap="auto"):
         calls.append({"corrections": corrections, "exchangeability_blocks": exchangeability_blocks,
                       "blocks": blocks, "covariates": covariates, "correction": correction,
                       "has_covariates": all(c in ds.coords for c in covariates or ())})
-        res = real(ds, by, where, groups=groups, var=var, paired_by=paired_by, n_permutations=n_permutations,
-                   n_bootstrap=n_bootstrap, seed=seed, **{block_name: exchangeability_blocks})
+        res = real(ds, by, where, levels=levels, var=var, paired_by=paired_by, n_permutations=n_permutations,
+                   n_bootstrap=n_bootstrap, seed=seed, statistic=statistic, bootstrap=bootstrap,
+                   **{block_name: exchangeability_blocks})
         for name in corrections:
             res[f"p_{name}"] = res["p_corrected"]
         res.attrs["exchangeability_blocks"] = exchangeability_blocks or ""
@@ -217,6 +219,51 @@ def test_within_block_note_says_plainly_what_the_pooled_statistic_would_claim():
     assert note.startswith("Pooled over all tokens (Welch's t, ignoring the exchangeability blocks)")
     assert "threshold (|t| > 2.00) at layers 0-11;" in note  # the block confound passes everywhere pooled
     assert "past the threshold where the within-block statistic does not" in note and "does not stand" in note
+
+
+def test_main_tests_keep_the_previous_default_beside_and_say_what_changed():
+    """With blocks, each main test also runs with the pooled t and the within-cell bootstrap; the generated sentence
+    names the layers that changed and the ratio of interval widths, from the numbers."""
+    ds = synthetic_result(effect=0.6, n_blocks=40, seed=3)
+    tests = A._tests_of(ds, "label", A.TARGET, SETTINGS, main_key="m", corpus="m", label="w",
+                        blocks="exchangeability_block")  # fmt: skip
+    test = tests[0]
+    assert test.previous is not None and test.previous.attrs["statistic_name"] == "pooled"
+    assert test.previous.attrs["bootstrap"] == "cells" and test.result.attrs["bootstrap"] == "blocks"
+    assert test.result.attrs["statistic_name"] == "cr"
+    row = change_row(test)
+    new, old = test.result, test.previous
+    width = (new.g_ci_high - new.g_ci_low).values / (old.g_ci_high - old.g_ci_low).values
+    assert row["width_ratio"] == pytest.approx(np.median(width))
+    now = set(new.layer.values[new.significant.values].tolist())
+    before = set(old.layer.values[old.significant.values].tolist())
+    assert row["appeared"] == stats.layer_span(now - before) and row["disappeared"] == stats.layer_span(before - now)
+    sentence = change_sentence(test)
+    assert sentence.startswith("Against the previous default") and f"{row['width_ratio']:.2f} times" in sentence
+    paired = A.Test("p", "p", "w", new)
+    assert change_sentence(paired) is None
+
+
+def test_replication_table_runs_a_conjunction_per_model_and_per_corpus():
+    """Two corpora of one model with the effect at the same layers replicate there; a model of another depth is
+    compared on relative depth; clusters of opposite sign in two corpora are named."""
+    run_a = type("Run", (), {})()
+    run_a.slug = "a"
+    up, down = synthetic_result(effect=1.0, seed=4), synthetic_result(effect=-1.0, seed=5)
+    same = synthetic_result(effect=1.0, seed=6)
+    settings = {**SETTINGS, "n_permutations": 999}  # Holm over 12 layers needs p < 0.05 / 12
+    res = {k: A.compare_layers(v, "label", A.TARGET, settings, blocks="exchangeability_block")
+           for k, v in (("up", up), ("down", down), ("same", same))}  # fmt: skip
+    run_a.tests = [A.Test("mohx", "mohx", "w", res["up"]), A.Test("vua", "vua", "w", res["same"])]
+    lines = "\n".join(replication_lines([run_a]))
+    expected = stats.replicated_bands({"mohx": res["up"], "vua": res["same"]})
+    assert len(expected) and f"layers {expected['first'].iloc[0]}-{expected['last'].iloc[0]} (+" in lines
+    run_b = type("Run", (), {})()
+    run_b.slug = "b"
+    run_b.tests = [A.Test("mohx", "mohx", "w", res["up"]), A.Test("vua", "vua", "w", res["down"])]
+    lines = "\n".join(replication_lines([run_a, run_b]))
+    assert "| models | corpus mohx | cse | a, b |" in lines and "relative depth" in lines
+    assert "`b`: significant clusters of opposite sign in different corpora at layers" in lines
 
 
 # --------------------------------------------------------------------------- cross-depth

@@ -83,7 +83,7 @@ def plot_command(stats_path, no_test, no_boundary, ci, text, label, tokens_per_r
         res = None
     else:
         res = run_compare(ds, options, n_bootstrap=0)
-    fig = plot_depth_profile(ds, options["by"], options["where"], stats=res, ci=ci, groups=options["groups"] or None,
+    fig = plot_depth_profile(ds, options["by"], options["where"], stats=res, ci=ci, levels=options["levels"] or None,
                              var=options["var"], include_special=options["include_special"],
                              shade_boundary=not no_boundary)  # fmt: skip
     with atomic_path(output, overwrite=overwrite) as tmp:

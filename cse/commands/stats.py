@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
 from ..errors import CSEInputError
+from ..stats import BOOTSTRAPS, CORRECTIONS, STATISTICS, boundary_layers, layer_span
 
 TAIL_NAMES = {"two-sided": 0, "0": 0, "greater": 1, "1": 1, "less": -1, "-1": -1}
-CORRECTION_CHOICES = ("cluster", "tfce", "maxT", "maxT_stepdown", "fdr_bh")
 
 
 def load_result(path: Path):
@@ -32,8 +33,9 @@ def shared_options(func):
                      help="Token selection over token coordinates: comparisons, and/or/not, 'in' a list of "
                           "constants, arithmetic on numbers; e.g. \"word == verb_idx\" or "
                           "\"is_word_start and genre == 'news'\". Never evaluated as Python."),  # fmt: skip
-        click.option("--groups", nargs=2, default=None, metavar="A B",
-                     help="The two values of --by to compare; differences are B - A [default: the two found, sorted]."),
+        click.option("--levels", "--groups", "levels", nargs=2, default=None, metavar="A B",
+                     help="The two values of --by to compare; differences are B - A [default: the two found, sorted]. "
+                          "--groups is the old name."),
         click.option("--var", default="cse", show_default=True,
                      help="(token, layer) variable to test, e.g. cse or cse_z (the order-null z-score)."),
         click.option("--include-special", is_flag=True, help="Keep special tokens (excluded by default)."),
@@ -53,7 +55,11 @@ def permutation_options(func):
         click.option("--covariate", "covariates", multiple=True,
                      help="Numeric token coordinate entered as a nuisance regressor (Freedman-Lane), e.g. "
                           "surprisal or position; repeat for several."),
-        click.option("--correction", "corrections", type=click.Choice(CORRECTION_CHOICES), multiple=True,
+        click.option("--statistic", type=click.Choice(STATISTICS), default="auto", show_default=True,
+                     help="auto: Welch t without blocks, cr (label coefficient over its block-clustered SE, valid "
+                          "when the labels differ in variance) with --exchangeability-blocks, hc2 with covariates "
+                          "only, paired with --paired-by; pooled: the pooled-variance t of earlier releases."),
+        click.option("--correction", "corrections", type=click.Choice(CORRECTIONS), multiple=True,
                      help="Correction across layers; repeat to compute several from the same permutations, "
                           "the first is the primary [default: cluster]."),
         click.option("--n-permutations", type=int, default=10000, show_default=True),
@@ -66,7 +72,11 @@ def permutation_options(func):
         click.option("--tfce-h", type=float, default=2.0, show_default=True, help="TFCE height exponent H."),
         click.option("--alpha", type=float, default=0.05, show_default=True),
         click.option("--n-bootstrap", type=int, default=2000, show_default=True,
-                     help="Bootstrap replicates for the interval of Hedges' g."),
+                     help="Bootstrap replicates for the intervals of Hedges' g and of the difference."),
+        click.option("--bootstrap", type=click.Choice(BOOTSTRAPS), default="auto", show_default=True,
+                     help="auto: whole exchangeability blocks with 10 or more blocks, tokens within block-by-group "
+                          "cells with fewer, within groups without blocks; cells: always within cells (earlier "
+                          "releases; too narrow with small blocks)."),
         click.option("--seed", type=int, default=0, show_default=True),
     ]  # fmt: skip
     for option in reversed(options):
@@ -80,7 +90,8 @@ def run_compare(ds, options: dict, n_bootstrap: int | None = None):
 
     corrections = list(options["corrections"]) or ["cluster"]
     return compare(
-        ds, options["by"], options["where"], groups=options["groups"] or None, var=options["var"],
+        ds, options["by"], options["where"], levels=options["levels"] or None, var=options["var"],
+        statistic=options["statistic"], bootstrap=options["bootstrap"],
         paired_by=options["paired_by"], exchangeability_blocks=options["exchangeability_blocks"],
         covariates=list(options["covariates"]) or None, n_permutations=options["n_permutations"],
         correction=corrections[0], corrections=corrections, tail=TAIL_NAMES[options["tail"]],
@@ -91,29 +102,16 @@ def run_compare(ds, options: dict, n_bootstrap: int | None = None):
     )  # fmt: skip
 
 
-def layer_ranges(layers) -> str:
-    """Layer labels as runs, e.g. ``0-6, 9``."""
-    layers = [int(v) for v in layers]
-    runs: list[list[int]] = []
-    for value in layers:
-        if runs and value == runs[-1][-1] + 1:
-            runs[-1].append(value)
-        else:
-            runs.append([value])
-    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
-
-
 def boundary_note(res) -> str:
     """One line naming the boundary-affected layers of a comparison ('' when unknown or none)."""
-    if "boundary_affected" not in res.coords:
+    mask = boundary_layers(res)
+    if mask is None:
         return ""
-    import numpy as np
-
-    flagged = np.asarray(res["layer"].values)[np.asarray(res["boundary_affected"].values, dtype=bool)]
+    flagged = np.asarray(res["layer"].values)[mask]
     if not flagged.size:
         return "boundary-affected layers: none"
     return (f"boundary-affected layers (MODWT boundary coefficients; raw CSE there depends on the boundary rule, "
-            f"compare across layers only outside them or on cse_z): {layer_ranges(flagged)}")  # fmt: skip
+            f"compare across layers only outside them or on cse_z): {layer_span(flagged)}")  # fmt: skip
 
 
 def describe_test(res) -> list[str]:
@@ -134,24 +132,28 @@ def describe_test(res) -> list[str]:
         f"{at['var']} by {at['by']}: {at['difference']}",
         f"statistic: {at['statistic']}; {scheme}; corrections: {corrections[0]} (primary)"
         + "".join(f", {c}" for c in corrections[1:]) + f"; tail {at['tail']}, seed {at['seed']}",
-        f"effect size: {at['effect_size']}",
+        ("permutation space: " + (f"all {at['n_permutations']} elements enumerated, exact p" if at.get("exact") else
+         f"{at.get('permutation_space', np.nan):.3g} elements, {at['n_permutations']} drawn at random")
+         + f"; smallest attainable p {at.get('p_min', np.nan):.3g}"),
+        f"effect size: {at['effect_size']}; intervals: percentile bootstrap ({at.get('bootstrap', '')}), "
+        f"{at.get('ci', 0.95):.0%}; corrections on the {at.get('scale', 't')} scale",
         f"tokens: {at['n_tokens_a']} {a}, {at['n_tokens_b']} {b}"
         + (f"; where {at['where']}" if at["where"] else "")
         + (f"; {at['n_special_excluded']} special tokens excluded" if at["n_special_excluded"] else "")
-        + (f"; {at['n_tokens_incomplete']} incomplete tokens left out" if at.get("n_tokens_incomplete") else ""),
+        + (f"; {at['n_tokens_incomplete']} incomplete tokens left out" if at.get("n_tokens_incomplete") else "")
+        + (f"; {at['n_nonfinite']} infinite values treated as undefined" if at.get("n_nonfinite") else ""),
     ]
     return lines
 
 
 def format_table(res) -> str:
     """The header, the per-layer table, the boundary note and the cluster list as text."""
-    import numpy as np
-
     at = res.attrs
     a, b = at["group_a"], at["group_b"]
     corrections = at["corrections"].split(", ")
-    cols = ["mean_a", "mean_b", "diff", "t", "df", "p_uncorrected", *[f"p_{c}" for c in corrections], "significant",
-            "hedges_g", "g_ci_low", "g_ci_high", "n_a", "n_b"] + (["tfce"] if "tfce" in res else [])  # fmt: skip
+    cols = ["mean_a", "mean_b", "diff", "diff_ci_low", "diff_ci_high", "t", "z", "df", "p_uncorrected",
+            *[f"p_{c}" for c in corrections], "significant", "hedges_g", "g_ci_low", "g_ci_high", "n_a", "n_b", "tfce"]
+    cols = [c for c in cols if c in res]
     frame = res[cols].to_dataframe()
     frame = frame[[c for c in ["depth", "boundary_affected", *cols] if c in frame.columns]]
     frame = frame.rename(columns={"mean_a": f"mean[{a}]", "mean_b": f"mean[{b}]", "p_uncorrected": "p_unc",
@@ -184,9 +186,11 @@ def stats_command(output, overwrite, **options):
     """Compare two groups of tokens in RESULT (.nc or .zarr) at every layer.
 
     Welch t per layer with label permutations; with --exchangeability-blocks the
-    within-block t (block fixed effects) with permutations within blocks; with
-    --covariate a Freedman-Lane t; with --paired-by sign flips of pairs. Every
-    --correction comes from the same permutations; prints a per-layer table.
+    within-block label effect (block fixed effects) over its block-clustered standard
+    error (--statistic), labels permuted within blocks; with --covariate Freedman-Lane;
+    with --paired-by sign flips of pairs. Every --correction comes from the same
+    permutations (all of them when the space is small: exact p); prints a per-layer
+    table with bootstrap intervals of the difference and of Hedges' g.
 
     Example: cse stats result.nc --by label --where "word == verb_idx" --exchangeability-blocks verb -o stats.nc
     """

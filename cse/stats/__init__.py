@@ -10,31 +10,46 @@ Modules, one per concept (dependencies point down the list):
 - `selection`: the token frame, ``where`` (through `cse.where`), special tokens, the
   two groups, pairs, exchangeability blocks, covariates;
 - `permutation`: the permutation engine (label permutations within exchangeability
-  blocks, sign flips, stratified bootstrap counts, p = (b + 1) / (P + 1));
+  blocks, sign flips, exact enumeration of small spaces, stratified and block
+  bootstrap counts, p = (b + 1) / (P + 1));
 - `effects`: Cohen's d, Hedges' g and bootstrap intervals;
 - `statistics`: Welch's t and the paired t;
-- `linear_model`: the within-block t (block fixed effects) and the Freedman-Lane t
-  (covariates);
+- `linear_model`: the pooled-variance within-block t (block fixed effects) and the
+  Freedman-Lane t (covariates);
+- `robust`: the studentized statistics (block-clustered CR, HC2) that stay valid when
+  the labels differ in variance;
 - `corrections`: cluster mass, TFCE, max-T (single step and step-down),
   Benjamini-Hochberg, all from one permutation distribution;
-- `result`, `comparison`: the public `compare`;
-- `mixed` (`mixedlm`), `frequency` (`log_frequency`, `add_log_frequency`),
-  `depth` (`relative_depth`).
+- `engine`, `result`, `comparison`: the public `compare`;
+- `describe` (`group_contrast`), `replication` (`conjunction`, `replicated_bands`),
+  `layers` (`layer_span`, `boundary_layers`), `mixed` (`mixedlm`), `frequency`
+  (`log_frequency`, `add_log_frequency`), `depth` (`relative_depth`).
 """
 
 from .comparison import compare
 from .corrections import CORRECTIONS
 from .depth import relative_depth
+from .describe import group_contrast
+from .engine import BOOTSTRAPS, STATISTICS
 from .frequency import add_log_frequency, log_frequency
+from .layers import boundary_layers, layer_span
 from .mixed import mixedlm
+from .replication import conjunction, replicated_bands
 from .selection import select_tokens
 
 __all__ = [
+    "BOOTSTRAPS",
     "CORRECTIONS",
+    "STATISTICS",
     "add_log_frequency",
+    "boundary_layers",
     "compare",
+    "conjunction",
+    "group_contrast",
+    "layer_span",
     "log_frequency",
     "mixedlm",
     "relative_depth",
+    "replicated_bands",
     "select_tokens",
 ]

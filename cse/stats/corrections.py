@@ -10,7 +10,7 @@ its own. The statistic whose large values count against H0 is |t| (two-sided), t
 - ``maxT``: single-step max-T (Westfall & Young 1993, Algorithm 2.5).
 - ``maxT_stepdown``: step-down max-T (Westfall & Young 1993, Algorithm 2.8).
 - ``fdr_bh``: Benjamini-Hochberg on the uncorrected permutation p-values, through
-  `statsmodels.stats.multitest.multipletests` (controls the FDR, not the FWER).
+  `scipy.stats.false_discovery_control` (controls the FDR, not the FWER).
 
 References
 ----------
@@ -22,27 +22,71 @@ NeuroImage 44, 83-98.
 Westfall, P. H. & Young, S. S. (1993). Resampling-Based Multiple Testing. Wiley.
 Benjamini, Y. & Hochberg, Y. (1995). Controlling the false discovery rate: a practical
 and powerful approach to multiple testing. J. R. Stat. Soc. B 57, 289-300.
+Holm, S. (1979). A simple sequentially rejective multiple test procedure. Scand. J.
+Stat. 6, 65-70.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats as sps
 
 from .permutation import at_least, batch_size, permutation_p
 
 __all__ = [
     "CORRECTIONS",
+    "benjamini_hochberg",
     "correct",
-    "find_clusters",
-    "max_cluster_mass",
+    "holm",
     "maxT_single_step",
     "maxT_stepdown",
-    "tail_stat",
     "tfce",
-    "tfce_signed",
 ]
 
 CORRECTIONS = ("cluster", "tfce", "maxT", "maxT_stepdown", "fdr_bh")
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down Bonferroni adjusted p-values (FWER under any dependence; Holm 1979).
+
+    Parameters
+    ----------
+    p : ndarray, shape (m,)
+        p-values; NaN stays NaN and does not count in m.
+
+    Returns
+    -------
+    ndarray, shape (m,)
+        ``max_{j <= k} min(1, (m - j + 1) p_(j))`` at the k-th smallest p.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = order.size
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (`scipy.stats.false_discovery_control`); NaN stays NaN.
+
+    Parameters
+    ----------
+    p : ndarray, shape (m,)
+        p-values; NaN ones take no part.
+
+    Returns
+    -------
+    ndarray, shape (m,)
+        Adjusted p-values (FDR; Benjamini & Hochberg 1995).
+    """
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    finite = np.isfinite(p)
+    if finite.any():
+        out[finite] = sps.false_discovery_control(p[finite], method="bh")
+    return out
 
 
 def tail_stat(t: np.ndarray, tail: int) -> np.ndarray:
@@ -140,19 +184,52 @@ def _row_max(s: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(s), s, -np.inf).max(axis=1)
 
 
-def maxT_single_step(s_obs: np.ndarray, s_null: np.ndarray) -> np.ndarray:
-    """Single-step max-T p-values: each layer against the maximum over layers of every permutation."""
-    return permutation_p(np.broadcast_to(_row_max(s_null)[:, None], s_null.shape), s_obs)
+def maxT_single_step(s_obs: np.ndarray, s_null: np.ndarray, exact: bool = False) -> np.ndarray:
+    """Single-step max-T p-values: each layer against the maximum over layers of every permutation.
+
+    Parameters
+    ----------
+    s_obs : ndarray, shape (L,)
+        Observed statistic per layer, large values against H0 (|t| when two-sided).
+    s_null : ndarray, shape (P, L)
+        The same statistic for every permutation.
+    exact : bool
+        The rows of `s_null` enumerate the whole permutation space (identity included).
+
+    Returns
+    -------
+    ndarray, shape (L,)
+        FWER-adjusted p-values (Westfall & Young 1993, Algorithm 2.5); NaN where `s_obs` is.
+    """
+    return permutation_p(np.broadcast_to(_row_max(s_null)[:, None], s_null.shape), s_obs, exact)
 
 
-def maxT_stepdown(s_obs: np.ndarray, s_null: np.ndarray) -> np.ndarray:
+def maxT_stepdown(s_obs: np.ndarray, s_null: np.ndarray, exact: bool = False) -> np.ndarray:
     """Step-down max-T p-values (Westfall & Young 1993, Algorithm 2.8).
+
+    Parameters
+    ----------
+    s_obs : ndarray, shape (L,)
+        Observed statistic per layer, large values against H0.
+    s_null : ndarray, shape (P, L)
+        The same statistic for every permutation.
+    exact : bool
+        The rows of `s_null` enumerate the whole permutation space (identity included).
+
+    Returns
+    -------
+    ndarray, shape (L,)
+        FWER-adjusted p-values.
+
+    Notes
+    -----
 
     Layers are ordered by their observed statistic, largest first, r_1 .. r_m. For each
     permutation the successive maxima ``q_k = max(s_null[r_k], ..., s_null[r_m])`` are
     formed; ``p~_k = (#{q_k >= s_obs[r_k]} + 1) / (P + 1)`` and the adjusted p-values
     are made monotone, ``p_{r_k} = max(p~_1, ..., p~_k)``. Layers whose statistic is
-    NaN get NaN and take no part.
+    NaN get NaN and take no part. With `exact` (the rows of `s_null` enumerate the
+    whole permutation space, the identity among them) the counts are not offset by 1.
     """
     out = np.full(s_obs.shape, np.nan)
     finite = np.flatnonzero(np.isfinite(s_obs))
@@ -162,16 +239,18 @@ def maxT_stepdown(s_obs: np.ndarray, s_null: np.ndarray) -> np.ndarray:
     null = np.where(np.isfinite(s_null[:, order]), s_null[:, order], -np.inf)
     successive = np.maximum.accumulate(null[:, ::-1], axis=1)[:, ::-1]
     count = at_least(successive, s_obs[order][None, :]).sum(axis=0)
-    out[order] = np.maximum.accumulate((count + 1.0) / (len(s_null) + 1.0))
+    extra = 0.0 if exact else 1.0
+    out[order] = np.maximum.accumulate((count + extra) / (len(s_null) + extra))
     return out
 
 
-def _cluster_pvalues(t_obs, t_null, tail, threshold):
+def _cluster_pvalues(t_obs, t_null, tail, threshold, exact):
     L, P = t_obs.size, len(t_null)
     clusters = find_clusters(t_obs, threshold, tail)
     null_max = max_cluster_mass(t_null, threshold, tail)
     masses = np.array([c[2] for c in clusters])
-    cluster_p = (at_least(null_max[:, None], masses[None, :]).sum(axis=0) + 1.0) / (P + 1.0)
+    extra = 0.0 if exact else 1.0
+    cluster_p = (at_least(null_max[:, None], masses[None, :]).sum(axis=0) + extra) / (P + extra)
     p = np.where(np.isfinite(t_obs), 1.0, np.nan)
     cluster_id = np.full(L, -1, dtype=np.int64)
     for k, (start, stop, _, _) in enumerate(clusters):
@@ -180,7 +259,7 @@ def _cluster_pvalues(t_obs, t_null, tail, threshold):
     return p, clusters, cluster_p, cluster_id
 
 
-def correct(t_obs, t_null, corrections, *, tail, threshold, tfce_e, tfce_h, alpha) -> dict:
+def correct(t_obs, t_null, corrections, *, tail, threshold, tfce_e, tfce_h, alpha, exact=False) -> dict:
     """Uncorrected and corrected p-values for every requested correction, from one t_null.
 
     Parameters
@@ -197,6 +276,9 @@ def correct(t_obs, t_null, corrections, *, tail, threshold, tfce_e, tfce_h, alph
         TFCE exponents.
     alpha : float
         Level of Benjamini-Hochberg.
+    exact : bool
+        The rows of `t_null` enumerate the whole permutation space, the identity among
+        them: p = b / P instead of (b + 1) / (P + 1).
 
     Returns
     -------
@@ -206,29 +288,24 @@ def correct(t_obs, t_null, corrections, *, tail, threshold, tfce_e, tfce_h, alph
         ``cluster_p`` (n_clusters,), ``cluster_id`` (L,), -1 outside clusters.
     """
     s_obs, s_null = tail_stat(t_obs, tail), tail_stat(t_null, tail)
-    out = {"p_uncorrected": permutation_p(s_null, s_obs), "clusters": [], "cluster_p": np.zeros(0),
+    out = {"p_uncorrected": permutation_p(s_null, s_obs, exact), "clusters": [], "cluster_p": np.zeros(0),
            "cluster_id": np.full(t_obs.size, -1, dtype=np.int64)}  # fmt: skip
     for name in corrections:
         if name == "maxT":
-            out["p_maxT"] = maxT_single_step(s_obs, s_null)
+            out["p_maxT"] = maxT_single_step(s_obs, s_null, exact)
         elif name == "maxT_stepdown":
-            out["p_maxT_stepdown"] = maxT_stepdown(s_obs, s_null)
+            out["p_maxT_stepdown"] = maxT_stepdown(s_obs, s_null, exact)
         elif name == "fdr_bh":
-            from statsmodels.stats.multitest import multipletests
-
-            p, finite = np.full(t_obs.size, np.nan), np.isfinite(out["p_uncorrected"])
-            if finite.any():
-                p[finite] = multipletests(out["p_uncorrected"][finite], alpha=alpha, method="fdr_bh")[1]
-            out["p_fdr_bh"] = p
+            out["p_fdr_bh"] = benjamini_hochberg(out["p_uncorrected"])
         elif name == "tfce":
             score = tfce_signed(t_obs[None, :], tail, tfce_e, tfce_h)[0]
             null_max = np.abs(tfce_signed(t_null, tail, tfce_e, tfce_h)).max(axis=1, initial=0.0)
             magnitude = np.where(np.isfinite(t_obs), np.abs(score), np.nan)
             out["tfce"] = np.where(np.isfinite(t_obs), score, np.nan)
-            out["p_tfce"] = permutation_p(np.broadcast_to(null_max[:, None], t_null.shape), magnitude)
+            out["p_tfce"] = permutation_p(np.broadcast_to(null_max[:, None], t_null.shape), magnitude, exact)
         elif name == "cluster":
             out["p_cluster"], out["clusters"], out["cluster_p"], out["cluster_id"] = _cluster_pvalues(
-                t_obs, t_null, tail, threshold
+                t_obs, t_null, tail, threshold, exact
             )
         else:  # pragma: no cover - validated by the public function
             raise ValueError(name)

@@ -15,6 +15,40 @@ __all__ = ["RELATIVE_DEPTH_METHODS", "relative_depth"]
 RELATIVE_DEPTH_METHODS = ("mean", "interpolate")
 #: Most bins of relative depth (a bound on the memory of the binned result).
 MAX_BINS = 10_000
+#: Variables of a test result that are not averaged over layers: p-values, decisions, cluster labels,
+#: statistics and interval bounds (an average of bounds is not an interval).
+TEST_VARIABLES = ("significant", "cluster_id", "t", "z", "tfce", "df", "g_ci_low", "g_ci_high", "diff_ci_low",
+                  "diff_ci_high")  # fmt: skip
+
+
+def _drop_tests(ds):
+    """`ds` without the test variables of a `compare` result (``p_*`` and `TEST_VARIABLES`), and their names."""
+    if not isinstance(ds, xr.Dataset):
+        return ds, []
+    names = [str(k) for k in ds.data_vars if str(k).startswith("p_") or str(k) in TEST_VARIABLES]
+    if "cluster" in ds.dims:
+        names += [str(k) for k in ds.data_vars if ds[k].dims == ("cluster",)]
+    if names:
+        warnings.warn(
+            f"relative_depth: a test result's p-values, decisions and statistics are not averaged over layers; "
+            f"dropped {', '.join(names)} (bin effects and means only; test on relative depth with "
+            f"cse.stats.conjunction(..., bins=...))", UserWarning, stacklevel=3)  # fmt: skip
+        ds = ds.drop_vars(names)
+        if "cluster" in ds.dims:
+            ds = ds.drop_dims("cluster")
+    return ds, names
+
+
+def _finite(ds):
+    """Infinite values made NaN (undefined), counted; one warning."""
+    arrays = [ds] if isinstance(ds, xr.DataArray) else [ds[k] for k in ds.data_vars]
+    count = sum(int(np.isinf(a.values).sum()) for a in arrays if a.dtype.kind == "f")
+    if count:
+        warnings.warn(f"relative_depth: {count} infinite value(s) treated as undefined (like NaN)", RuntimeWarning,
+                      stacklevel=3)  # fmt: skip
+        ds = ds.where(~np.isinf(ds)) if isinstance(ds, xr.DataArray) else ds.map(
+            lambda a: a.where(~np.isinf(a)) if a.dtype.kind == "f" else a, keep_attrs=True)
+    return ds, count
 
 
 
@@ -26,7 +60,12 @@ def relative_depth(ds, bins: int = 10, method: str = "mean"):
     ds : xarray.Dataset or xarray.DataArray
         Anything with a ``layer`` dim: a ``cse compute`` result, a `compare` result...
         Its relative depth is the ``depth`` coordinate, ``(layer + 1) / L``; without
-        one it is computed from the layer's position, ``(i + 1) / n_layers``.
+        one it is computed from the layer's position, ``(i + 1) / n_layers``. Of a
+        `compare` result only the effects and means are binned: p-values
+        (``p_*``), ``significant``, ``cluster_id``, the statistics (``t``, ``z``,
+        ``tfce``, ``df``), the interval bounds and the cluster table are dropped with
+        a warning (an average of p-values or of decisions is not a test; use
+        `cse.stats.conjunction` with ``bins``). Infinite values count as undefined.
     bins : int
         Number of equal bins of relative depth over (0, 1], 1 to `MAX_BINS`.
     method : {"mean", "interpolate"}
@@ -41,7 +80,9 @@ def relative_depth(ds, bins: int = 10, method: str = "mean"):
     Same type as `ds`
         ``layer`` replaced by ``relative_depth`` (the bin centres (k + 0.5) / bins),
         with coordinates ``depth_low``/``depth_high`` (bin edges) and ``n_layers_in_bin``;
-        variables without a ``layer`` dim are kept. Profiles of different models then
+        variables without a ``layer`` dim are kept. Attributes add
+        ``relative_depth_dropped`` (the test variables left out) and
+        ``relative_depth_n_nonfinite``. Profiles of different models then
         share a coordinate and can be concatenated along a new ``model`` dim and pooled.
 
     Raises
@@ -59,6 +100,8 @@ def relative_depth(ds, bins: int = 10, method: str = "mean"):
         raise CSEInputError(f"Invalid value for 'ds': relative depth needs a 'layer' dim, got dims {tuple(ds.dims)}")
     L = ds.sizes["layer"]
     attrs = dict(ds.attrs)
+    ds, tests_dropped = _drop_tests(ds)
+    ds, n_nonfinite = _finite(ds)
     if "depth" in ds.coords and ds["depth"].dims == ("layer",):
         depth = np.asarray(ds["depth"].values, dtype=np.float64)
     else:
@@ -94,5 +137,6 @@ def relative_depth(ds, bins: int = 10, method: str = "mean"):
         out = xr.merge([out, kept], combine_attrs="override", join="outer", compat="override")
     out["relative_depth"].attrs.update(long_name="relative depth, bin centre of (layer + 1) / L", units="1")
     out.attrs = attrs
-    out.attrs.update(relative_depth_bins=int(bins), relative_depth_method=method, relative_depth_n_layers=int(L))
+    out.attrs.update(relative_depth_bins=int(bins), relative_depth_method=method, relative_depth_n_layers=int(L),
+                     relative_depth_dropped=", ".join(tests_dropped), relative_depth_n_nonfinite=int(n_nonfinite))
     return out

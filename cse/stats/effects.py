@@ -11,15 +11,25 @@ the degrees of freedom of the SD in the denominator:
   SD, df = the residual degrees of freedom (see `cse.stats.linear_model`). Without
   blocks and covariates this is the two-group d.
 
-The interval is the percentile bootstrap (Efron & Tibshirani 1993, ch. 13): units are
-resampled with replacement within strata (each group; each block-by-group cell with
-blocks; the pairs), the design's g recomputed from the resampling counts.
+The interval is the percentile bootstrap (Efron & Tibshirani 1993, ch. 13) of g and of
+the effect estimate ``diff``, the design's effects recomputed from the resampling
+counts. With exchangeability blocks the default resamples whole blocks (the cluster
+bootstrap; Field & Welsh 2007; Cameron, Gelbach & Miller 2008): each resampled copy of
+a block is a distinct block in the degrees of freedom, so tokens of one block vary
+together and a block of few tokens varies at all. The previous scheme, tokens within
+each block-by-group cell, is kept by name (``cells``): a cell of one token never varies,
+and with many small blocks its interval covers far less than asked (README). Without
+blocks the tokens are resampled within each group; pairs are resampled whole.
 
 References
 ----------
 Hedges, L. V. (1981). Distribution theory for Glass's estimator of effect size and
 related estimators. J. Educ. Stat. 6, 107-128.
 Efron, B. & Tibshirani, R. J. (1993). An Introduction to the Bootstrap. Chapman & Hall.
+Field, C. A. & Welsh, A. H. (2007). Bootstrapping clustered data. J. R. Stat. Soc. B 69,
+369-390.
+Cameron, A. C., Gelbach, J. B. & Miller, D. L. (2008). Bootstrap-based improvements for
+inference with clustered errors. Rev. Econ. Stat. 90, 414-427.
 """
 
 from __future__ import annotations
@@ -28,9 +38,9 @@ import warnings
 
 import numpy as np
 
-from .permutation import batch_size, stratified_weights
+from .permutation import batch_size, block_weights, stratified_weights
 
-__all__ = ["bootstrap_interval", "effect_paired", "effect_two_sample", "hedges_j", "percentile_interval"]
+__all__ = ["bootstrap_interval"]
 
 
 def hedges_j(df):
@@ -69,28 +79,41 @@ def percentile_interval(reps: np.ndarray, ci: float) -> tuple[np.ndarray, np.nda
     return lo, hi
 
 
-def bootstrap_interval(design, n_boot: int, rng: np.random.Generator, ci: float) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap interval of the design's Hedges' g over layers.
+def bootstrap_interval(design, n_boot: int, rng: np.random.Generator, ci: float, by_blocks: bool = False) -> dict:
+    """Percentile bootstrap intervals of the design's Hedges' g and effect estimate over layers.
 
     Parameters
     ----------
     design
-        A design of `cse.stats.statistics` or `cse.stats.linear_model` (``strata``,
-        ``n_units``, ``hedges_g(weights)``; ``bootstrap_columns``, the widest matrix
-        per replicate, where it exceeds ``n_units``).
+        A design of `cse.stats.statistics`, `cse.stats.linear_model` or
+        `cse.stats.robust` (``strata``, ``n_units``, ``effects(weights, block_copies)``;
+        ``codes`` for `by_blocks`; ``bootstrap_columns``, the widest matrix per
+        replicate, where it exceeds ``n_units``).
     n_boot : int
         Replicates R (> 0).
     rng : numpy.random.Generator
     ci : float
         Coverage in (0, 1).
+    by_blocks : bool
+        Resample whole exchangeability blocks (`block_weights`) instead of units
+        within the design's strata (`stratified_weights`).
 
     Returns
     -------
-    low, high : ndarray, shape (L,), float64
+    dict of ndarray, shape (L,), float64
+        ``g_ci_low``, ``g_ci_high``, ``diff_ci_low``, ``diff_ci_high``.
     """
-    reps = []
+    g_reps, diff_reps = [], []
     batch = batch_size(getattr(design, "bootstrap_columns", design.n_units))
     for start in range(0, n_boot, batch):
-        weights = stratified_weights(design.strata, min(batch, n_boot - start), rng)
-        reps.append(design.hedges_g(weights))
-    return percentile_interval(np.concatenate(reps, axis=0), ci)
+        size = min(batch, n_boot - start)
+        if by_blocks:
+            weights = block_weights(design.codes, size, rng)[0]
+        else:
+            weights = stratified_weights(design.strata, size, rng)
+        g, diff = design.effects(weights, by_blocks)
+        g_reps.append(g)
+        diff_reps.append(diff)
+    g_low, g_high = percentile_interval(np.concatenate(g_reps, axis=0), ci)
+    d_low, d_high = percentile_interval(np.concatenate(diff_reps, axis=0), ci)
+    return {"g_ci_low": g_low, "g_ci_high": g_high, "diff_ci_low": d_low, "diff_ci_high": d_high}

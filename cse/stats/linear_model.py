@@ -47,8 +47,9 @@ from scipy import sparse
 
 from ..errors import CSEInputError
 from .effects import hedges_j
+from .permutation import PermutationScheme
 
-__all__ = ["BlockT", "FreedmanLaneT", "block_indicator", "mask_patterns", "weighted_fit"]
+__all__ = ["BlockT", "FreedmanLaneT", "RegressionEffects", "weighted_fit"]
 
 
 def block_indicator(codes: np.ndarray, n_blocks: int) -> sparse.csr_matrix:
@@ -68,7 +69,7 @@ def mask_patterns(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(np.flatnonzero(unique[k]), np.flatnonzero(inverse == k)) for k in range(len(unique))]
 
 
-def weighted_fit(weights, regressors, y, codes, n_blocks) -> dict:
+def weighted_fit(weights, regressors, y, codes, n_blocks, block_copies: bool = False) -> dict:
     """OLS of y on the regressors and block fixed effects, with frequency weights.
 
     Parameters
@@ -82,13 +83,17 @@ def weighted_fit(weights, regressors, y, codes, n_blocks) -> dict:
     codes : ndarray of int, shape (n,)
         Block code of each token (all 0 for an intercept-only model).
     n_blocks : int
+    block_copies : bool
+        The weights are whole-block multiplicities (cluster bootstrap): each copy of a
+        block is a distinct block, so a block drawn m times costs m degrees of freedom
+        (its block fixed effect is the same for every copy). False: a block costs one.
 
     Returns
     -------
     dict of ndarray
         ``beta`` (R, L): the label's coefficient; ``t`` (R, L): its t; ``sd`` (R, L):
         the residual SD; ``df`` (R,): residual degrees of freedom, sum of weights -
-        blocks with weight - p. NaN where the fit is singular or df < 1.
+        blocks with weight (or block copies) - p. NaN where the fit is singular or df < 1.
     """
     n, p = regressors.shape
     L = y.shape[1]
@@ -118,7 +123,12 @@ def weighted_fit(weights, regressors, y, codes, n_blocks) -> dict:
         cinv = np.linalg.pinv(caa)
         beta = cinv @ cay  # (R, p, L)
         rss = np.maximum(cyy - np.einsum("ril,ril->rl", cay, beta), 0.0)
-        df = nw.sum(axis=1) - (nw > 0).sum(axis=1) - p
+        if block_copies:  # a block's multiplicity: its weight over its token count
+            present = np.bincount(codes, minlength=n_blocks).astype(np.float64)
+            used = (nw / np.where(present > 0, present, 1.0)).sum(axis=1)
+        else:
+            used = (nw > 0).sum(axis=1)
+        df = nw.sum(axis=1) - used - p
         s2 = rss / df[:, None]
         t = beta[:, 0] / np.sqrt(s2 * cinv[:, 0, 0][:, None])
     bad = singular[:, None] | (df < 1)[:, None] | ~(s2 > 0)
@@ -139,28 +149,35 @@ class _Pattern:
     df: float  # n_p - blocks present - 1
 
 
-class _RegressionEffects:
-    """Observed effects and bootstrap g of the block / covariate models (shared by both designs)."""
+class RegressionEffects:
+    """Observed effects and bootstrap effects of the block / covariate models (shared by their designs).
+
+    A subclass sets ``y`` (n, L), ``group`` (n,) bool, ``codes`` (n,) block codes,
+    ``n_blocks``, ``regressors`` (n, p), the label first, and ``fit_patterns`` (the
+    ``(tokens, layers)`` groups of `mask_patterns`).
+    """
 
     paired = False
+    reference = "t"
 
-    def fit(self, weights: np.ndarray) -> dict:
+    def fit(self, weights: np.ndarray, block_copies: bool = False) -> dict:
         """`weighted_fit` per group of layers, assembled over all layers."""
         R, L = len(weights), self.y.shape[1]
         out = {k: np.full((R, L), np.nan) for k in ("beta", "t", "sd", "df")}
         for tokens, layers in self.fit_patterns:
             reg = self.regressors[tokens]
             res = weighted_fit(weights[:, tokens], reg, self.y[np.ix_(tokens, layers)], self.codes[tokens],
-                               self.n_blocks)  # fmt: skip
+                               self.n_blocks, block_copies)  # fmt: skip
             for k in ("beta", "t", "sd"):
                 out[k][:, layers] = res[k]
             out["df"][:, layers] = res["df"][:, None]
         return out
 
-    def hedges_g(self, weights: np.ndarray) -> np.ndarray:
-        fit = self.fit(weights)
+    def effects(self, weights: np.ndarray, block_copies: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Hedges' g and the label coefficient (R, L) for bootstrap weights (R, n)."""
+        fit = self.fit(weights, block_copies)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return hedges_j(fit["df"]) * fit["beta"] / fit["sd"]
+            return hedges_j(fit["df"]) * fit["beta"] / fit["sd"], fit["beta"]
 
     def observed(self) -> dict:
         fit = {k: v[0] for k, v in self.fit(np.ones((1, len(self.y)))).items()}
@@ -178,7 +195,7 @@ class _RegressionEffects:
         }  # fmt: skip
 
 
-class BlockT(_RegressionEffects):
+class BlockT(RegressionEffects):
     """Within-block t of the label (block fixed effects), labels permuted within blocks.
 
     Parameters
@@ -206,6 +223,14 @@ class BlockT(_RegressionEffects):
         self.identity = np.arange(len(y))[None, :]
         self.n_units = len(y)
         self.bootstrap_columns = max(len(y), self.n_blocks * (2 + y.shape[1]))
+        self.df_layers = np.full(y.shape[1], np.nan)
+        for pat in self.patterns:
+            self.df_layers[pat.layers] = pat.df
+        self.scheme = PermutationScheme("labels", len(y), self.blocks, self.group)
+        if self.n_blocks == 1:  # one block: the block fixed effect is the intercept
+            self.statistic = "Student t (pooled variance)"
+            self.effect_size = ("Hedges' g: difference of means over the pooled SD, J(n_a + n_b - 2) small-sample "
+                                "correction")  # fmt: skip
 
     def _pattern(self, tokens, layers) -> _Pattern:
         codes = self.blocks[tokens]
@@ -235,7 +260,7 @@ class BlockT(_RegressionEffects):
         return out
 
 
-class FreedmanLaneT(_RegressionEffects):
+class FreedmanLaneT(RegressionEffects):
     """Label t with covariates (and optional block fixed effects) by Freedman-Lane permutation.
 
     Parameters
@@ -290,6 +315,8 @@ class FreedmanLaneT(_RegressionEffects):
         self.identity = np.arange(n)[None, :]
         self.n_units = n
         self.bootstrap_columns = max(n, self.n_blocks * (1 + self.regressors.shape[1] + y.shape[1]))
+        self.df_layers = np.full(y.shape[1], float(self.df))
+        self.scheme = PermutationScheme("residuals", n, self.blocks)
         words = ", ".join(names)
         fe = "; block fixed effects" if blocks is not None else ""
         self.statistic = f"Freedman–Lane t (covariates: {words}{fe})"

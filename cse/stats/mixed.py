@@ -9,7 +9,7 @@ import xarray as xr
 
 from ..docs import fill_doc
 from ..errors import CSEInputError
-from .selection import as_dataarray, describe_where, token_frame, token_mask
+from .selection import as_dataarray, describe_where, finite_values, token_frame, token_mask
 
 __all__ = ["mixedlm"]
 
@@ -31,7 +31,8 @@ def mixedlm(
     At each layer the frame holds one row per selected token: every 1-D token
     coordinate and variable (``label``, ``position``, ``surprisal``,
     ``log_frequency`` ...) and every (token, layer) variable at that layer (``cse``,
-    ``update_norm`` ...). Rows with NaN in a variable of the formula are dropped.
+    ``update_norm`` ...). Rows with an undefined value (NaN, or inf, counted in
+    ``n_nonfinite`` with one warning) in a variable of the formula are dropped.
 
     Parameters
     ----------
@@ -61,9 +62,10 @@ def mixedlm(
         (text of statsmodels' ConvergenceWarnings, or the error of a failed fit),
         ``group_var`` (random-intercept variance), ``n_obs``, ``n_groups`` over layer.
         A layer whose fit fails has NaN estimates and ``converged`` False; a fit whose
-        optimizer reported failure is kept but flagged ``converged`` False. Warnings that
-        the estimate is on the boundary (group variance ~ 0) leave ``converged`` True
-        and are reported in ``warnings``.
+        optimizer reported failure, or whose Hessian at the estimate is not positive
+        definite (its standard errors and Wald tests are not to be trusted), is kept but
+        flagged ``converged`` False. Warnings that the estimate is on the boundary (group
+        variance ~ 0) leave ``converged`` True and are reported in ``warnings``.
 
     Raises
     ------
@@ -86,7 +88,7 @@ def mixedlm(
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     # 1. Validate and select the tokens.
-    base, layer_vars, da, idx = _mixedlm_frames(ds, formula, groups, where, include_special)
+    base, layer_vars, da, idx, n_nonfinite = _mixedlm_frames(ds, formula, groups, where, include_special)
 
     # 2. One model per layer (the model itself is the cost, not this loop).
     fits = []
@@ -109,6 +111,7 @@ def mixedlm(
         "reml": int(bool(reml)),
         "method": str(method) if method is not None else "statsmodels default",
         "n_tokens": int(len(idx)),
+        "n_nonfinite": int(n_nonfinite),
         "errors": "; ".join(errors),
     }
     return out
@@ -136,14 +139,22 @@ def _mixedlm_frames(ds, formula, groups, where, include_special):
     if "log_frequency" in formula and "log_frequency" not in frame.columns:
         raise CSEInputError(
             "Invalid value for 'formula': it uses 'log_frequency' but the result has no such coordinate; "
-            "add it with cse.stats.add_log_frequency(ds, words=...)"
+            "add it with cse.stats.add_log_frequency(ds)"
         )
     idx = np.flatnonzero(token_mask(frame, where, include_special))
     base = frame.iloc[idx].reset_index(drop=True)
     sub = ds.isel(token=idx)
     layer_vars = {k: np.asarray(v.transpose("token", "layer").values, dtype=np.float64)
                   for k, v in sub.data_vars.items() if set(v.dims) == {"token", "layer"}}  # fmt: skip
-    return base, layer_vars, da, idx
+    n_nonfinite = 0
+    for k in [response] + [c for c in base.columns if base[c].dtype.kind == "f"]:
+        if k in layer_vars:
+            layer_vars[k], count = finite_values(layer_vars[k], k)
+        else:
+            values, count = finite_values(base[k].to_numpy(dtype=np.float64), k)
+            base[k] = values
+        n_nonfinite += count
+    return base, layer_vars, da, idx, n_nonfinite
 
 
 def _mixedlm_dataset(fits: list, formula: str, da: xr.DataArray) -> xr.Dataset:
@@ -184,14 +195,29 @@ def _mixedlm_dataset(fits: list, formula: str, da: xr.DataArray) -> xr.Dataset:
 
 
 def _failed(w) -> bool:
-    """A statsmodels ConvergenceWarning that reports a failed optimization.
+    """A statsmodels ConvergenceWarning that reports a fit not to be trusted.
 
-    Warnings that the estimate lies on the boundary of the parameter space (a random
-    effect variance near 0) or that the Hessian is not positive definite describe a
-    converged fit; they are kept in the per-layer ``warnings`` text instead.
+    A failed optimization, and a Hessian that is not positive definite at the estimate
+    (no valid standard errors), count as not converged. A warning that the estimate
+    lies on the boundary of the parameter space (a random-effect variance near 0)
+    describes a converged fit; it is kept in the per-layer ``warnings`` text.
     """
     text = str(w.message).lower()
-    return not ("boundary" in text or "hessian" in text)
+    return "boundary" not in text or "hessian" in text
+
+
+def _hessian_ok(fit) -> bool:
+    """The covariance of the estimates, the inverse of the negative Hessian, is finite and positive definite.
+
+    statsmodels warns only when a diagonal element of the Hessian has the wrong sign;
+    a Hessian that is not negative definite elsewhere leaves standard errors that are
+    not to be trusted, and the fit is then reported as not converged.
+    """
+    try:
+        cov = np.asarray(fit.cov_params(), dtype=np.float64)
+        return bool(np.isfinite(cov).all() and np.linalg.eigvalsh((cov + cov.T) / 2).min() > 0)
+    except (ValueError, np.linalg.LinAlgError):
+        return False
 
 
 def _fit_mixedlm(smf, ConvergenceWarning, formula, df, groups, re_formula, reml, method):
@@ -212,7 +238,8 @@ def _fit_mixedlm(smf, ConvergenceWarning, formula, df, groups, re_formula, reml,
         bse=fit.bse.reindex(fe),
         z=fit.tvalues.reindex(fe),
         p=fit.pvalues.reindex(fe),
-        converged=bool(getattr(fit, "converged", True)) and not any(_failed(w) for w in convergence),
+        converged=bool(getattr(fit, "converged", True)) and not any(_failed(w) for w in convergence)
+        and _hessian_ok(fit),
         warnings="; ".join(sorted({" ".join(str(w.message).split()) for w in convergence})),
         group_var=float(np.asarray(fit.cov_re)[0, 0]) if np.size(fit.cov_re) else np.nan,
         n_obs=int(fit.nobs),

@@ -7,6 +7,13 @@ Batches are at most `batch_size` rows, so memory stays near ``BATCH_ELEMENTS * 8
 bytes whatever the number of tokens. p-values count permutations at least as extreme
 as the observed statistic, ``p = (b + 1) / (P + 1)`` (Phipson & Smyth 2010).
 
+When the permutation space -- the distinct within-block relabellings, prod_k
+C(n_k, n_k1); the within-block permutations of residuals (Freedman-Lane), prod_k n_k!;
+or the 2**m sign flips of m pairs -- holds no more elements than the permutations
+asked for, a `PermutationScheme` enumerates it whole (the identity included) and the
+p-value is exact: ``p = (elements with a statistic at least the observed) / (size of
+the space)``; its smallest attainable value is 1 / size.
+
 References
 ----------
 Phipson, B. & Smyth, G. K. (2010). Permutation p-values should never be zero.
@@ -18,19 +25,16 @@ Permutation inference for the general linear model. NeuroImage 92, 381-397
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 
 __all__ = [
-    "BATCH",
-    "BATCH_ELEMENTS",
-    "TIE_RTOL",
-    "at_least",
-    "batch_size",
-    "label_permutations",
+    "PermutationScheme",
+    "block_weights",
     "permutation_indices",
     "permutation_p",
-    "sign_flips",
-    "stratified_weights",
 ]
 
 #: Most rows of one batch of permutations or bootstrap replicates.
@@ -111,12 +115,137 @@ def stratified_weights(strata: np.ndarray, n_boot: int, rng: np.random.Generator
     return out
 
 
+def block_weights(blocks: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster bootstrap: whole exchangeability blocks drawn with replacement.
+
+    Parameters
+    ----------
+    blocks : ndarray of int, shape (n,)
+        Block code 0 .. K - 1 of each token.
+    n_boot : int
+        Replicates R.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    weights : ndarray, shape (R, n), float64
+        How often each token's block is drawn in each replicate (K draws per replicate).
+    copies : ndarray, shape (R,), float64
+        Blocks drawn with a token, copies counted: each resampled copy of a block is a
+        distinct block in the degrees of freedom of the refitted model.
+    """
+    blocks = np.asarray(blocks, dtype=np.int64)
+    n_blocks = int(blocks.max()) + 1
+    counts = rng.multinomial(n_blocks, np.full(n_blocks, 1.0 / n_blocks), size=n_boot).astype(np.float64)
+    return counts[:, blocks], counts.sum(axis=1)
+
+
 def at_least(null: np.ndarray, observed: np.ndarray) -> np.ndarray:
     """null >= observed, with ties up to rounding counted (NaN never counts)."""
     return null >= observed - TIE_RTOL * np.abs(observed)
 
 
-def permutation_p(null: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """(b + 1) / (P + 1) per column: b permutations of `null` (P, m) at least `observed` (m,); NaN stays NaN."""
+def permutation_p(null: np.ndarray, observed: np.ndarray, exact: bool = False) -> np.ndarray:
+    """Permutation p-value per column; NaN stays NaN.
+
+    Parameters
+    ----------
+    null : ndarray, shape (P, m)
+        The statistic of every permutation, large values against H0.
+    observed : ndarray, shape (m,)
+        The observed statistic.
+    exact : bool
+        The rows enumerate the whole permutation space, the identity among them.
+
+    Returns
+    -------
+    ndarray, shape (m,)
+        ``(b + 1) / (P + 1)`` for random permutations (the observed labelling is not
+        among the P rows), ``b / P`` when `exact`; b counts rows at least the observed
+        value (ties up to rounding count).
+    """
     count = at_least(null, observed[None, :]).sum(axis=0)
-    return np.where(np.isfinite(observed), (count + 1.0) / (null.shape[0] + 1.0), np.nan)
+    extra = 0.0 if exact else 1.0
+    return np.where(np.isfinite(observed), (count + extra) / (null.shape[0] + extra), np.nan)
+
+
+class PermutationScheme:
+    """How a design's null is drawn: relabellings, residual permutations or sign flips, random or enumerated.
+
+    Parameters
+    ----------
+    kind : {"labels", "residuals", "signs"}
+        ``labels``: the labels are permuted within blocks (distinct outcomes: the
+        relabellings, prod_k C(n_k, n_k1)); ``residuals``: tokens' residuals are
+        permuted within blocks (Freedman-Lane; prod_k n_k!); ``signs``: sign flips of
+        the paired differences (2**m).
+    n : int
+        Tokens (pairs for ``signs``).
+    blocks : ndarray of int, shape (n,), optional
+        Exchangeability blocks (None: all tokens exchangeable).
+    group : ndarray of bool, shape (n,), optional
+        The labels (needed for ``labels``).
+    """
+
+    def __init__(self, kind: str, n: int, blocks=None, group=None):
+        self.kind, self.n = kind, int(n)
+        self.blocks = None if blocks is None else np.asarray(blocks, dtype=np.int64)
+        if self.blocks is not None and np.unique(self.blocks).size <= 1:
+            self.blocks = None  # one block: the same draws as no blocks
+        codes = np.zeros(self.n, dtype=np.int64) if self.blocks is None else self.blocks
+        self.members = [np.flatnonzero(codes == k) for k in range(int(codes.max(initial=0)) + 1)]
+        self.group = None if group is None else np.asarray(group, dtype=bool)
+        if kind == "signs":
+            self.sizes = [2] * self.n
+        elif kind == "residuals":
+            self.sizes = [math.factorial(m.size) if m.size < 21 else 10**19 for m in self.members]
+        else:
+            self.sizes = [math.comb(m.size, int(self.group[m].sum())) for m in self.members]
+
+    @property
+    def log10_size(self) -> float:
+        """log10 of the number of distinct elements of the space."""
+        if self.kind == "residuals":
+            return float(sum(math.lgamma(m.size + 1) for m in self.members) / math.log(10))
+        return float(sum(math.log10(s) for s in self.sizes if s > 0))
+
+    def size(self, cap: int) -> int | None:
+        """The size of the space when it is at most `cap`, else None."""
+        if self.log10_size > math.log10(cap) + 1:
+            return None
+        total = math.prod(self.sizes)
+        return total if total <= cap else None
+
+    def random(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """`size` random elements: (size, n) token indices, or (size, n) +-1 for sign flips."""
+        if self.kind == "signs":
+            return sign_flips(self.n, size, rng)
+        return permutation_indices(self.n, size, rng, blocks=self.blocks)
+
+    def enumerate(self, start: int, stop: int) -> np.ndarray:
+        """Elements start .. stop - 1 of the whole space (mixed-radix order; element 0 is the identity)."""
+        if self.kind == "signs":
+            bits = (np.arange(start, stop)[:, None] >> np.arange(self.n)[None, :]) & 1
+            return (1 - 2 * bits).astype(np.int8)
+        choices = [self._block_choices(m) for m in self.members]
+        digits = np.unravel_index(np.arange(start, stop), [len(c) for c in choices])
+        out = np.empty((stop - start, self.n), dtype=np.int64)
+        for members, options, digit in zip(self.members, choices, digits):
+            out[:, members] = options[digit]
+        return out
+
+    def _block_choices(self, members: np.ndarray) -> np.ndarray:
+        """Every arrangement of one block's tokens, (C, n_k) token indices, the identity first."""
+        if self.kind == "residuals":
+            return members[np.array(list(itertools.permutations(range(members.size))), dtype=np.int64)]
+        ones, zeros = members[self.group[members]], members[~self.group[members]]
+        rows = []
+        for chosen in itertools.combinations(range(members.size), ones.size):
+            row = np.empty(members.size, dtype=np.int64)
+            mask = np.zeros(members.size, dtype=bool)
+            mask[list(chosen)] = True
+            row[mask], row[~mask] = ones, zeros  # positions given label 1 receive the label-1 tokens
+            rows.append(row)
+        rows = np.array(rows, dtype=np.int64).reshape(-1, members.size)
+        identity = np.flatnonzero((rows == members[None, :]).all(axis=1))
+        return np.concatenate([rows[identity], np.delete(rows, identity, axis=0)])

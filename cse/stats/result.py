@@ -7,14 +7,17 @@ import xarray as xr
 
 from .selection import describe_where
 
-__all__ = ["LONG_NAMES", "assemble", "layer_coords"]
+__all__ = ["LONG_NAMES"]
 
 #: name -> (long_name, units) of the variables of a comparison.
 LONG_NAMES = {
     "mean_a": ("mean of the first group", "1"),
     "mean_b": ("mean of the second group", "1"),
     "diff": ("effect of the second group against the first (see the statistic attribute)", "1"),
-    "t": ("t statistic (see the statistic attribute)", "1"),
+    "diff_ci_low": ("lower bound of the percentile bootstrap interval of diff", "1"),
+    "diff_ci_high": ("upper bound of the percentile bootstrap interval of diff", "1"),
+    "t": ("test statistic (see the statistic attribute)", "1"),
+    "z": ("the model-based t on the z scale: the N(0, 1) quantile with its t(df) tail probability", "1"),
     "df": ("degrees of freedom of t", "1"),
     "p_uncorrected": ("permutation p-value per layer, (b + 1) / (P + 1)", "1"),
     "p_corrected": ("p-value of the primary correction across layers", "1"),
@@ -34,13 +37,13 @@ LONG_NAMES = {
     "p_fdr_bh": ("Benjamini-Hochberg adjusted p-value (FDR)", "1"),
     "cluster_start": ("first layer of the cluster", "1"),
     "cluster_stop": ("last layer of the cluster (inclusive)", "1"),
-    "cluster_mass": ("cluster mass, sum of t over the cluster's layers", "1"),
+    "cluster_mass": ("cluster mass, sum of the statistic (scale attribute) over the cluster's layers", "1"),
     "cluster_p": ("cluster p-value against the permutation distribution of the largest cluster mass", "1"),
     "cluster_sign": ("sign of t in the cluster", "1"),
 }
 
-_LAYER_VARS = ("mean_a", "mean_b", "diff", "t", "df", "p_uncorrected", "p_corrected", "significant", "cohens_d",
-               "hedges_g", "g_ci_low", "g_ci_high", "n_a", "n_b", "cluster_id")  # fmt: skip
+_LAYER_VARS = ("mean_a", "mean_b", "diff", "diff_ci_low", "diff_ci_high", "t", "df", "p_uncorrected", "p_corrected",
+               "significant", "cohens_d", "hedges_g", "g_ci_low", "g_ci_high", "n_a", "n_b", "cluster_id")  # fmt: skip
 _SOURCE_ATTRS = ("model", "n_layers", "axis", "wavelet", "level", "boundary", "normalize")
 
 
@@ -79,7 +82,7 @@ def assemble(res: dict, sel, data: dict, settings: dict, *, var, where, paired_b
     """Build the `compare` Dataset from the computed arrays, the selection and the settings."""
     layer_values = np.asarray(sel.da["layer"].values)
     names = list(_LAYER_VARS) + [f"p_{c}" for c in settings["corrections"]]
-    names += ["tfce"] if "tfce" in res else []
+    names += [k for k in ("z", "tfce") if k in res]
     data_vars = {k: ("layer", np.asarray(res[k])) for k in names}
     for k in ("n_a", "n_b"):
         data_vars[k] = ("layer", np.asarray(res[k]).astype(np.int64))
@@ -88,13 +91,16 @@ def assemble(res: dict, sel, data: dict, settings: dict, *, var, where, paired_b
     for k, (long_name, units) in LONG_NAMES.items():
         if k in out:
             out[k].attrs.update(long_name=long_name, units=units)
-    a, b = (str(g) for g in sel.groups)
+    a, b = (str(g) for g in sel.levels)
     within = blocks is not None or settings["covariates"]
     seed_record = seed if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) else None
     out.attrs = {
         "title": f"CSE group comparison per layer: {var} by {sel.by}",
         "statistic": res["statistic"],
+        "statistic_name": res["statistic_name"],
+        "scale": res["scale"],
         "effect_size": res["effect_size"],
+        "bootstrap": res["bootstrap"],
         "test": _test_name(paired_by, blocks, settings["covariates"]),
         "var": var,
         "by": sel.by,
@@ -116,6 +122,12 @@ def assemble(res: dict, sel, data: dict, settings: dict, *, var, where, paired_b
         "correction": settings["corrections"][0],
         "corrections": ", ".join(settings["corrections"]),
         "n_permutations": res["n_permutations"],
+        "exact": int(res["exact"]),
+        "permutation_space": res["space_total"],
+        "permutation_space_log10": res["space_log10"],
+        "p_min": (1.0 / res["n_permutations"]) if res["exact"] else 1.0 / (res["n_permutations"] + 1.0),
+        "n_nonfinite": int(data.get("n_nonfinite", 0)),
+        "n_layers_undefined": int(res["n_layers_undefined"]),
         "tail": settings["tail"],
         "threshold": res["threshold"] if "cluster" in settings["corrections"] else np.nan,
         "cluster_alpha": settings["cluster_alpha"],
@@ -130,7 +142,7 @@ def assemble(res: dict, sel, data: dict, settings: dict, *, var, where, paired_b
         "n_tokens": int(len(data["y_a"]) + len(data["y_b"])),
         "n_tokens_a": int(len(data["y_a"])),
         "n_tokens_b": int(len(data["y_b"])),
-        "p_value": "(b + 1) / (P + 1)",
+        "p_value": "b / P over the whole permutation space (exact)" if res["exact"] else "(b + 1) / (P + 1)",
     }
     src_attrs = sel.source.attrs if sel.source is not None else sel.da.attrs
     for key in _SOURCE_ATTRS:

@@ -7,6 +7,7 @@ Every function here reads only coordinates (and 1-D token variables), never the
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -18,18 +19,10 @@ from ..errors import CSEInputError
 from ..where import evaluate
 
 __all__ = [
-    "Selection",
-    "align_pairs",
-    "as_dataarray",
     "block_design",
-    "covariate_matrix",
-    "describe_where",
-    "select_groups",
+    "deprecated_alias",
+    "finite_values",
     "select_tokens",
-    "to_python",
-    "token_frame",
-    "token_mask",
-    "where_mask",
 ]
 
 
@@ -191,35 +184,99 @@ def select_tokens(ds, where=None, include_special: bool = False, var: str = "cse
     return token_mask(token_frame(da, source), where, include_special)
 
 
-def match_groups(values: pd.Series, groups, by: str) -> list:
+def deprecated_alias(old_name: str, old_value, new_name: str, new_value, stacklevel: int = 3):
+    """The value of a renamed parameter: `new_value`, or `old_value` with a DeprecationWarning.
+
+    Parameters
+    ----------
+    old_name, new_name : str
+        The parameter's former and present names.
+    old_value, new_value
+        What the caller passed under each (None: not passed).
+    stacklevel : int
+        Passed to `warnings.warn` (3: the caller of the public function).
+
+    Returns
+    -------
+    The value to use.
+
+    Raises
+    ------
+    CSEInputError
+        If both names are given different values.
+    """
+    if old_value is None:
+        return new_value
+    warnings.warn(f"{old_name!r} is deprecated and will be removed in the next release; use {new_name!r}",
+                  DeprecationWarning, stacklevel=stacklevel)  # fmt: skip
+    if new_value is not None and not _same(new_value, old_value):
+        raise CSEInputError(f"Invalid combination: give {new_name!r} only ({old_name!r} is its old name)")
+    return old_value
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(np.all(np.asarray(a, dtype=object) == np.asarray(b, dtype=object)))
+    except ValueError:
+        return False
+
+
+def finite_values(values: np.ndarray, name=None) -> tuple[np.ndarray, int]:
+    """`values` with infinite entries made NaN (undefined), and how many there were; warns once if any.
+
+    Parameters
+    ----------
+    values : ndarray, float64
+        Values of the tested variable (any shape).
+    name : str, optional
+        The variable's name, for the warning.
+
+    Returns
+    -------
+    values : ndarray, float64
+        A copy where any entry was infinite, else `values` itself.
+    n_nonfinite : int
+        How many entries were +-inf (NaN ones are not counted: they are undefined
+        by contract, SPEC section 2).
+    """
+    infinite = np.isinf(values)
+    count = int(infinite.sum())
+    if count:
+        warnings.warn(f"{count} infinite value(s) of {name or 'the variable'} treated as undefined (like NaN)",
+                      RuntimeWarning, stacklevel=3)  # fmt: skip
+        values = np.where(infinite, np.nan, values)
+    return values, count
+
+
+def match_groups(values: pd.Series, levels, by: str) -> list:
     """Resolve the two group values, in order; strings match numbers by their text."""
     present = pd.unique(values.dropna())
     try:
         present = np.sort(present)
     except TypeError:
         present = np.asarray(sorted(present, key=str), dtype=object)
-    if groups is None:
+    if levels is None:
         if len(present) != 2:
             shown = ", ".join(repr(to_python(v)) for v in present[:10]) + (" ..." if len(present) > 10 else "")
             raise CSEInputError(
                 f"Invalid value for 'by': {by!r} must have exactly 2 distinct values among the selected tokens, "
-                f"found {len(present)}: {shown or 'none'}; pick two with groups=(a, b) / --groups A B"
+                f"found {len(present)}: {shown or 'none'}; pick two with levels=(a, b) / --levels A B"
             )
         return [to_python(v) for v in present]
-    groups = list(groups)
-    if len(groups) != 2:
-        raise CSEInputError(f"Invalid value for 'groups': expected two values (a, b), got {len(groups)}: {groups!r}")
+    levels = list(levels)
+    if len(levels) != 2:
+        raise CSEInputError(f"Invalid value for 'levels': expected two values (a, b), got {len(levels)}: {levels!r}")
     resolved = []
-    for g in groups:
+    for g in levels:
         hits = [v for v in present if v == g] or [v for v in present if str(to_python(v)) == str(g)]
         if not hits:
             shown = ", ".join(repr(to_python(v)) for v in present[:10])
             raise CSEInputError(
-                f"Invalid value for 'groups': {by!r} has no value {g!r} among the selected tokens; found {shown}"
+                f"Invalid value for 'levels': {by!r} has no value {g!r} among the selected tokens; found {shown}"
             )
         resolved.append(to_python(hits[0]))
     if resolved[0] == resolved[1]:
-        raise CSEInputError(f"Invalid value for 'groups': the two groups must differ, got {groups!r}")
+        raise CSEInputError(f"Invalid value for 'levels': the two groups must differ, got {levels!r}")
     return resolved
 
 
@@ -244,7 +301,7 @@ class Selection:
         Token coordinates, one row per token of `da`.
     by : str
         The coordinate holding the groups.
-    groups : list
+    levels : list
         The two group values, in order (differences are second minus first).
     idx_a, idx_b : ndarray of int64
         Token indices of each group, ascending (aligned by pair after `align_pairs`).
@@ -256,13 +313,13 @@ class Selection:
     source: xr.Dataset | None
     frame: pd.DataFrame
     by: str
-    groups: list
+    levels: list
     idx_a: np.ndarray
     idx_b: np.ndarray
     n_special: int
 
 
-def select_groups(ds, by, where, groups, var, include_special, extra=None) -> Selection:
+def select_groups(ds, by, where, levels, var, include_special, extra=None) -> Selection:
     """Validate the selection and return the token indices of both groups.
 
     `extra` maps parameter names to token coordinates that must exist (``paired_by``,
@@ -284,7 +341,7 @@ def select_groups(ds, by, where, groups, var, include_special, extra=None) -> Se
         n_special = int((mask & special).sum())
         mask &= ~special
     mask &= np.asarray(frame[by].notna(), dtype=bool)
-    values = match_groups(frame[by][mask], groups, by)
+    values = match_groups(frame[by][mask], levels, by)
     idx_a = np.flatnonzero(mask & _equals(frame[by], values[0]))
     idx_b = np.flatnonzero(mask & _equals(frame[by], values[1]))
     return Selection(da, source, frame, by, values, idx_a, idx_b, n_special)
@@ -369,7 +426,7 @@ def covariate_matrix(frame: pd.DataFrame, names: list[str], rows: np.ndarray, re
             if col is not None and name == col:
                 raise CSEInputError(f"Invalid value for 'covariates': {name!r} is already the {param!r} coordinate")
         if name not in frame.columns:
-            hint = "; add it with cse.stats.add_log_frequency(ds, words=...)" if name == "log_frequency" else ""
+            hint = "; add it with cse.stats.add_log_frequency(ds)" if name == "log_frequency" else ""
             raise CSEInputError(
                 f"Invalid value for 'covariates': no token coordinate {name!r}{hint}; "
                 f"available: {', '.join(frame.columns)}"

@@ -9,10 +9,14 @@ A design has
   observed t, computed by the same arithmetic as the null);
 - ``observed() -> dict``: means, difference, counts, degrees of freedom, Cohen's d and
   Hedges' g over layers;
-- ``hedges_g(weights) -> (R, L)``: Hedges' g for bootstrap resampling counts;
+- ``effects(weights) -> (g, diff)``, each (R, L): Hedges' g and the effect estimate for
+  bootstrap resampling counts;
 - ``strata``: the bootstrap strata; ``blocks``: the exchangeability blocks of the
-  permutations (None: all tokens exchangeable); ``paired``; ``statistic`` and
-  ``effect_size`` (plain words).
+  permutations (None: all tokens exchangeable); ``scheme``: the
+  `cse.stats.permutation.PermutationScheme` of its null; ``paired``; ``statistic`` and
+  ``effect_size`` (plain words); ``reference``: the distribution the statistic is
+  referred to on one scale across layers (``"t"`` with ``df_layers``, ``"normal"``,
+  or ``"welch"``: left as it is).
 
 Tokens whose value is NaN (undefined, SPEC section 2) at a layer are left out at that
 layer only, through masked sums.
@@ -25,8 +29,9 @@ import warnings
 import numpy as np
 
 from .effects import effect_paired, effect_two_sample
+from .permutation import PermutationScheme
 
-__all__ = ["PairedT", "WelchT", "center", "paired_t_batch", "welch_from_sums", "welch_t_batch"]
+__all__ = ["PairedT", "WelchT", "welch_t_batch"]
 
 
 def center(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,6 +121,7 @@ class WelchT:
     """
 
     paired = False
+    reference = "welch"
     statistic = "Welch t"
     effect_size = "Hedges' g: difference of means over the pooled SD, J(n_a + n_b - 2) small-sample correction"
 
@@ -128,6 +134,7 @@ class WelchT:
         self.strata = self.group.astype(np.int64)
         self.identity = np.arange(len(y))[None, :]
         self.n_units = len(y)
+        self.scheme = PermutationScheme("labels", len(y), blocks, self.group)
 
     def t(self, permutations: np.ndarray) -> np.ndarray:
         return welch_t_batch(self.stacked, self.group[permutations])
@@ -151,8 +158,11 @@ class WelchT:
             "threshold_df": float(np.min(nn[nn > 0])) - 2 if (nn > 0).any() else 1.0,
         }  # fmt: skip
 
-    def hedges_g(self, weights: np.ndarray) -> np.ndarray:
-        return effect_two_sample(*self.sums(weights * self.group, weights * ~self.group))[1]
+    def effects(self, weights: np.ndarray, block_copies: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        sums = self.sums(weights * self.group, weights * ~self.group)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            diff = sums[4] / sums[3] - sums[1] / sums[0]
+        return effect_two_sample(*sums)[1], diff
 
 
 class PairedT:
@@ -166,6 +176,7 @@ class PairedT:
 
     paired = True
     blocks = None
+    reference = "t"
     statistic = "paired t (sign flips)"
     effect_size = "Hedges' g_z: mean over SD of the paired differences, J(n_pairs - 1) small-sample correction"
 
@@ -179,6 +190,9 @@ class PairedT:
         self.strata = np.zeros(len(d), dtype=np.int64)
         self.identity = np.ones((1, len(d)), dtype=np.int8)
         self.n_units = len(d)
+        n = self.mask.sum(axis=0)
+        self.df_layers = np.where(n >= 2, n - 1.0, np.nan)
+        self.scheme = PermutationScheme("signs", len(d))
 
     def t(self, signs: np.ndarray) -> np.ndarray:
         return paired_t_batch(self.d0, self.mask, signs)
@@ -193,7 +207,9 @@ class PairedT:
             "threshold_df": float(np.min(n[n > 0])) - 1 if (n > 0).any() else 1.0,
         }  # fmt: skip
 
-    def hedges_g(self, weights: np.ndarray) -> np.ndarray:
+    def effects(self, weights: np.ndarray, block_copies: bool = False) -> tuple[np.ndarray, np.ndarray]:
         L = self.d0.shape[1]
         p = weights @ self.stacked
-        return effect_paired(p[:, :L], p[:, L : 2 * L], p[:, 2 * L :])[1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = p[:, L : 2 * L] / p[:, :L]
+        return effect_paired(p[:, :L], p[:, L : 2 * L], p[:, 2 * L :])[1], mean

@@ -1,4 +1,8 @@
-"""Markdown helpers shared by the studies' reports (tables, p-values, provenance lines)."""
+"""Markdown helpers shared by the studies' reports (tables, p-values, provenance lines).
+
+`layer_span` and `boundary_layers` live in `cse.stats` (one home for `cse stats`,
+`cse plot` and the studies) and are re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 import cse
+from cse.stats import boundary_layers, layer_span  # noqa: F401 - one home in cse, re-exported for the studies
 
 
 def md_table(frame: pd.DataFrame, floats: dict | None = None, index: bool = False) -> str:
@@ -50,27 +55,3 @@ def software_line(attrs: dict, elapsed: float) -> str:
     return (f"cse {cse.__version__}, torch {attrs.get('torch_version', '')}, transformers "
             f"{attrs.get('transformers_version', '')}, Python {platform.python_version()}; run time "
             f"{elapsed / 60:.1f} min")
-
-
-def boundary_layers(ds) -> np.ndarray | None:
-    """Boolean mask of boundary-affected layers of a depth-axis result or a test over layers, or None.
-
-    Present when cse marks MODWT boundary coefficients (``boundary_affected`` on the
-    ``layer`` dim, SPEC section 2); None for results of a cse that does not.
-    """
-    if "boundary_affected" in ds.variables and ds["boundary_affected"].dims == ("layer",):
-        return np.asarray(ds["boundary_affected"].values, dtype=bool)
-    return None
-
-
-def layer_span(layers) -> str:
-    """``'0-6'`` or ``'0-2, 5'`` for a set of layer numbers; ``'none'`` when empty."""
-    layers = sorted(int(x) for x in layers)
-    if not layers:
-        return "none"
-    runs, start = [], layers[0]
-    for a, b in zip(layers, layers[1:] + [None]):
-        if b != a + 1:
-            runs.append(f"{start}" if start == a else f"{start}-{a}")
-            start = b
-    return ", ".join(runs)

@@ -13,10 +13,13 @@ place (`compare_layers`), with every correction of `CORRECTIONS`:
 - matched pairs drawn from every sequence corpus: sign flips of the paired differences.
 
 Each main test runs on raw CSE and, where the results carry it (the layer-order null
-on the depth axis, ``--depth-null-permutations``), on ``cse_z``. Where `cse.stats.compare`
-offers them, exchangeability blocks give the within-block statistic and effect size,
-and covariates (surprisal, log frequency, position) enter as nuisance regressors
-(Freedman & Lane 1983) in one more control.
+on the depth axis, ``--depth-null-permutations``), on ``cse_z``. Exchangeability blocks
+give the within-block effect over its block-clustered standard error (studentized, valid
+when the labels differ in variance) and intervals that resample whole blocks, and
+covariates (surprisal, log frequency, position) enter as nuisance regressors (Freedman &
+Lane 1983) in one more control. Beside every main test with blocks the previous default
+(`PREVIOUS`: the pooled-variance t, the within-cell bootstrap) is computed on the same
+tokens, so that the report can say where a conclusion or an interval changed.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ PAIR_CONTROL = "ctrl_pair >= 0"
 #: Subsets (genre, POS) are tested when they hold at least this many words of each label.
 MIN_WORDS_PER_LABEL = 30
 MAIN, CONTROL_TEST, SUBSET = "main", "control", "subset"
+#: The statistics of earlier releases, computed beside each main test with blocks.
+PREVIOUS = {"statistic": "pooled", "bootstrap": "cells"}
 
 
 @dataclasses.dataclass
@@ -69,7 +74,8 @@ class Test:
 
     ``key`` is unique within a model (``mohx``, ``mohx:cse_z``, ``mohx:control`` ...);
     ``role`` is `MAIN`, `CONTROL_TEST` or `SUBSET`; ``parent`` the key of the main test
-    a control belongs to.
+    a control belongs to; ``previous`` the same comparison with the statistics of
+    earlier releases (`PREVIOUS`), for main tests with exchangeability blocks.
     """
 
     key: str
@@ -78,6 +84,7 @@ class Test:
     result: xr.Dataset
     role: str = MAIN
     parent: str | None = None
+    previous: xr.Dataset | None = None
 
     @property
     def var(self) -> str:
@@ -88,7 +95,7 @@ class Test:
 
 
 def compare_layers(ds, by, where, settings: dict, *, corrections=CORRECTIONS, blocks=None, paired_by=None,
-                   var="cse", covariates=None) -> xr.Dataset:
+                   var="cse", covariates=None, statistic="auto", bootstrap="auto") -> xr.Dataset:
     """`cse.stats.compare` of groups 0 and 1 with several corrections: the study's only call of compare.
 
     Parameters
@@ -107,6 +114,9 @@ def compare_layers(ds, by, where, settings: dict, *, corrections=CORRECTIONS, bl
         ``cse`` or ``cse_z``.
     covariates : sequence of str, optional
         Nuisance regressors (Freedman-Lane).
+    statistic, bootstrap : str
+        As in `cse.stats.compare` (``auto``: the block-clustered statistic and the
+        block bootstrap with blocks).
 
     Returns
     -------
@@ -115,8 +125,10 @@ def compare_layers(ds, by, where, settings: dict, *, corrections=CORRECTIONS, bl
         correction, all from one permutation set, and ``boundary_affected`` over
         layers where `ds` marks it.
     """
-    kwargs = {"groups": (0, 1), "var": var, "paired_by": paired_by, "exchangeability_blocks": blocks,
+    kwargs = {"levels": (0, 1), "var": var, "paired_by": paired_by, "exchangeability_blocks": blocks,
               "covariates": list(covariates) if covariates else None, **settings}
+    if statistic != "auto" or bootstrap != "auto":
+        kwargs.update(statistic=statistic, bootstrap=bootstrap)
     corrections = list(corrections)
     res = stats.compare(ds, by, where, correction=corrections[0], corrections=corrections, **kwargs)
     if "boundary_affected" not in res.variables and "boundary_affected" in ds.coords \
@@ -126,12 +138,16 @@ def compare_layers(ds, by, where, settings: dict, *, corrections=CORRECTIONS, bl
 
 
 def _tests_of(ds, by, where, settings, *, main_key, corpus, label, blocks=None, paired_by=None) -> list[Test]:
-    """The main test on ``cse`` and, where `ds` has it, on ``cse_z``."""
-    tests = [Test(main_key, corpus, f"{label} (CSE, depth axis)",
-                  compare_layers(ds, by, where, settings, blocks=blocks, paired_by=paired_by))]
-    if "cse_z" in ds.data_vars:
-        tests.append(Test(f"{main_key}:cse_z", corpus, f"{label} (cse_z against the layer-order null)",
-                          compare_layers(ds, by, where, settings, blocks=blocks, paired_by=paired_by, var="cse_z")))
+    """The main test on ``cse`` and, where `ds` has it, on ``cse_z``; with blocks, the previous default beside."""
+    tests = []
+    for key, var, words in ((main_key, "cse", "CSE, depth axis"),
+                            (f"{main_key}:cse_z", "cse_z", "cse_z against the layer-order null")):
+        if var not in ds.data_vars:
+            continue
+        res = compare_layers(ds, by, where, settings, blocks=blocks, paired_by=paired_by, var=var)
+        previous = (compare_layers(ds, by, where, settings, blocks=blocks, var=var, **PREVIOUS)
+                    if blocks is not None else None)  # fmt: skip
+        tests.append(Test(key, corpus, f"{label} ({words})", res, previous=previous))
     return tests
 
 

@@ -62,7 +62,7 @@ def prepare_target_word(ds: xr.Dataset, seed: int) -> xr.Dataset:
     ds = ds.assign_coords(target_token=("token", (starts & (word == target)).astype(np.int8)),
                           control_token=("token", (starts & (word == target - 1)).astype(np.int8)),
                           label_shuffled=("token", shuffled.astype(np.int64)))
-    return stats.add_log_frequency(ds, words="word_str")
+    return stats.add_log_frequency(ds, word_coord="word_str")
 
 
 def prepare_sequence(ds: xr.Dataset, seed: int) -> xr.Dataset:
@@ -83,7 +83,7 @@ def prepare_sequence(ds: xr.Dataset, seed: int) -> xr.Dataset:
                           control_token=("token", control.astype(np.int8)),
                           control_label=("token", control_label),
                           label_shuffled=("token", np.where(content, labels, -1).astype(np.int64)))
-    return stats.add_log_frequency(ds, words="word_str")
+    return stats.add_log_frequency(ds, word_coord="word_str")
 
 
 def add_pair_coords(ds: xr.Dataset, pairs: pd.DataFrame) -> xr.Dataset:

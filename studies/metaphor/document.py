@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 import cse
+from cse.stats import boundary_layers
 from cse_studies.common import TARGET_WORD, layer_span, model_line, software_line
 
 from . import figures as F
@@ -12,16 +13,18 @@ from .analysis import MAIN, SUBSET
 from .plan import TOKEN_LEVEL
 from .report import (
     across_models,
+    changes_markdown,
     cluster_markdown,
     corpus_heading,
     finding_lines,
     groups_markdown,
     layer_markdown,
     mixed_markdown,
+    replication_lines,
     summary_markdown,
     where_of,
 )
-from .summaries import ALPHA, EARLY_TO_MID, boundary_mask, cluster_table, layer_table
+from .summaries import ALPHA, EARLY_TO_MID, cluster_table, layer_table
 
 
 def write_folder(folder, *, runs, corpora, pairs, settings, options: dict, command, elapsed) -> tuple:
@@ -53,7 +56,14 @@ def write_folder(folder, *, runs, corpora, pairs, settings, options: dict, comma
     lines += [f"- `{slug}`: the published finding **{s['overall']}** on CSE"
               + (f", **{s['overall_cse_z']}** on cse_z" if "overall_cse_z" in s else "") + "."
               for slug, s in summaries.items()]
-    lines += ["", *across_models(runs), "", *sections, *method_notes(runs, corpora)]
+    lines += ["", *across_models(runs), "", "### Replication across corpora and models", "",
+              *replication_lines(runs), "", "### What the robust statistics changed", "",
+              "Every main test with exchangeability blocks, computed both ways on the same tokens: the default "
+              "(the within-block effect over its block-clustered standard error; intervals resampling whole blocks "
+              "where there are 10 or more) and the previous default (the pooled-variance within-block t; intervals "
+              "resampling tokens within block-by-label cells). The per-model sections say the same in words.", "",
+              changes_markdown(runs), "",
+              *sections, *method_notes(runs, corpora)]
     path = folder.write_text("report.md", "\n".join(lines) + "\n")
     write_tables(folder, runs, pairs)
     return path, summaries
@@ -81,7 +91,7 @@ def header(runs, corpora, pairs, settings, options, command, elapsed) -> list[st
              "computed from the results, nothing is written by hand.", "", "## How it was made", "",
              f"- Command: `{command or 'cse_studies.metaphor.run.run(...)'}`", "- Models:"]
     for run in runs:
-        mask = boundary_mask(run.main_source[run.tests[0].key])
+        mask = boundary_layers(run.main_source[run.tests[0].key])
         bounds = (f"; boundary-affected layers {layer_span(mask.nonzero()[0])} of {len(mask)}" if mask is not None
                   else "; boundary coefficients not marked by this cse")
         lines.append(f"  - {model_line(run.identity, run.slug, run.depth_attrs)}{bounds}")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from cse.stats import boundary_layers
+
 from .analysis import Test
-from .summaries import ALPHA, EARLY_TO_MID, boundary_mask, cluster_table
+from .summaries import ALPHA, EARLY_TO_MID, cluster_table
 
 XLABEL = "relative depth (layer + 1) / L"
 
@@ -34,7 +36,7 @@ def shade(ax, test: Test, color="0.85") -> None:
     half = _step(depth) / 2
     for r in cluster_table(test, alpha=ALPHA).itertuples():
         ax.axvspan(r.depth_low - half, r.depth_high + half, color=color, zorder=0, lw=0)
-    mask = boundary_mask(res)
+    mask = boundary_layers(res)
     if mask is not None and mask.any():
         ax.axvspan(depth[mask].min() - half, depth[mask].max() + half, facecolor="none", edgecolor="0.6",
                    hatch="//", lw=0, zorder=0, label="boundary-affected layers")
@@ -61,7 +63,7 @@ def profile_figure(panels: list, title: str):
 
     fig, axes = new_figure(len(panels))
     for ax, (ds, by, where, test) in zip(axes, panels):
-        plot_depth_profile(ds, by, where, stats=test.result, ax=ax, groups=(0, 1), var=test.var,
+        plot_depth_profile(ds, by, where, stats=test.result, ax=ax, levels=(0, 1), var=test.var,
                            title=f"{title}: {test.var} (0 literal, 1 metaphorical)")
     return fig
 
@@ -170,7 +172,7 @@ def models_figure(by_test: dict):
             for r in cluster_table(test, alpha=ALPHA).itertuples():
                 ax.plot([r.depth_low, r.depth_high], [0.97 - 0.04 * k] * 2, color=colour, lw=5, alpha=0.7,
                         solid_capstyle="butt", transform=band)
-            mask = boundary_mask(res)
+            mask = boundary_layers(res)
             if mask is not None and mask.any():
                 ax.plot([0, depth[mask].max()], [0.03 + 0.04 * k] * 2, color=colour, lw=2, ls=":", transform=band)
         ax.set_xlim(0, 1.02)

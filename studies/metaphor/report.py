@@ -11,18 +11,23 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cse import stats
 from cse_studies.common import TARGET_WORD, md_table, p_text
 
 from .analysis import CONTENT, CONTROL_TEST, MAIN, PAIR, TARGET
 from .summaries import (
     ALPHA,
     EARLY_TO_MID,
+    change_row,
+    change_sentence,
     cluster_table,
     layer_table,
     overall_status,
     verdict,
     within_block_note,
 )
+#: Bins of relative depth on which models of different depth are compared.
+DEPTH_BINS = 10
 
 LAYER_FLOATS = {"depth": "{:.2f}", "mean_lit": "{:.4f}", "mean_met": "{:.4f}", "diff": "{:+.4f}", "t": "{:+.2f}"}
 
@@ -93,7 +98,8 @@ def groups_markdown(groups: pd.DataFrame, tests: dict) -> str:
             row.update({"mean diff": "", "largest |t| (layer)": "", f"clusters with p <= {ALPHA}": "not tested"})
         else:
             res = t.result
-            k = int(np.nanargmax(np.abs(res["t"].values)))
+            t_abs = np.abs(res["t"].values)
+            k = int(np.nanargmax(t_abs)) if np.isfinite(t_abs).any() else 0
             row.update({"mean diff": f"{np.nanmean(res['diff'].values):+.4f}",
                         "largest |t| (layer)": f"{res['t'].values[k]:+.2f} ({int(res['layer'].values[k])})",
                         f"clusters with p <= {ALPHA}": clusters_phrase(t)})
@@ -176,6 +182,9 @@ def finding_lines(run) -> tuple[list[str], dict]:
         note = within_block_note(t, run.main_source[t.key], where_of(t))
         if note:
             lines.append(f"  - {note}")
+        change = change_sentence(t)
+        if change:
+            lines.append(f"  - {change}")
         lines.extend(control_lines(v, [c for c in run.tests if c.parent == t.key and c.role == CONTROL_TEST],
                                   run.mixed.get(t.key)))
     status = {k: v.status for k, v in verdicts.items()}
@@ -225,3 +234,86 @@ def corpus_heading(corpus) -> str:
                 f"within exchangeability blocks ({corpus.block_label}).")
     return (f"{len(corpus.frame)} sentences, every word labelled; tested: every content word (not punctuation), "
             f"labels permuted within texts ({corpus.block_label}).")
+
+
+# --------------------------------------------------------------------------- what changed, and replication
+
+
+def changes_markdown(runs: list) -> str:
+    """Per model and main test with blocks: significant layers and interval widths, previous default against now."""
+    rows = []
+    for r in runs:
+        for t in r.tests:
+            row = change_row(t) if t.role == MAIN else None
+            if row is not None:
+                rows.append({"model": r.slug, "test": row["test"], "significant now": row["significant_now"],
+                             "before": row["significant_before"], "no longer": row["disappeared"],
+                             "newly": row["appeared"], "g interval width, now / before": row["width_ratio"],
+                             "largest effect, now and before": row["largest"]})  # fmt: skip
+    if not rows:
+        return "No main test with exchangeability blocks: nothing changed."
+    return md_table(pd.DataFrame(rows), {"g interval width, now / before": "{:.2f}"})
+
+
+def _bands_text(bands: pd.DataFrame, depth: bool) -> str:
+    if bands.empty:
+        return "none"
+    where = ("relative depth {:.2f}-{:.2f}" if depth else "layers {}-{}")
+    return "; ".join((where.format(b.depth_low, b.depth_high) if depth else where.format(b.first, b.last))
+                     + f" ({'+' if b.sign > 0 else '-'}, p = {p_text(b.p)})" for b in bands.itertuples())
+
+
+def _corpus_tests(run, var: str) -> dict:
+    """Main test of each corpus (not the pairs, which are drawn from the sequence corpora) on `var`."""
+    return {t.corpus: t.result for t in run.tests if t.role == MAIN and t.var == var and t.corpus != "pairs"}
+
+
+def replication_lines(runs: list) -> list[str]:
+    """The replication table: per model, layers where the corpora agree in sign; per corpus, where models agree.
+
+    Conjunction tests over the per-layer permutation p-values (`cse.stats.conjunction`,
+    every result must show the effect, Holm across layers or bins); models of different
+    depth on `DEPTH_BINS` bins of relative depth.
+    """
+    rows = []
+    for r in runs:
+        for var in ("cse", "cse_z"):
+            tests = _corpus_tests(r, var)
+            if len(tests) >= 2:
+                rows.append({"across": "corpora", "within": f"model {r.slug}", "variable": var,
+                             "results": ", ".join(tests),
+                             f"replicated (p <= {ALPHA}, Holm)": _bands_text(stats.replicated_bands(tests), False)})
+    corpora = list(dict.fromkeys(c for r in runs for c in _corpus_tests(r, "cse")))
+    for corpus in corpora:
+        for var in ("cse", "cse_z"):
+            tests = {r.slug: _corpus_tests(r, var)[corpus] for r in runs if corpus in _corpus_tests(r, var)}
+            if len(tests) >= 2:
+                bands = stats.replicated_bands(tests, bins=DEPTH_BINS)
+                rows.append({"across": "models", "within": f"corpus {corpus}", "variable": var,
+                             "results": ", ".join(tests),
+                             f"replicated (p <= {ALPHA}, Holm)": _bands_text(bands, True)})
+    if not rows:
+        return ["One corpus and one model: nothing to replicate across."]
+    lines = ["A layer replicates when every result shows an effect of the same sign there: a conjunction test "
+             "(minimum statistic; Nichols et al. 2005) on the per-layer permutation p-values, Holm-corrected across "
+             f"layers; models of different depth on {DEPTH_BINS} bins of relative depth (a bin's p-value: the "
+             "Bonferroni-adjusted smallest p of its layers). Clusters found in each corpus separately cannot say "
+             "this.", "", md_table(pd.DataFrame(rows))]
+    return lines + opposite_lines(runs)
+
+
+def opposite_lines(runs: list) -> list[str]:
+    """Layers where the corpora of one model have significant clusters of opposite sign (generated)."""
+    out = []
+    for r in runs:
+        tests = [t for t in r.tests if t.role == MAIN and t.var == "cse" and t.corpus != "pairs"]
+        signs = {}
+        for t in tests:
+            for c in cluster_table(t, alpha=ALPHA).itertuples():
+                for layer in range(c.first, c.last + 1):
+                    signs.setdefault(layer, {})[t.corpus] = c.sign
+        clash = sorted(layer for layer, s in signs.items() if len(set(s.values())) > 1)
+        if clash:
+            out.append(f"- `{r.slug}`: significant clusters of opposite sign in different corpora at layers "
+                       f"{stats.layer_span(clash)}; the effect there does not replicate.")
+    return [""] + out if out else []

@@ -1,8 +1,9 @@
 """Tables and verdicts of the metaphor study, computed from the test results.
 
 Nothing here is written by hand: the verdict on the published finding, the cluster and
-layer tables, the boundary notes and the comparison of pooled and within-block
-statistics are all derived from the `cse.stats.compare` results.
+layer tables, the boundary notes, the comparison of pooled and within-block statistics
+and what changed against the previous default are all derived from the
+`cse.stats.compare` results.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from cse import stats
-from cse_studies.common import layer_span, p_text
+from cse.stats import boundary_layers, layer_span
+from cse_studies.common import p_text
 
 from .analysis import Test
 
@@ -25,16 +27,9 @@ CLUSTER_COLUMNS = ["test", "layers", "first", "last", "depth_low", "depth_high",
                    "peak_layer", "boundary"]
 
 
-def boundary_mask(res) -> np.ndarray | None:
-    """Boundary-affected layers of a test result (bool per layer), or None where unmarked."""
-    if "boundary_affected" in res.variables and res["boundary_affected"].dims == ("layer",):
-        return np.asarray(res["boundary_affected"].values, dtype=bool)
-    return None
-
-
 def boundary_phrase(res, first: int, last: int) -> str:
     """How much of layers first..last is boundary-affected: 'all', 'none', 'layers 3-6', or '' (unmarked)."""
-    mask = boundary_mask(res)
+    mask = boundary_layers(res)
     if mask is None:
         return ""
     layers = np.asarray(res["layer"].values)
@@ -75,6 +70,7 @@ def layer_table(test: Test) -> pd.DataFrame:
     table = pd.DataFrame({
         "depth": res["depth"].values, "n_lit": res["n_a"].values, "n_met": res["n_b"].values,
         "mean_lit": res["mean_a"].values, "mean_met": res["mean_b"].values, "diff": res["diff"].values,
+        "diff_low": res["diff_ci_low"].values, "diff_high": res["diff_ci_high"].values,
         "t": res["t"].values, "p_unc": res["p_uncorrected"].values,
         "g": res["hedges_g"].values, "g_low": res["g_ci_low"].values, "g_high": res["g_ci_high"].values,
     }, index=pd.Index(res["layer"].values, name="layer"))
@@ -83,7 +79,7 @@ def layer_table(test: Test) -> pd.DataFrame:
             table[f"p_{name}"] = res[f"p_{name}"].values
     if "p_cluster" not in table:
         table["p_cluster"] = res["p_corrected"].values
-    mask = boundary_mask(res)
+    mask = boundary_layers(res)
     if mask is not None:
         table["boundary"] = mask
     return table
@@ -176,18 +172,9 @@ def pooled_contrast(ds, by: str, where: str, var: str = "cse") -> pd.DataFrame:
     pandas.DataFrame
         Indexed by layer: ``t_pooled``, ``g_pooled``.
     """
-    idx = np.flatnonzero(stats.select_tokens(ds, where, var=var))
-    y = ds[var].isel(token=idx).transpose("token", "layer").values
-    group = np.asarray(ds[by].values)[idx]
-    a, b = y[group == 0], y[group == 1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        n_a, n_b = np.isfinite(a).sum(0), np.isfinite(b).sum(0)
-        m_a, m_b = np.nanmean(a, 0), np.nanmean(b, 0)
-        v_a, v_b = np.nanvar(a, 0, ddof=1), np.nanvar(b, 0, ddof=1)
-        t = (m_b - m_a) / np.sqrt(v_a / n_a + v_b / n_b)
-        sd = np.sqrt(((n_a - 1) * v_a + (n_b - 1) * v_b) / (n_a + n_b - 2))
-        g = (m_b - m_a) / sd * (1 - 3 / (4 * (n_a + n_b - 2) - 1))
-    return pd.DataFrame({"t_pooled": t, "g_pooled": g}, index=pd.Index(ds["layer"].values, name="layer"))
+    res = stats.group_contrast(ds, by, where, levels=(0, 1), var=var)
+    return pd.DataFrame({"t_pooled": res["t"].values, "g_pooled": res["hedges_g"].values},
+                        index=pd.Index(res["layer"].values, name="layer"))
 
 
 def within_block_note(test: Test, ds, where: str) -> str | None:
@@ -225,3 +212,62 @@ def within_block_note(test: Test, ds, where: str) -> str | None:
                  f"cluster there would reflect differences between blocks, not the label, so that conclusion does "
                  f"not stand.")
     return text
+
+
+# --------------------------------------------------------------------------- against the previous default
+
+
+def _significant_layers(res) -> set:
+    """Layers inside clusters with p <= ALPHA (the primary correction is cluster mass)."""
+    return set(np.asarray(res["layer"].values)[np.asarray(res["significant"].values, dtype=bool)].tolist())
+
+
+def change_row(test) -> dict | None:
+    """What the robust statistic and the block bootstrap changed against the previous default, from the numbers.
+
+    Returns None for tests without a previous result (pairs, controls). Keys: ``test``,
+    ``significant_now`` / ``significant_before`` (layer spans), ``appeared`` /
+    ``disappeared`` (layers significant under one only), ``width_ratio`` (median over
+    layers of the new over the old width of the g interval), ``largest`` (the layer of
+    the largest |g| with both intervals).
+    """
+    old, new = test.previous, test.result
+    if old is None:
+        return None
+    now, before = _significant_layers(new), _significant_layers(old)
+    width_new = new["g_ci_high"].values - new["g_ci_low"].values
+    width_old = old["g_ci_high"].values - old["g_ci_low"].values
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = width_new / width_old
+    ratio = float(np.median(ratios[np.isfinite(ratios)])) if np.isfinite(ratios).any() else np.nan
+    g = np.abs(new["hedges_g"].values)
+    k = int(np.nanargmax(g)) if np.isfinite(g).any() else 0
+    layer = int(new["layer"].values[k])
+    largest = (f"layer {layer}: g {new['hedges_g'].values[k]:+.2f} [{new['g_ci_low'].values[k]:+.2f}, "
+               f"{new['g_ci_high'].values[k]:+.2f}], before {old['hedges_g'].values[k]:+.2f} "
+               f"[{old['g_ci_low'].values[k]:+.2f}, {old['g_ci_high'].values[k]:+.2f}]")  # fmt: skip
+    return {"test": test.key, "significant_now": layer_span(now), "significant_before": layer_span(before),
+            "appeared": layer_span(now - before), "disappeared": layer_span(before - now), "width_ratio": ratio,
+            "largest": largest, "statistic_before": old.attrs.get("statistic", ""),
+            "statistic_now": new.attrs.get("statistic", "")}  # fmt: skip
+
+
+def change_sentence(test) -> str | None:
+    """One generated sentence: where a conclusion or an interval changed against the previous default."""
+    row = change_row(test)
+    if row is None:
+        return None
+    if row["appeared"] == "none" and row["disappeared"] == "none":
+        clusters = (f"the layers in significant clusters are the same ({row['significant_now']})"
+                    if row["significant_now"] != "none" else "neither finds a significant cluster")
+    else:
+        clusters = (f"layers in significant clusters now {row['significant_now']}, before {row['significant_before']}"
+                    + (f"; no longer significant: {row['disappeared']}" if row["disappeared"] != "none" else "")
+                    + (f"; newly significant: {row['appeared']}" if row["appeared"] != "none" else ""))
+    ratio = row["width_ratio"]
+    widths = ("" if not np.isfinite(ratio) else
+              f"; the intervals of g are {ratio:.2f} times as wide as before (median over layers; "
+              + ("wider: the previous within-cell bootstrap was too narrow" if ratio > 1.05 else
+                 "narrower" if ratio < 0.95 else "about the same") + f"), at the largest effect {row['largest']}")
+    return (f"Against the previous default (pooled-variance t, bootstrap within block-by-label cells): {clusters}"
+            f"{widths}.")

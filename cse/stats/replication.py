@@ -1,0 +1,244 @@
+"""Replication across corpora or models: a conjunction test on the per-layer permutation p-values.
+
+Clusters found separately in two corpora cannot say whether an effect replicates: each
+controls its own error, and clusters of opposite sign at the same depth look alike in a
+list. `conjunction` asks at every layer (or bin of relative depth) whether at least u of
+the n results show an effect of the same sign:
+
+1. per result and direction s (+ or -), the layer's permutation p-value when the
+   statistic has sign s, else 1 (a valid p-value of "no effect of sign s");
+2. per layer and direction, the partial conjunction p-value of Benjamini & Heller
+   (2008), Bonferroni form, ``p = min(1, (n - u + 1) p_(u))`` with p_(u) the u-th
+   smallest; for u = n this is the largest p, the minimum-statistic conjunction test of
+   Nichols et al. (2005), valid under the conjunction null (some result has no effect);
+3. per layer the smaller of the two directions (only one can hold u results when
+   u > n / 2), then a correction across layers: Holm (FWER, any dependence; default) or
+   Benjamini-Hochberg (FDR, as Heller et al. 2007).
+
+Results with different layers (models of different depth) are compared on bins of
+relative depth: a result's p-value of a bin is the Bonferroni-adjusted smallest p of its
+layers in the bin (valid for "no layer of the bin has an effect of sign s").
+
+References
+----------
+Nichols, T., Brett, M., Andersson, J., Wager, T. & Poline, J.-B. (2005). Valid
+conjunction inference with the minimum statistic. NeuroImage 25, 653-660.
+Heller, R., Golland, Y., Malach, R. & Benjamini, Y. (2007). Conjunction group analysis:
+an alternative to mixed/random effect analysis. NeuroImage 37, 1178-1185.
+Benjamini, Y. & Heller, R. (2008). Screening for partial conjunction hypotheses.
+Biometrics 64, 1215-1222.
+Holm, S. (1979). A simple sequentially rejective multiple test procedure. Scand. J.
+Stat. 6, 65-70.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..errors import CSEInputError
+from ..params import check_choice, check_int, check_number
+from .corrections import benjamini_hochberg, holm
+
+__all__ = ["CONJUNCTION_CORRECTIONS", "conjunction", "replicated_bands"]
+
+CONJUNCTION_CORRECTIONS = ("holm", "fdr_bh")
+
+
+def _named(results) -> dict:
+    """Validate `results`: name -> compare result with ``t`` and ``p_uncorrected`` over ``layer``."""
+    if isinstance(results, Mapping):
+        named = {str(k): v for k, v in results.items()}
+    elif isinstance(results, (list, tuple)):
+        named = {str(k): v for k, v in enumerate(results)}
+    else:
+        raise TypeError(f"Invalid type for 'results': expected a dict or list of compare results, got "
+                        f"{type(results).__name__}")  # fmt: skip
+    if len(named) < 2:
+        raise CSEInputError(f"Invalid value for 'results': a conjunction needs at least 2 results, got {len(named)}")
+    for name, res in named.items():
+        if not isinstance(res, xr.Dataset) or "p_uncorrected" not in res or "t" not in res:
+            raise CSEInputError(
+                f"Invalid value for 'results': {name!r} is not a cse.stats.compare result (needs 't' and "
+                f"'p_uncorrected' over 'layer')"
+            )
+    return named
+
+
+def _directional(res: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """p-values of "no effect of sign +" and "no effect of sign -" per layer (1 where the sign differs)."""
+    p = np.asarray(res["p_uncorrected"].values, dtype=np.float64)
+    t = np.asarray(res["t"].values, dtype=np.float64)
+    tail = int(res.attrs.get("tail", 0))
+    pos = np.where((t > 0) & (tail >= 0), p, 1.0)
+    neg = np.where((t < 0) & (tail <= 0), p, 1.0)
+    undefined = ~np.isfinite(p) | ~np.isfinite(t)
+    return np.where(undefined, 1.0, pos), np.where(undefined, 1.0, neg)
+
+
+def _depth(res: xr.Dataset) -> np.ndarray:
+    if "depth" in res.coords and res["depth"].dims == ("layer",):
+        return np.asarray(res["depth"].values, dtype=np.float64)
+    L = res.sizes["layer"]
+    return np.arange(1, L + 1) / L
+
+
+def _binned(p: np.ndarray, depth: np.ndarray, bins: int) -> np.ndarray:
+    """Per bin of relative depth: min(1, m * smallest p of the m layers in the bin); 1 for an empty bin."""
+    index = np.clip(np.ceil(depth * bins - 1e-9).astype(np.int64) - 1, 0, bins - 1)
+    out = np.ones(bins)
+    for k in range(bins):
+        inside = p[index == k]
+        if inside.size:
+            out[k] = min(1.0, inside.size * inside.min())
+    return out
+
+
+def _partial(p: np.ndarray, u: int) -> np.ndarray:
+    """Partial conjunction p of u out of n (rows), Bonferroni form: min(1, (n - u + 1) p_(u)) per column."""
+    n = p.shape[0]
+    return np.minimum(1.0, (n - u + 1) * np.sort(p, axis=0)[u - 1])
+
+
+def conjunction(results, *, u: int | None = None, alpha: float = 0.05, correction: str = "holm",
+                bins: int | None = None) -> xr.Dataset:  # fmt: skip
+    """Where do at least u of several `cse.stats.compare` results agree on an effect of the same sign?
+
+    Parameters
+    ----------
+    results : dict of str to xarray.Dataset, or list of xarray.Dataset
+        `cse.stats.compare` results (one per corpus, or one per model), with ``t`` and
+        ``p_uncorrected`` over ``layer`` (two-sided, or one-sided per ``attrs["tail"]``).
+    u : int, optional
+        How many results must show the effect, 1 <= u <= n (default n: all of them,
+        the minimum-statistic conjunction).
+    alpha : float
+        Level of ``replicated``, in (0, 1).
+    correction : {"holm", "fdr_bh"}
+        Correction of the conjunction p-values across layers (or bins): Holm (FWER,
+        default) or Benjamini-Hochberg (FDR).
+    bins : int, optional
+        Compare on this many equal bins of relative depth (``depth`` coordinate, or
+        (i + 1) / L) instead of layers; required when the results' layers differ.
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``layer`` (or ``relative_depth``, the bin centres, with ``depth_low`` and
+        ``depth_high``): ``p_conjunction`` (per layer, uncorrected), ``p_corrected``,
+        ``sign`` (int64: +1 or -1, the direction of the smaller p; 0 where neither
+        direction has u results below 1), ``replicated`` (bool, p_corrected <= alpha);
+        over (``result``, layer): ``p_positive``, ``p_negative`` (the directional
+        p-values entering the test) and ``direction`` (int64, sign of t). Attributes:
+        ``u``, ``n_results``, ``alpha``, ``correction``, ``method``.
+
+    Raises
+    ------
+    CSEInputError
+        If fewer than two results are given, one is not a compare result, `u` or
+        `alpha` is out of range, or the layers differ and `bins` is not given.
+    TypeError
+        If `results` is neither a dict nor a list.
+
+    Notes
+    -----
+    At a single layer the test has level alpha under the conjunction null (fewer than
+    u results with an effect of that sign; Nichols et al. 2005; Benjamini & Heller
+    2008). Across layers Holm controls the familywise error of the layers where the
+    conjunction null holds (``tests/test_stats_simulation.py`` measures it where one
+    corpus has an effect and the other none). Directional p-values are the two-sided
+    permutation p-values restricted to one sign of t, so the test is conservative by
+    up to a factor of 2.
+    """
+    named = _named(results)
+    n = len(named)
+    u = n if u is None else check_int("u", u, 1, n)
+    alpha = check_number("alpha", alpha, 0, 1)
+    correction = check_choice("correction", correction, CONJUNCTION_CORRECTIONS)
+    first = next(iter(named.values()))
+    same = all(np.array_equal(r["layer"].values, first["layer"].values) for r in named.values())
+    if bins is None and not same:
+        raise CSEInputError("Invalid value for 'bins': the results have different layers; compare them on bins of "
+                            "relative depth, e.g. bins=10")  # fmt: skip
+    pos, neg, sign_t = [], [], []
+    for res in named.values():
+        p_pos, p_neg = _directional(res)
+        if bins is not None:
+            bins = check_int("bins", bins, 1, 10_000)
+            depth = _depth(res)
+            p_pos, p_neg = _binned(p_pos, depth, bins), _binned(p_neg, depth, bins)
+            sign_t.append(np.where(p_pos < p_neg, 1, np.where(p_neg < p_pos, -1, 0)))
+        else:
+            sign_t.append(np.sign(np.nan_to_num(np.asarray(res["t"].values, dtype=np.float64))).astype(np.int64))
+        pos.append(p_pos)
+        neg.append(p_neg)
+    conj_pos, conj_neg = _partial(np.array(pos), u), _partial(np.array(neg), u)
+    p_conj = np.minimum(conj_pos, conj_neg)
+    sign = np.where(p_conj >= 1.0, 0, np.where(conj_pos <= conj_neg, 1, -1))
+    p_corr = holm(p_conj) if correction == "holm" else benjamini_hochberg(p_conj)
+    if bins is None:
+        dim, coords = "layer", {"layer": first["layer"].values}
+        if "depth" in first.coords and first["depth"].dims == ("layer",):
+            coords["depth"] = ("layer", first["depth"].values)
+    else:
+        dim = "relative_depth"
+        coords = {dim: (np.arange(bins) + 0.5) / bins, "depth_low": (dim, np.arange(bins) / bins),
+                  "depth_high": (dim, np.arange(1, bins + 1) / bins)}  # fmt: skip
+    coords["result"] = list(named)
+    out = xr.Dataset({
+        "p_conjunction": (dim, p_conj), "p_corrected": (dim, p_corr), "sign": (dim, sign.astype(np.int64)),
+        "replicated": (dim, (p_corr <= alpha) & (sign != 0)),
+        "p_positive": (("result", dim), np.array(pos)), "p_negative": (("result", dim), np.array(neg)),
+        "direction": (("result", dim), np.array(sign_t, dtype=np.int64)),
+    }, coords=coords)  # fmt: skip
+    out.attrs = {"u": int(u), "n_results": n, "alpha": alpha, "correction": correction,
+                 "method": f"partial conjunction ({u} of {n}), Bonferroni form, on per-layer permutation p-values "
+                           f"restricted to one sign; {correction} across {dim.replace('_', ' ')}s"}  # fmt: skip
+    return out
+
+
+def replicated_bands(results, *, u: int | None = None, alpha: float = 0.05, correction: str = "holm",
+                     bins: int | None = None) -> pd.DataFrame:  # fmt: skip
+    """The runs of consecutive layers (or bins) where `conjunction` finds a replicated effect, with its sign.
+
+    Parameters
+    ----------
+    results : dict of str to xarray.Dataset, or list of xarray.Dataset
+        `cse.stats.compare` results, as in `conjunction`.
+    u, alpha, correction, bins
+        As in `conjunction`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per band: ``first``, ``last`` (layer labels, or bin centres of
+        relative depth, inclusive), ``depth_low``, ``depth_high`` (relative depth of
+        the first and last layer, or the bin edges; NaN where unknown), ``sign``
+        (+1 / -1), ``n`` (layers or bins in the band), ``p`` (the smallest corrected
+        p in the band). Empty when nothing replicates.
+
+    Raises
+    ------
+    CSEInputError, TypeError
+        As `conjunction`.
+    """
+    res = conjunction(results, u=u, alpha=alpha, correction=correction, bins=bins)
+    dim = "layer" if "layer" in res.dims else "relative_depth"
+    labels = np.asarray(res[dim].values)
+    low = res["depth_low"].values if "depth_low" in res.coords else (
+        res["depth"].values if "depth" in res.coords else np.full(labels.size, np.nan))
+    high = res["depth_high"].values if "depth_high" in res.coords else low
+    key = np.where(res["replicated"].values, res["sign"].values, 0)
+    rows, start = [], None
+    for k in range(labels.size + 1):
+        if start is not None and (k == labels.size or key[k] != key[start]):
+            rows.append({"first": labels[start], "last": labels[k - 1], "depth_low": float(low[start]),
+                         "depth_high": float(high[k - 1]), "sign": int(key[start]), "n": k - start,
+                         "p": float(np.min(res["p_corrected"].values[start:k]))})  # fmt: skip
+            start = None
+        if k < labels.size and key[k] != 0 and start is None:
+            start = k
+    return pd.DataFrame(rows, columns=["first", "last", "depth_low", "depth_high", "sign", "n", "p"])
