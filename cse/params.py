@@ -11,7 +11,6 @@ measure's settings and builds on these checks.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import numpy as np

@@ -246,11 +246,11 @@ def run_cluster(client, spec: ModelSpec, run, store, bar=None, threads: int | No
     if not todo:
         return
     staging = store.staging
-    updates_store = str(staging.updates_store) if "updates" in run.save else None
+    updates_store = str(staging.updates_store) if "updates" in run.saved else None
     n_workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
     size = max(1, min(MAX_BATCHES_PER_TASK, -(-len(todo) // (TASKS_PER_WORKER * n_workers))))
     prefix = f"cse-{uuid.uuid4().hex}"
-    options = {"settings": run.settings, "pad_id": run.pad_id, "save": run.save, "save_dtype": run.save_dtype,
+    options = {"settings": run.settings, "pad_id": run.pad_id, "save": run.saved, "save_dtype": run.save_dtype,
                "threads": 1 if threads is None else int(threads)}
     futures = []
     for k in range(0, len(todo), size):

@@ -82,7 +82,7 @@ def run_batches(model, run: Run, todo, sink, log=None, bar=None, max_pending: in
     reported = 0
     try:
         for index in todo:
-            arrays = run_batch(model, run.sequences(index), run.settings, run.pad_id, save=run.save,
+            arrays = run_batch(model, run.sequences(index), run.settings, run.pad_id, save=run.saved,
                                save_dtype=run.save_dtype)
             writer.put(index, *run.region(index), arrays)
             reported = _advance(bar, run, writer.written, reported)

@@ -71,8 +71,10 @@ class Run:
         The model's blocks and width.
     pad_id : int
         Token id used to right-pad a batch.
-    save : tuple of str
-        What the run stores besides CSE (see `cse.compute`).
+    saved : tuple of str
+        What the run stores besides CSE (``save`` of `cse.compute`). Not named
+        ``save``: nnsight, once imported, gives every object a ``save`` attribute,
+        which a dataclass would take for the field's default.
     save_dtype : str
         Storage dtype of saved layer updates.
     """
@@ -84,7 +86,7 @@ class Run:
     n_layers: int
     d_model: int
     pad_id: int
-    save: tuple = ()
+    saved: tuple = ()
     save_dtype: str = "float32"
 
     def region(self, index: int) -> tuple[int, int]:
@@ -130,7 +132,7 @@ def plan_run(request, info) -> Run:
     settings.check_memory(settings.series_length(info.n_layers, int(lengths.max()), info.d_model))
     attrs = run_attributes(info, settings, request)
     return Run(plan, settings, plan.batches(request.batch_size), attrs, info.n_layers, info.d_model, info.pad_id,
-               request.save, request.save_dtype)
+               request.saved, request.save_dtype)
 
 
 def run_attributes(info, settings: MeasureSettings, request) -> dict:
@@ -170,9 +172,9 @@ def run_attributes(info, settings: MeasureSettings, request) -> dict:
         "title": "Conditional Scale Entropy of transformer layer updates",
         "references": "Chakrabarti et al. 2026, arXiv 2605.21391; Percival & Walden 2000, ch. 5",
     }
-    if request.save:
-        attrs["saved"] = ",".join(request.save)
-    if "updates" in request.save and request.output is not None:
+    if request.saved:
+        attrs["saved"] = ",".join(request.saved)
+    if "updates" in request.saved and request.output is not None:
         from .request import updates_name
 
         attrs["updates_store"] = updates_name(request.output.path)

@@ -132,8 +132,8 @@ class Request:
     batch_size : int
     window : int or None
     add_bos : bool
-    save : tuple of str
-        From `SAVE_CHOICES`.
+    saved : tuple of str
+        What to store besides CSE, from `SAVE_CHOICES` (``save`` of `cse.compute`).
     save_dtype : str
         From `SAVE_DTYPES`.
     output : OutputRequest or None
@@ -150,7 +150,7 @@ class Request:
     batch_size: int
     window: int | None
     add_bos: bool
-    save: tuple
+    saved: tuple
     save_dtype: str
     output: OutputRequest | None
     workers: int | None
@@ -220,7 +220,7 @@ def make_request(texts, model, tokenizer, *, text_column, encoding, columns, spl
     return Request(
         source=Source(frame, source_path, text_column, encoding if source_path else None, split),
         model=ModelRequest(model, tokenizer, device, dtype, device_map, threads),
-        settings=resolved, batch_size=batch_size, window=window, add_bos=bool(add_bos), save=save,
+        settings=resolved, batch_size=batch_size, window=window, add_bos=bool(add_bos), saved=save,
         save_dtype=save_dtype, output=out, workers=workers, scheduler=scheduler, progress=bool(progress),
         command=command,
     )

@@ -248,7 +248,7 @@ def build_manifest(request, run, info) -> dict:
         "weights_sha256": info.weights_sha256, "n_layers": info.n_layers, "d_model": info.d_model,
         "dtype": info.dtype, **run.settings.attrs(), "batch_size": int(request.batch_size),
         "window": None if request.window is None else int(request.window), "add_bos": bool(request.add_bos),
-        "save": list(run.save), "save_dtype": run.save_dtype if "updates" in run.save else None,
+        "save": list(run.saved), "save_dtype": run.save_dtype if "updates" in run.saved else None,
         "n_texts": len(source.frame), "n_tokens": plan.n_tokens, "n_batches": len(run.batches),
         "tokens_sha256": arrays_sha256(plan.starts, np.concatenate(plan.sequences)),
     }

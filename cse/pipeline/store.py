@@ -41,9 +41,9 @@ logger = logging.getLogger("cse")
 def _bytes_per_token(run: Run) -> int:
     """Bytes per token of the widest variable (for the token chunk of the stores)."""
     widest = run.settings.n_bands
-    if "gram" in run.save:
+    if "gram" in run.saved:
         widest = max(widest, run.n_layers)
-    if "gram_triangle" in run.save:
+    if "gram_triangle" in run.saved:
         widest = max(widest, (run.n_layers + 1) // 2)
     return widest
 
@@ -64,7 +64,7 @@ def run_layout(run: Run, *, lazy: bool, chunk: int | None = None) -> xr.Dataset:
     xarray.Dataset
     """
     coords = {name: run.plan.coords[name].to_numpy() for name in run.plan.coords.columns}
-    names = result_variables(run.settings, save=run.save)
+    names = result_variables(run.settings, save=run.saved)
     chunk = chunk or token_chunk(run.plan.n_tokens, run.n_layers, _bytes_per_token(run))
     return result_layout(run.settings, run.n_layers, coords, attrs=run.attrs, names=names, lazy=lazy, chunk=chunk)
 
@@ -114,7 +114,7 @@ class MemoryStore:
     def __init__(self, run: Run):
         self.run = run
         self.ds = run_layout(run, lazy=False)
-        if "updates" in run.save:
+        if "updates" in run.saved:
             self.ds["updates"] = updates_layout(run, lazy=False)["updates"]
         self.todo = list(range(len(run.batches)))
 
@@ -202,7 +202,7 @@ class StagedStore:
             if out.resume:
                 logger.info("no interrupted run of %s to resume; starting from the beginning", self.path)
             done = set()
-            updates = updates_layout(self.run, lazy=True) if "updates" in self.run.save else None
+            updates = updates_layout(self.run, lazy=True) if "updates" in self.run.saved else None
             with self.file_errors():
                 staging.initialize(run_layout(self.run, lazy=True, chunk=out.zarr_chunk), self.manifest, updates)
         return [i for i in range(self.n_batches) if i not in done]
@@ -215,7 +215,7 @@ class StagedStore:
         else:
             regions = {index: self.run.region(index) for index in self.todo}
             result = ChunkedZarrSink(ZarrSink(self.staging.store), regions, self.staging.pending_dir)
-        if "updates" in self.run.save:
+        if "updates" in self.run.saved:
             return SplitSink(result, ZarrSink(self.staging.updates_store, lock=lock))
         return result
 

@@ -8,13 +8,12 @@ distribution, every correction from it, the bootstrap intervals).
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 
 from ..docs import fill_doc
 from ..errors import CSEInputError
-from ..params import check_choice, check_int, check_memory, check_number, resolve_seed
+from ..params import check_choice, check_int, check_memory, check_number, draw_seed
 from .corrections import CORRECTIONS
 from .engine import BOOTSTRAPS, STATISTICS, compare_arrays
 from .result import assemble
@@ -327,7 +326,8 @@ def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str
             "'covariates'; give one"
         )
     _check_memory(settings, as_dataarray(ds, var, by)[0].sizes["layer"])
-    rng = resolve_seed(seed)
+    seed = draw_seed(seed)  # the one seed policy: the int used is recorded
+    rng = np.random.default_rng(seed)
 
     # 2. Select the tokens, the two groups and the arrays.
     sel = select_groups(ds, by, where, levels, var, include_special,

@@ -93,7 +93,6 @@ def assemble(res: dict, sel, data: dict, settings: dict, *, var, where, paired_b
             out[k].attrs.update(long_name=long_name, units=units)
     a, b = (str(g) for g in sel.levels)
     within = blocks is not None or settings["covariates"]
-    seed_record = seed if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) else None
     out.attrs = {
         "title": f"CSE group comparison per layer: {var} by {sel.by}",
         "statistic": res["statistic"],
@@ -137,8 +136,7 @@ def assemble(res: dict, sel, data: dict, settings: dict, *, var, where, paired_b
         "alpha": settings["alpha"],
         "n_bootstrap": settings["n_bootstrap"],
         "ci": settings["ci"],
-        "seed": -1 if seed_record is None else int(seed_record),
-        "seed_note": "" if seed_record is not None else "seed was None or a Generator; not reproducible from attrs",
+        "seed": int(seed),
         "n_tokens": int(len(data["y_a"]) + len(data["y_b"])),
         "n_tokens_a": int(len(data["y_a"])),
         "n_tokens_b": int(len(data["y_b"])),

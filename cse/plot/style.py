@@ -1,0 +1,33 @@
+"""What the figures of `cse.plot` share: the boundary colour, integer layer ticks, runs of flags, attributes."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["BOUNDARY_COLOUR", "integer_ticks", "runs", "var_attrs"]
+
+#: Hatching and shading of boundary-affected layers (and token positions).
+BOUNDARY_COLOUR = "#8c564b"
+
+
+def runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) index of every run of True in a 1-D boolean array."""
+    edges = np.flatnonzero(np.diff(np.r_[0, flags.astype(np.int8), 0]))
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def var_attrs(ds, var) -> dict:
+    """Attributes of `var` in a Dataset (or of the DataArray itself); {} otherwise."""
+    if isinstance(ds, xr.Dataset) and var in ds:
+        return ds[var].attrs
+    if isinstance(ds, xr.DataArray):
+        return ds.attrs
+    return {}
+
+
+def integer_ticks():
+    """A tick locator that puts ticks on integers only (layer indices)."""
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
