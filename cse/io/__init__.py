@@ -6,12 +6,14 @@
 - `paths`: output safety — `check_output` before any work, `atomic_path` for every
   write, `is_package_result`, `check_file_kind` (``stat`` before ``open``).
 - `results`: `write_result` (marked with `RESULT_MARKER`), `open_result` (codec, filter
-  and dtype allow-list of `allowlist`, checked before decoding), `result_attrs`,
-  `set_result_attrs`.
+  and dtype allow-list of `allowlist`, declared sizes within `limits`, chunks decoded
+  within bounds by `bounded` and `decoding`, HDF5 checks in `hdf5`), `result_attrs`,
+  `set_result_attrs`; `coords`: `check_coordinates` before a result's layers are used.
 - `progress`: `silence_progress_bars` for ``-q``.
 """
 
 from .allowlist import check_result_file
+from .coords import check_coordinates
 from .columns import parse_word_list, per_word_columns, rename_columns, word_spans
 from .encoding import decode_text
 from .paths import (
@@ -42,6 +44,7 @@ __all__ = [
     "RESULT_MARKER",
     "TEXT_FORMATS",
     "atomic_path",
+    "check_coordinates",
     "check_file_kind",
     "check_output",
     "check_result_file",

@@ -118,7 +118,8 @@ class ResultLimits:
         """
         if max_bytes is not None:
             if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
-                raise TypeError(f"Invalid type for 'max_bytes': expected an int (bytes), got {type(max_bytes).__name__}")
+                raise TypeError(f"Invalid type for 'max_bytes': expected an int (bytes), got "
+                                f"{type(max_bytes).__name__}")
             value, source = max_bytes, "max_bytes="
         elif os.environ.get(MAX_BYTES_ENV, "").strip():
             text = os.environ[MAX_BYTES_ENV]
@@ -224,8 +225,9 @@ def check_declared(path, arrays, stored_bytes: int, limits: ResultLimits, *, who
         chunk_limit = limits.chunk_bytes if array.chunks is not None else limits.max_bytes
         if array.chunk_nbytes > chunk_limit:
             shape = array.chunks if array.chunks is not None else array.shape
-            raise CSEInputError(f"{what} chunks of {_shape(shape)} {array.dtype} values ({format_bytes(array.chunk_nbytes)}"
-                                f"), more than the {format_bytes(chunk_limit)} one chunk may decode to; {limits.hint()}")
+            size = format_bytes(array.chunk_nbytes)
+            raise CSEInputError(f"{what} chunks of {_shape(shape)} {array.dtype} values ({size}), more than the "
+                                f"{format_bytes(chunk_limit)} one chunk may decode to; {limits.hint()}")
         if (whole or len(array.shape) <= 1) and array.nbytes > limits.max_bytes:
             raise CSEInputError(f"{what} {_shape(array.shape)} {array.dtype} values ({format_bytes(array.nbytes)}), "
                                 f"more than may be read at once; {limits.hint()}")
