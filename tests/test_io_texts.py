@@ -318,8 +318,17 @@ def test_folder_and_missing_inputs_are_one_line(tmp_path):
 
 
 def test_printable_ascii_names_are_kept():
-    names = ["label", "genre", "verb_idx", "Unnamed: 0", "a b", "x-y", string.ascii_letters]
+    names = ["label", "genre", "verb_idx", "Unnamed:0", "x-y", "a.1", string.ascii_letters]
     frame = pd.DataFrame([list(range(len(names)))], columns=names)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert list(rename_columns(frame, "test").columns) == names
+
+
+def test_names_with_whitespace_are_renamed_they_would_not_stay_coordinates():
+    # netCDF and Zarr keep a variable's coordinates as one space-separated attribute, so a coordinate
+    # named 'a b' comes back from a file as a data variable: such names are renamed, and said.
+    frame = pd.DataFrame([[0, 1, 2]], columns=["Unnamed: 0", "a b", "tab\there"])
+    with pytest.warns(UserWarning, match=r"renamed 3 input column\(s\).*'a b' -> 'input_a_b'"):
+        renamed = rename_columns(frame, "test")
+    assert list(renamed.columns) == ["input_Unnamed:_0", "input_a_b", "input_tab_here"]

@@ -1,7 +1,7 @@
 """Reading inputs and writing and opening results, safely.
 
-- `texts`: plain text, JSON Lines and CSV inputs (`read_texts`) and in-memory texts
-  (`texts_frame`); `encoding`: byte-order marks and honest decoding errors; `columns`:
+- `texts`: plain text, JSON Lines, CSV, Parquet and ``datasets`` inputs (`read_texts`;
+  the columnar ones through `tables`, with pyarrow alone) and in-memory texts (`texts_frame`); `encoding`: byte-order marks and honest decoding errors; `columns`:
   input column names that cannot rewrite the schema, per-word list fields.
 - `paths`: output safety — `check_output` before any work, `atomic_path` for every
   write, `is_package_result`, `check_file_kind` (``stat`` before ``open``).
@@ -36,9 +36,11 @@ from .results import (
     write_netcdf,
     write_result,
 )
-from .texts import MAX_INPUT_COLUMNS, TEXT_FORMATS, read_texts, split_lines, texts_frame
+from .tables import input_sha256, read_table, table_format
+from .texts import MAX_FIELD_CHARS, MAX_INPUT_COLUMNS, TEXT_FORMATS, read_texts, split_lines, texts_frame
 
 __all__ = [
+    "MAX_FIELD_CHARS",
     "MAX_INPUT_COLUMNS",
     "NUL_ESCAPE_ATTR",
     "RESULT_MARKER",
@@ -50,17 +52,20 @@ __all__ = [
     "check_result_file",
     "decode_text",
     "escape_nul",
+    "input_sha256",
     "is_package_result",
     "open_result",
     "output_format",
     "parse_word_list",
     "per_word_columns",
+    "read_table",
     "read_texts",
     "remove_path",
     "rename_columns",
     "result_attrs",
     "set_result_attrs",
     "silence_progress_bars",
+    "table_format",
     "split_lines",
     "texts_frame",
     "unescape_nul",

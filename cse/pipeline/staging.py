@@ -21,7 +21,8 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import CSEInputError
-from ..hashing import arrays_sha256, bytes_sha256, file_sha256
+from ..hashing import arrays_sha256, bytes_sha256
+from ..io import input_sha256 as hash_input
 from .plan import Plan
 
 __all__ = ["MANIFEST_FIELDS", "DoneLog", "Staging", "build_manifest", "check_manifest"]
@@ -178,7 +179,7 @@ def build_manifest(*, texts, frame: pd.DataFrame, text_column, encoding, info, s
     from .. import __version__
 
     if isinstance(texts, (str, Path)):
-        input_sha256 = file_sha256(texts)
+        input_sha256 = hash_input(texts)  # a file, or a datasets folder
     else:
         input_sha256 = bytes_sha256(frame.to_json(orient="split", default_handler=str))
     return {
