@@ -72,7 +72,7 @@ def _cut(name: str, n_bytes: int) -> str:
     return name.encode("utf-8")[:n_bytes].decode("utf-8", "ignore")
 
 
-def rename_columns(frame: pd.DataFrame, source: str, *, keep=()) -> pd.DataFrame:
+def rename_columns(frame: pd.DataFrame, source: str, *, keep=(), taken=()) -> pd.DataFrame:
     """Rename the columns that are reserved or invalid names; one warning lists the renames.
 
     Parameters
@@ -83,6 +83,9 @@ def rename_columns(frame: pd.DataFrame, source: str, *, keep=()) -> pd.DataFrame
         The input, named in the warning.
     keep : sequence of str
         Columns left as they are (none by default: the caller takes the text column out first).
+    taken : sequence of str
+        Names already used, so a column of that name is renamed as a repeat (e.g. the text
+        column's name in the file, which the caller has taken out).
 
     Returns
     -------
@@ -102,7 +105,7 @@ def rename_columns(frame: pd.DataFrame, source: str, *, keep=()) -> pd.DataFrame
         One warning listing every rename, when there is one.
     """
     names = [str(c) for c in frame.columns]
-    taken = {name.casefold() for name in reserved_names() if name not in keep}
+    taken = {name.casefold() for name in [*reserved_names(), *map(str, taken)] if name not in keep}
     new: list[str | None] = [None] * len(names)
     for i, name in enumerate(names):
         if name in keep or (name_problem(name) is None and name.casefold() not in taken):

@@ -151,7 +151,8 @@ def _texts(frame: pd.DataFrame, source: str, text_column, columns) -> pd.DataFra
     column = _text_column(frame.columns, source, text_column)
     position = list(frame.columns).index(column)  # a repeated name: the first is the text, the others renamed
     texts = _text_values(frame.iloc[:, position], source, column)
-    others = _kept_columns(frame.iloc[:, [i for i in range(frame.shape[1]) if i != position]], source, columns)
+    others = _kept_columns(frame.iloc[:, [i for i in range(frame.shape[1]) if i != position]], source, columns,
+                           text_name=column)
     _check_fields(others, source)
     others.insert(0, "text", texts)
     kept = drop_empty(others, source)
@@ -200,7 +201,7 @@ def _text_column(available, path, text_column) -> str:
     return column
 
 
-def _kept_columns(frame: pd.DataFrame, source: str, columns) -> pd.DataFrame:
+def _kept_columns(frame: pd.DataFrame, source: str, columns, text_name=None) -> pd.DataFrame:
     """The selected columns (all by default), at most `MAX_INPUT_COLUMNS`, renamed where needed."""
     if columns is not None:
         if isinstance(columns, str):
@@ -214,7 +215,7 @@ def _kept_columns(frame: pd.DataFrame, source: str, columns) -> pd.DataFrame:
         raise CSEInputError(f"{source} has {frame.shape[1]} columns besides the text, more than the "
                             f"{MAX_INPUT_COLUMNS} that cse keeps as token coordinates; keep only the ones you need "
                             f"(--columns A,B or columns=[...])")
-    return rename_columns(frame, source)
+    return rename_columns(frame, source, taken=() if text_name is None else (str(text_name),))
 
 
 def _csv_header(content: str, delimiter: str, path: Path) -> list[str]:
