@@ -222,8 +222,8 @@ def test_hdf5_declared_sizes_are_refused_before_reading(tmp_path):
 
 
 def test_an_hdf5_deflate_bomb_is_inflated_once_within_the_limit_before_libhdf5_sees_it(tmp_path):
-    # libhdf5 grows its buffer for as long as inflate produces output (measured: a 300 KB chunk
-    # declared as 1 MiB took 1 GiB): a chunk that could inflate past the limit is checked first.
+    # libhdf5 grows its buffer for as long as inflate produces output (measured: a 1 MB stream
+    # in a chunk declared as 1 MiB took 1 GiB): a chunk that could inflate past the limit is checked first.
     path = netcdf_result(tmp_path / "r.nc", zlib=True, chunksizes=(N_TOKENS, N_LAYERS))
     with h5py.File(path, "a") as handle:
         handle["cse"].id.write_direct_chunk((0, 0), zlib.compress(bytes(24 * 2**20), 9))

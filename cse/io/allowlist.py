@@ -29,8 +29,7 @@ from .decoding import BYTES_CODECS
 from .limits import VLEN_ITEM_BYTES, DeclaredArray, ResultLimits, check_declared
 from .paths import ZARR_METADATA, check_file_kind, kind_of, output_format, read_metadata
 
-__all__ = ["ZARR_CODECS", "ZARR_DATA_TYPES", "ZARR_V2_CODECS", "ArrayPlan", "ZarrLayout", "check_result_file",
-           "inspect_result", "inspect_zarr_store", "refuse"]
+__all__ = ["ZARR_CODECS", "ZARR_DATA_TYPES", "ZARR_V2_CODECS", "ArrayPlan", "ZarrLayout", "check_result_file"]
 
 #: Zarr format 3 codecs a result may use: what zarr-python writes, and the compressors cse decodes itself.
 ZARR_CODECS = frozenset({"bytes", "transpose", "vlen-utf8"} | set(BYTES_CODECS))
@@ -122,7 +121,23 @@ def check_result_file(path, name: str = "RESULT", *, max_bytes=None, whole: bool
 
 
 def inspect_result(path, name: str, limits: ResultLimits, *, whole: bool) -> tuple[str, ZarrLayout | None]:
-    """`check_result_file` with resolved limits: the format, and for a Zarr store its `ZarrLayout`."""
+    """`check_result_file` with resolved limits: the format, and for a Zarr store its `ZarrLayout`.
+
+    Parameters
+    ----------
+    path : str or Path
+    name : str
+        The parameter named in messages.
+    limits : ResultLimits
+    whole : bool
+        As in `check_result_file`.
+
+    Returns
+    -------
+    fmt : {'netcdf', 'zarr'}
+    layout : ZarrLayout or None
+        None for netCDF.
+    """
     path = Path(path)
     fmt = output_format(path, name)
     check_file_kind(path, name, folder=fmt == "zarr")
@@ -165,6 +180,20 @@ def _walk_store(path: Path) -> tuple[list, int]:
 
 def inspect_zarr_store(path: Path, name: str, limits: ResultLimits, *, whole: bool) -> ZarrLayout:
     """Check every metadata document of a store, its declared sizes, and plan how each array is read.
+
+    Parameters
+    ----------
+    path : Path
+        The store (a folder).
+    name : str
+        The parameter named in messages.
+    limits : ResultLimits
+    whole : bool
+        The store will be read whole: all arrays together must fit `limits.max_bytes`.
+
+    Returns
+    -------
+    ZarrLayout
 
     Raises
     ------

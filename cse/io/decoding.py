@@ -17,7 +17,7 @@ import lzma
 import struct
 import zlib
 
-__all__ = ["BYTES_CODECS", "DecodeError", "check_vlen_header", "decode_chunk", "inflate", "zstd_bound"]
+__all__ = ["BYTES_CODECS", "DecodeError", "decode_chunk"]
 
 #: Bytes-to-bytes codecs decoded here: name in the metadata (Zarr format 3 name or format 2
 #: id) -> the decoder's family.
@@ -75,6 +75,13 @@ def decode_chunk(data: bytes, codecs, limit: int) -> bytes:
 def check_vlen_header(data: bytes, n_items: int) -> None:
     """Check a vlen-utf8 chunk (numcodecs' format: uint32 count, then length-prefixed items) before decoding.
 
+    Parameters
+    ----------
+    data : bytes
+        The decompressed chunk.
+    n_items : int
+        The items its chunk shape holds (edge chunks are stored at full size).
+
     Raises
     ------
     DecodeError
@@ -93,7 +100,12 @@ def check_vlen_header(data: bytes, n_items: int) -> None:
 
 
 def zstd_bound(data: bytes) -> int:
-    """Most bytes the zstd frames of `data` decode to, read from their frame and block headers.
+    """Most bytes the zstd frames of `data` decode to, read from their frame and block headers (no decoding).
+
+    Parameters
+    ----------
+    data : bytes
+        One or more zstd frames (and skippable frames).
 
     The sum of the frame content sizes where every frame declares one (what a one-shot
     decoder allocates); else the sum over blocks of what each can regenerate (raw and RLE
@@ -200,10 +212,30 @@ def _lz4(data: bytes, config, limit: int) -> bytes:
 
 
 def inflate(data: bytes, make, limit: int, name: str, *, members: bool) -> bytes:
-    """Decompress with a maximum output length: `make()` returns a fresh zlib/bz2/lzma decompressor.
+    """Decompress with a maximum output length.
 
-    With `members`, concatenated streams are decoded one after another (gzip members,
-    bz2 streams) and trailing NUL padding is ignored, as the standard library does.
+    Parameters
+    ----------
+    data : bytes
+    make : callable
+        Returns a fresh decompressor (``zlib.decompressobj(...)``, ``bz2.BZ2Decompressor``,
+        ``lzma.LZMADecompressor``): ``decompress(data, max_length)``, ``eof``, ``unused_data``.
+    limit : int
+        Most bytes produced; one more is an error.
+    name : str
+        The codec, for messages.
+    members : bool
+        Decode concatenated streams one after another (gzip members, bz2 streams),
+        ignoring trailing NUL padding, as the standard library does.
+
+    Returns
+    -------
+    bytes
+
+    Raises
+    ------
+    DecodeError
+        More than `limit` bytes, a truncated or corrupt stream, or trailing bytes.
     """
     out, total = [], 0
     while True:

@@ -8,7 +8,7 @@ strings, and declared shapes and chunk shapes over the limits of
 `cse.io.limits.ResultLimits`.
 
 libhdf5 decodes a chunk into a buffer that it grows as long as the filter produces
-output: a 300 KB deflate stream in a chunk declared as 1 MiB takes 1 GiB of memory
+output: a 1 MB deflate stream in a chunk declared as 1 MiB takes 1 GiB of memory
 before libhdf5 cuts it to the chunk's size. So every stored chunk of a filtered
 dataset is bounded too, from the chunk index: its stored size times the most each
 filter can expand (`EXPANSION`) must stay within the chunk limit, and a chunk that could

@@ -42,7 +42,18 @@ _MAX_JSON_BYTES = 2**20
 
 
 def table_format(path) -> str | None:
-    """``'parquet'`` for a ``.parquet`` file, ``'datasets'`` for a folder holding `DATASETS_FILES`, else None."""
+    """The columnar format of an input, from its suffix or its JSON documents.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    str or None
+        ``'parquet'`` for a ``.parquet``/``.pq`` path, ``'datasets'`` for a folder holding
+        one of `DATASETS_FILES`, else None.
+    """
     path = Path(path)
     if path.is_dir():
         return "datasets" if any((path / name).is_file() for name in DATASETS_FILES) else None
@@ -260,9 +271,17 @@ def _unsupported(source: str, name, kind) -> str:
 def input_sha256(path) -> str:
     """Hex SHA-256 of an input: a file's bytes (`cse.hashing.file_sha256`), or a ``datasets`` folder's files.
 
-    A folder's digest covers, in sorted order, the name and bytes of every ``.json`` and
-    ``.arrow`` file in it and in its split folders (one level down), so that it changes
-    when any of its data does.
+    Parameters
+    ----------
+    path : str or Path
+        A file, or a ``datasets`` folder: its digest covers, in sorted order, the name and
+        bytes of every ``.json`` and ``.arrow`` file in it and in its split folders (one
+        level down), so that it changes when any of its data does.
+
+    Returns
+    -------
+    str
+        64 lowercase hex digits.
     """
     path = Path(path)
     if not path.is_dir():
