@@ -126,7 +126,7 @@ class BoundedStore(Store):
             return None
         where = f"{self.root}: variable {name!r}, chunk {key[len(name) + 1:]!r}"
         fixed = None if plan.vlen else plan.chunk_items * plan.declared.item_bytes
-        limit = self.chunk_limit if fixed is None else fixed
+        limit = self.chunk_limit if fixed is None else min(fixed, self.chunk_limit)
         file = self.root / key
         try:
             info = os.lstat(file)
@@ -139,7 +139,7 @@ class BoundedStore(Store):
             raise CSEInputError(f"{where}: stores {info.st_size} bytes, more than a chunk of it can hold "
                                 f"({stored_limit})")
         try:
-            data = decode_chunk(file.read_bytes(), plan.codecs, limit)
+            data = decode_chunk(file.read_bytes(), plan.codecs, self.chunk_limit, final=limit)
             if fixed is not None and len(data) != fixed:
                 raise DecodeError(f"decodes to {len(data)} bytes, its chunk shape holds {fixed}")
             if plan.vlen:

@@ -42,8 +42,8 @@ class DecodeError(Exception):
     """A chunk that cannot be decoded within the limit; the message is one line."""
 
 
-def decode_chunk(data: bytes, codecs, limit: int) -> bytes:
-    """Undo the bytes-to-bytes codecs of a chunk, last first, never producing more than `limit` bytes.
+def decode_chunk(data: bytes, codecs, limit: int, final: int | None = None) -> bytes:
+    """Undo the bytes-to-bytes codecs of a chunk, last first, never producing more than the limits.
 
     Parameters
     ----------
@@ -53,7 +53,11 @@ def decode_chunk(data: bytes, codecs, limit: int) -> bytes:
         ``(family, configuration)`` in the order they were applied when writing
         (families: the values of `BYTES_CODECS`).
     limit : int
-        Most bytes any step may produce.
+        Most bytes any intermediate step may produce (e.g. what a checksum codec hands
+        to the decompressor).
+    final : int, optional
+        Most bytes the last step may produce (the chunk's size, where it is fixed);
+        default `limit`.
 
     Returns
     -------
@@ -62,13 +66,15 @@ def decode_chunk(data: bytes, codecs, limit: int) -> bytes:
     Raises
     ------
     DecodeError
-        A declared or actual size over `limit`, a corrupt or truncated stream, a failed
-        checksum.
+        A declared or actual size over the limits, a corrupt or truncated stream, a
+        failed checksum.
     """
-    for family, config in reversed(tuple(codecs)):
-        data = _DECODERS[family](bytes(data), config, limit)
-        if len(data) > limit:  # a decoder that trusted a header: never hand on more than the limit
-            raise DecodeError(f"{family} data decodes to {len(data)} bytes, more than the limit of {limit}")
+    steps = list(codecs)[::-1]
+    for k, (family, config) in enumerate(steps):
+        bound = limit if k < len(steps) - 1 or final is None else final
+        data = _DECODERS[family](bytes(data), config, bound)
+        if len(data) > bound:  # a decoder that trusted a header: never hand on more than the limit
+            raise DecodeError(f"{family} data decodes to {len(data)} bytes, more than the limit of {bound}")
     return data
 
 
