@@ -381,3 +381,42 @@ def _edit_metadata(store: Path, data) -> None:
             parent = parent[key]
         parent[where[-1]] = data.draw(_JSON)
     file.write_text(json.dumps(doc))
+
+
+@pytest.fixture(scope="module")
+def netcdf_files(tmp_path_factory):
+    """netCDF results whose `cse` is chunked with deflate, deflate+shuffle+fletcher32, and lzf."""
+    folder = tmp_path_factory.mktemp("netcdf")
+    paths = []
+    for name, encoding in [("deflate", dict(zlib=True)), ("shuffle", dict(zlib=True, shuffle=True, fletcher32=True)),
+                           ("lzf", dict(compression="lzf"))]:
+        paths.append(netcdf_result(folder / f"{name}.nc", chunksizes=(10, N_LAYERS), **encoding))
+    return paths
+
+
+_ATTRS = st.sampled_from(["_FillValue", "scale_factor", "add_offset", "units", "calendar", "coordinates",
+                          "cse_nul_escape", "long_name"])
+_VALUES = st.one_of(st.integers(-(2**62), 2**62), st.floats(), st.text(max_size=20),
+                    st.sampled_from(["days since 2000-01-01", "label text", "U+2400", "nonsense since x"]),
+                    st.lists(st.integers(-5, 5), max_size=3))
+
+
+@SETTINGS
+@given(data=st.data())
+def test_fuzz_netcdf_chunks_and_attributes(netcdf_files, data):
+    source = data.draw(st.sampled_from(netcdf_files))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / source.name
+        shutil.copy(source, path)
+        with h5py.File(path, "a") as handle:
+            if data.draw(st.booleans()):
+                offset = (data.draw(st.integers(0, N_TOKENS // 10 - 1)) * 10, 0)
+                handle["cse"].id.write_direct_chunk(offset, data.draw(st.binary(min_size=1, max_size=400)))
+            else:
+                name = data.draw(st.sampled_from(sorted(k for k in handle.keys())))
+                value = data.draw(_VALUES)
+                try:
+                    handle[name].attrs[data.draw(_ATTRS)] = value
+                except (TypeError, ValueError):  # h5py cannot store it: nothing to fuzz
+                    return
+        _read_or_one_line(path)

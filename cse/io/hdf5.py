@@ -7,12 +7,15 @@ or h5py, so no plugin is loaded), dtypes other than booleans, integers, floats a
 strings, and declared shapes and chunk shapes over the limits of
 `cse.io.limits.ResultLimits`.
 
-libhdf5 decodes a chunk into a buffer that it grows as long as the filter produces
-output: a 1 MB deflate stream in a chunk declared as 1 MiB takes 1 GiB of memory
-before libhdf5 cuts it to the chunk's size. So every stored chunk of a filtered
-dataset is bounded too, from the chunk index: its stored size times the most each
-filter can expand (`EXPANSION`) must stay within the chunk limit, and a chunk that could
-exceed it is inflated once here, with a maximum output length, before libhdf5 sees it.
+The chunk index is read too, for two faults of libhdf5 itself. It decodes a chunk into a
+buffer that it grows as long as the filter produces output: a 1 MB deflate stream in a
+chunk declared as 1 MiB takes 1 GiB of memory before libhdf5 cuts it to the chunk's
+size. So every stored chunk of a filtered dataset is bounded: its stored size times the
+most each filter can expand (`EXPANSION`) must stay within the chunk limit, and a chunk
+that could exceed it is inflated once here, with a maximum output length, before
+libhdf5 sees it. And libhdf5 reads a chunk's fletcher32 checksum from its last 4 bytes
+without checking that it has them: a chunk of 1 to 3 bytes crashes the process (found
+by fuzzing), so it is refused.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ def _visit(handle, inner: str, link, problems: list, arrays: list, filtered: lis
             problems.append(problem)
         else:
             arrays.append(_declared(dataset, inner))
-            if dataset.chunks is not None and math.prod(EXPANSION[code] for code in filters) > 1:
+            if dataset.chunks is not None and (math.prod(EXPANSION[code] for code in filters) > 1 or 3 in filters):
                 filtered.append(inner)
     return True if problems else None
 
@@ -133,17 +136,25 @@ def _declared(dataset, inner: str) -> DeclaredArray:
 
 
 def _check_stored_chunks(path: Path, dataset, inner: str, chunk_limit: int) -> None:
-    """Bound every stored chunk of a filtered dataset: by its stored size, else by inflating it once."""
+    """Bound every stored chunk of a filtered dataset: by its stored size, else by inflating it once.
+
+    A chunk too short for its fletcher32 checksum is refused too: libhdf5 would read before its start.
+    """
     plist = dataset.id.get_create_plist()
     pipeline = [plist.get_filter(index) for index in range(plist.get_nfilters())]
-    suspects = []
+    suspects, short = [], []
 
     def visit(info):
         applied = [code for k, (code, *_) in enumerate(pipeline) if not info.filter_mask & (1 << k)]
+        if 3 in applied and info.size <= 4:  # libhdf5 reads a fletcher32 checksum before the chunk: a crash
+            short.append(info.chunk_offset)
         if info.size * math.prod(EXPANSION[code] for code in applied) > chunk_limit:
             suspects.append(info.chunk_offset)
 
     dataset.id.chunk_iter(visit)
+    if short:
+        raise CSEInputError(f"{path}: variable {inner!r}: the chunk at {tuple(short[0])} is too short to hold its "
+                            f"fletcher32 checksum (a corrupt file)")
     import h5py
 
     fixed = h5py.check_string_dtype(dataset.dtype) is None or h5py.check_string_dtype(dataset.dtype).length
