@@ -18,7 +18,9 @@ of `LABEL_WORDS`; sequences may be written as Python-style lists (``[0, 1]``,
 ``['NOUN', 'VERB']``) or separated by spaces or commas; they are parsed by splitting,
 never evaluated. The encoding is taken from the user or detected: a byte-order mark,
 else UTF-8, else Windows-1252 (cp1252), the encoding of the published VUA train and
-validation splits.
+validation splits. A corpus may also be a Parquet file or a Hugging Face ``datasets``
+folder of one split (read by `cse.io.read_table`, with pyarrow alone), whose list
+columns (``label_seq`` as a list of ints) serve as sequences.
 """
 
 from __future__ import annotations
