@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import sys
 
 import numpy as np
 import pandas as pd
@@ -137,16 +138,20 @@ def parse(expression: str) -> ast.Expression:
     """
     try:
         return ast.parse(expression.strip(), mode="eval")
-    except SyntaxError as exc:
-        where = f" at column {exc.offset}" if exc.offset else ""
-        raise CSEInputError(
-            f"Invalid value for 'where': cannot parse {_short(expression)} ({exc.msg}{where}); allowed: {ALLOWED}"
-        ) from None
-    except (RecursionError, MemoryError, ValueError, OverflowError) as exc:
-        detail = " ".join(str(exc).split())[:120] or type(exc).__name__
+    except (SyntaxError, RecursionError, MemoryError, ValueError, OverflowError) as exc:
+        detail = " ".join(str(getattr(exc, "msg", None) or exc).split())[:120] or type(exc).__name__
+        if isinstance(exc, (RecursionError, MemoryError)):
+            detail = "nested too deeply for Python's parser"
+        if "integer string conversion" in detail:  # Python's own bound on decimal digits
+            detail = f"a number of more than {sys.get_int_max_str_digits()} digits"
+        elif isinstance(exc, SyntaxError):
+            where = f" at column {exc.offset}" if exc.offset else ""
+            raise CSEInputError(
+                f"Invalid value for 'where': cannot parse {_short(expression)} ({detail}{where}); allowed: {ALLOWED}"
+            ) from None
         raise CSEInputError(
             f"Invalid value for 'where': cannot parse {_short(expression)} ({detail}); "
-            f"use a shorter, less nested expression"
+            f"use a shorter, less nested expression with numbers of int64 size"
         ) from None
 
 
@@ -174,9 +179,11 @@ def check(tree: ast.Expression, expression: str, names) -> None:
         if refused:
             raise CSEInputError(f"Invalid value for 'where': {refused} is not allowed in 'where'; allowed: {ALLOWED}")
         if isinstance(node, ast.Name) and node.id not in names:
+            available = sorted(names)
+            shown = ", ".join(_literal(n, 60)[1:-1] for n in available[:30])
             raise CSEInputError(
-                f"Invalid value for 'where': unknown name {node.id!r} in {_short(expression)}; "
-                f"available: {', '.join(sorted(names))}"
+                f"Invalid value for 'where': unknown name {_literal(node.id)} in {_short(expression)}; "
+                f"available: {shown}" + (f", ... ({len(available)} in all)" if len(available) > 30 else "")
             )
         children: list[tuple[ast.AST, bool]] = []
         if isinstance(node, ast.BoolOp):
@@ -228,13 +235,13 @@ def _refusal(node: ast.AST, in_list: bool) -> str:
 def _describe(node: ast.AST) -> str:
     """Plain words for a node, naming the attribute, function or construct."""
     if isinstance(node, ast.Attribute):
-        return f"attribute access (.{node.attr})"
+        return f"attribute access (.{_literal(node.attr)[1:-1]})"
     if isinstance(node, ast.Call):
         func = node.func
         if isinstance(func, ast.Name):
-            return f"function call ({func.id}(...))"
+            return f"function call ({_literal(func.id)[1:-1]}(...))"
         if isinstance(func, ast.Attribute):
-            return f"method call (.{func.attr}(...))"
+            return f"method call (.{_literal(func.attr)[1:-1]}(...))"
         return "function call"
     simple = {
         ast.Subscript: "subscript ([...])",
@@ -268,6 +275,17 @@ def _short(expression: str, limit: int = 80) -> str:
     return repr(text)
 
 
+def _literal(value, limit: int = 40) -> str:
+    """A constant or name for a message: its repr, cut to `limit` characters; never more than one line.
+
+    An integer too long for ``repr`` (over 4300 digits) is described by its size instead.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "..." + text[-1]
+
+
 class _Evaluator:
     """Evaluates a checked tree: each node by a NumPy/pandas operation, depth bounded by `check`.
 
@@ -291,7 +309,7 @@ class _Evaluator:
     def visit_Constant(self, node: ast.Constant):
         value = node.value
         if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-            self.fail(f"the integer constant {str(value)[:20]}... is out of the int64 range")
+            self.fail(f"the integer constant {_literal(value, 24)} is out of the int64 range")
         return value
 
     def visit_Name(self, node: ast.Name):
@@ -384,7 +402,7 @@ class _Evaluator:
 def _kind(value) -> str:
     if isinstance(value, pd.Series):
         return f"{value.dtype} values"
-    return f"the {type(value).__name__} {value!r}"
+    return f"the {type(value).__name__} {_literal(value)}"
 
 
 def _as_mask(value, n: int, expression: str) -> np.ndarray:

@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import time
+import warnings
 from pathlib import Path
 
 import h5py
@@ -398,3 +399,88 @@ def test_result_attrs_and_set_result_attrs(tmp_path):
     small_result().to_netcdf(foreign, engine="h5netcdf")
     with pytest.raises(CSEInputError, match="not a result written by cse"):
         set_result_attrs(foreign, {"study_key": "x"})
+
+
+# --------------------------------------------------------------------------- codecs decoded by cse (issue 17)
+
+
+def _codec_variants():
+    from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
+
+    import numcodecs
+
+    return {
+        "v3-zstd": (3, [ZstdCodec()]), "v3-gzip": (3, [GzipCodec()]), "v3-blosc": (3, [BloscCodec()]),
+        "v3-zstd-crc32c": (3, [ZstdCodec(), Crc32cCodec()]), "v3-none": (3, None),
+        "v2-blosc": (2, [numcodecs.Blosc()]), "v2-zstd": (2, [numcodecs.Zstd()]), "v2-zlib": (2, [numcodecs.Zlib()]),
+        "v2-gzip": (2, [numcodecs.GZip()]), "v2-lz4": (2, [numcodecs.LZ4()]), "v2-bz2": (2, [numcodecs.BZ2()]),
+        "v2-lzma": (2, [numcodecs.LZMA()]), "v2-none": (2, None),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("variant", list(_codec_variants()))
+def test_stores_of_every_allowed_codec_open_as_zarr_opens_them(tmp_path, variant):
+    fmt, compressors = _codec_variants()[variant]
+    ds = small_result(tuple(f"w{k}" for k in range(23))).assign(
+        fixed=("token", np.array([f"f{k}" for k in range(23)], dtype="<U3")),
+        flag=("token", np.arange(23) % 3 == 0)).assign_attrs({RESULT_MARKER: "test"})
+    encoding = {name: {"compressors": compressors, "chunks": (7,) + ds[name].shape[1:]} for name in ds.data_vars}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(tmp_path / "r.zarr", zarr_format=fmt, encoding=encoding)
+        expected = xr.open_zarr(tmp_path / "r.zarr").load()
+    xr.testing.assert_identical(open_result(tmp_path / "r.zarr"), expected)
+    xr.testing.assert_identical(open_result(tmp_path / "r.zarr", chunks={}).load(), expected)
+
+
+def test_the_memory_limit_is_settable_and_checked(tmp_path, monkeypatch):
+    from cse.io.limits import MAX_BYTES_ENV, ResultLimits
+
+    ds = xr.Dataset({"cse": (("token", "layer"), np.zeros((20_000, 4)))}, coords={"layer": np.arange(4)})
+    ds["cse"].encoding["chunks"] = (20_000, 4)  # one chunk of 625 KiB
+    write_result(ds, tmp_path / "r.zarr")
+    assert open_result(tmp_path / "r.zarr")["cse"].shape == (20_000, 4)
+    with pytest.raises(CSEInputError, match=r"variable 'cse' declares chunks of \(20000, 4\) float64 values "
+                                            r"\(625\.0 KiB\), more than the 256\.0 KiB one chunk may decode to; "
+                                            r"the limit is 2\.0 MiB \(max_bytes=\)"):
+        open_result(tmp_path / "r.zarr", max_bytes=2 * 2**20)
+    assert ResultLimits.resolve(2**30).chunk_bytes == 2**27
+    monkeypatch.setenv(MAX_BYTES_ENV, "2M")
+    with pytest.raises(CSEInputError, match=rf"\(625\.0 KiB\).*the limit is 2\.0 MiB \({MAX_BYTES_ENV}\)"):
+        open_result(tmp_path / "r.zarr")
+    monkeypatch.setenv(MAX_BYTES_ENV, "8G")
+    assert ResultLimits.resolve().max_bytes == 8 * 2**30 and ResultLimits.resolve().source == MAX_BYTES_ENV
+    for bad in ("lots", "12Q", "100"):
+        monkeypatch.setenv(MAX_BYTES_ENV, bad)
+        with pytest.raises(CSEInputError, match=MAX_BYTES_ENV):
+            open_result(tmp_path / "r.zarr")
+    monkeypatch.delenv(MAX_BYTES_ENV)
+    with pytest.raises(TypeError, match="'max_bytes'"):
+        open_result(tmp_path / "r.zarr", max_bytes=1.5)
+    assert ResultLimits.resolve().source == "half the available memory"
+
+
+def test_codec_bounds_come_from_headers_or_a_maximum_output_length():
+    import gzip
+    import zlib
+
+    from numcodecs import zstd
+
+    from cse.io.decoding import DecodeError, decode_chunk, inflate, zstd_bound
+
+    two = zstd.compress(b"a" * 100, 3) + zstd.compress(b"b" * 5000, 3)
+    assert zstd_bound(two) == 5100 and decode_chunk(two, [("zstd", {})], 5100) == b"a" * 100 + b"b" * 5000
+    with pytest.raises(DecodeError, match="zstd frames that declare 5100 bytes, more than the limit of 5099"):
+        decode_chunk(two, [("zstd", {})], 5099)
+    skippable = (0x184D2A50).to_bytes(4, "little") + (3).to_bytes(4, "little") + b"xyz"
+    assert zstd_bound(skippable + two) == 5100
+    with pytest.raises(DecodeError, match="truncated"):
+        zstd_bound(two[:-3])
+    members = gzip.compress(b"x" * 10) + gzip.compress(b"y" * 10) + b"\0\0"
+    assert inflate(members, lambda: zlib.decompressobj(31), 20, "gzip", members=True) == b"x" * 10 + b"y" * 10
+    with pytest.raises(DecodeError, match="inflates to more than the limit of 19 bytes"):
+        inflate(members, lambda: zlib.decompressobj(31), 19, "gzip", members=True)
+    with pytest.raises(DecodeError, match="bytes after the end of the zlib stream"):
+        inflate(zlib.compress(b"z") + b"tail", zlib.decompressobj, 10, "zlib", members=False)
+    with pytest.raises(DecodeError, match="crc32c checksum does not match"):
+        decode_chunk(b"data\0\0\0\0", [("crc32c", None)], 100)

@@ -10,6 +10,7 @@ CSVs and FIFOs end in one line, quickly.
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import string
 import time
@@ -86,7 +87,7 @@ _names = st.one_of(
 @SETTINGS
 @given(names=st.lists(st.one_of(_names, st.sampled_from(sorted(reserved_names()))), min_size=1, max_size=8))
 def test_renamed_columns_are_valid_unique_and_never_reserved(names):
-    frame = pd.DataFrame([list(range(len(names)))], columns=names)
+    frame = pd.DataFrame([list(range(len(names)))], columns=pd.Index(names, dtype=object))  # surrogates: not pyarrow
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         out = rename_columns(frame, "test")
@@ -318,8 +319,188 @@ def test_folder_and_missing_inputs_are_one_line(tmp_path):
 
 
 def test_printable_ascii_names_are_kept():
-    names = ["label", "genre", "verb_idx", "Unnamed: 0", "a b", "x-y", string.ascii_letters]
+    names = ["label", "genre", "verb_idx", "Unnamed:0", "x-y", "a.1", string.ascii_letters]
     frame = pd.DataFrame([list(range(len(names)))], columns=names)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert list(rename_columns(frame, "test").columns) == names
+
+
+def test_names_with_whitespace_are_renamed_they_would_not_stay_coordinates():
+    # netCDF and Zarr keep a variable's coordinates as one space-separated attribute, so a coordinate
+    # named 'a b' comes back from a file as a data variable: such names are renamed, and said.
+    frame = pd.DataFrame([[0, 1, 2]], columns=["Unnamed: 0", "a b", "tab\there"])
+    with pytest.warns(UserWarning, match=r"renamed 3 input column\(s\).*'a b' -> 'input_a_b'"):
+        renamed = rename_columns(frame, "test")
+    assert list(renamed.columns) == ["input_Unnamed:_0", "input_a_b", "input_tab_here"]
+
+
+# --------------------------------------------------------------------------- repeated and empty headers (issue 17)
+
+
+def test_repeated_and_empty_csv_headers_are_renamed_and_said(tmp_path):
+    path = _write(tmp_path, "in.csv", b"text,label,label,,x y,Label\nthe cat sat,1,2,3,4,5\n")
+    with pytest.warns(UserWarning, match=r"renamed 4 input column\(s\)") as record:
+        frame = read_texts(path)
+    assert list(frame.columns) == ["text", "label", "input_label", "input_column2", "input_x_y", "input_Label_2"]
+    assert frame.iloc[0, 1:].tolist() == [1, 2, 3, 4, 5]
+    said = str(record[0].message)
+    assert "'label' -> 'input_label'" in said and "'' -> 'input_column2'" in said
+    assert not [c for c in frame.columns if "Unnamed" in c or c.endswith(".1")]
+
+
+def test_a_repeated_text_column_keeps_the_first_as_the_text(tmp_path):
+    path = _write(tmp_path, "in.csv", b"sentence,sentence\nfirst words,second words\n")
+    with pytest.warns(UserWarning, match="'sentence' -> 'input_sentence'"):
+        frame = read_texts(path)
+    assert frame["text"].tolist() == ["first words"] and frame["input_sentence"].tolist() == ["second words"]
+
+
+def test_repeated_json_keys_are_renamed_not_lost(tmp_path):
+    path = _write(tmp_path, "in.jsonl", b'{"text": "a b", "tag": 1, "tag": 2}\n{"text": "c d", "tag": 3}\n')
+    with pytest.warns(UserWarning, match="'tag' -> 'input_tag'"):
+        frame = read_texts(path)
+    assert frame["tag"].tolist() == [1, 3] and frame["input_tag"].iloc[0] == 2
+
+
+def test_a_field_cell_longer_than_the_bound_is_one_line(tmp_path):
+    from cse.io import MAX_FIELD_CHARS
+
+    path = _write(tmp_path, "in.csv", b"text,note\nhello there,short\nbye now," + b"n" * (MAX_FIELD_CHARS + 1) + b"\n")
+    with pytest.raises(CSEInputError) as error:
+        read_texts(path)
+    assert f"row 1: the field 'note' holds {MAX_FIELD_CHARS + 1} characters or items" in _one_line(error)
+
+
+# --------------------------------------------------------------------------- Parquet and datasets folders (issue 20)
+
+
+def _table() -> pd.DataFrame:
+    return pd.DataFrame({
+        "sentence": ["the cat sat", "a dog ran far", "  ", "birds sing"],
+        "label_seq": [[0, 1, 0], [1, 1, 0, 0], [], [0, 1]],
+        "pos_seq": [["DET", "NOUN", "VERB"], ["DET", "NOUN", "VERB", "ADV"], [], ["NOUN", "VERB"]],
+        "genre": ["news", "fiction", "news", "academic"], "n": [1, 2, 3, 4], "score": [0.5, 1.5, 2.0, -1.0],
+        "flag": [True, False, True, True], "ragged": [[1, 2], [3], [4], [5, 6, 7]],
+    })  # fmt: skip
+
+
+def write_table(folder, table: pd.DataFrame) -> dict:
+    """The same table as CSV (lists as their literals), Parquet, a datasets folder and a DatasetDict folder."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths = {"csv": folder / "t.csv", "parquet": folder / "t.parquet", "datasets": folder / "t_ds",
+             "dict": folder / "t_dict"}
+    table.assign(**{c: table[c].map(str) for c in table if table[c].map(lambda v: isinstance(v, list)).any()}) \
+        .to_csv(paths["csv"], index=False)
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), paths["parquet"])
+    dataset = datasets.Dataset.from_pandas(table, preserve_index=False)
+    datasets.disable_progress_bars()
+    dataset.save_to_disk(str(paths["datasets"]))
+    datasets.DatasetDict({"train": dataset, "test": dataset.select([0, 1])}).save_to_disk(str(paths["dict"]))
+    return paths
+
+
+def test_parquet_and_datasets_folders_give_the_frame_of_their_csv(tmp_path):
+    pytest.importorskip("datasets")
+    paths = write_table(tmp_path, _table())
+    with pytest.warns(UserWarning, match=r"skipped 1 empty text\(s\) at row\(s\) 2"):
+        frames = {kind: read_texts(path, split="train" if kind == "dict" else None) for kind, path in paths.items()}
+    for kind in ("parquet", "datasets", "dict"):
+        pd.testing.assert_frame_equal(frames[kind], frames["csv"])
+    frame = frames["parquet"]
+    assert frame["label_seq"].tolist() == [[0, 1, 0], [1, 1, 0, 0], [0, 1]]  # per-word lists, as CSV list cells
+    assert frame["pos_seq"].iloc[1] == ["DET", "NOUN", "VERB", "ADV"]
+    assert frame["ragged"].tolist() == ["[1, 2]", "[3]", "[5, 6, 7]"]  # not one item per word: kept as its text
+    assert list(frame.index) == [0, 1, 3]
+
+
+def test_a_datasetdict_folder_needs_a_split_and_the_error_lists_them(tmp_path):
+    pytest.importorskip("datasets")
+    paths = write_table(tmp_path, _table())
+    with pytest.raises(CSEInputError) as error:
+        read_texts(paths["dict"])
+    assert "is a DatasetDict folder with the splits train, test; choose one with --split NAME" in _one_line(error)
+    with pytest.raises(CSEInputError, match="'valid' is not a split of .* \\(splits: train, test\\)"):
+        read_texts(paths["dict"], split="valid")
+    with pytest.raises(CSEInputError, match="is not a datasets folder"):
+        read_texts(paths["csv"], split="train")
+    assert len(read_texts(paths["dict"] / "test")) == 2  # a split's own folder is a Dataset folder
+
+
+def test_a_datasets_folder_is_read_without_running_anything_in_it(tmp_path):
+    pytest.importorskip("datasets")
+    paths = write_table(tmp_path, _table().iloc[:2])
+    marker = tmp_path / "RAN"
+    script = f"open({str(marker)!r}, 'w').write('x')\n"
+    for name in ("t_ds.py", "__init__.py", "dataset.py", "loading_script.py"):
+        (paths["datasets"] / name).write_text(script)
+    read_texts(paths["datasets"])
+    assert not marker.exists()
+    state = paths["datasets"] / "state.json"
+    doc = json.loads(state.read_text())
+    for name in ("../t.parquet", "/etc/passwd", "t_ds.py", ""):
+        doc["_data_files"] = [{"filename": name}]
+        state.write_text(json.dumps(doc))
+        with pytest.raises(CSEInputError, match="cse reads only .arrow files inside the folder"):
+            read_texts(paths["datasets"])
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda pa: pa.table({"text": ["a b"], "blob": pa.array([b"\x00\x01"], pa.binary())}),
+     r"column 'blob' holds binary values; cse keeps text, numbers, booleans and flat lists"),
+    (lambda pa: pa.table({"text": ["a b"], "nested": pa.array([[[1, 2]]], pa.list_(pa.list_(pa.int64())))}),
+     r"column 'nested' holds list<\w+: list<\w+: int64>> values"),
+    (lambda pa: pa.table({"text": ["a b"], "meta": pa.array([{"x": 1}], pa.struct([("x", pa.int64())]))}),
+     r"column 'meta' holds struct<x: int64> values"),
+    (lambda pa: pa.table({"text": [1, 2]}), r"data row 0: the text column 'text' holds int64 '1', expected text"),
+    (lambda pa: pa.table({"text": ["a"], **{f"c{k}": [k] for k in range(300)}}),
+     r"has 300 columns besides the text, more than the 256"),
+])  # fmt: skip
+def test_parquet_columns_cse_cannot_keep_are_one_line(tmp_path, make, message):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "in.parquet"
+    pq.write_table(make(pa), path)
+    with pytest.raises(CSEInputError, match=message) as error:
+        read_texts(path)
+    _one_line(error)
+
+
+def test_dates_dictionaries_and_nulls_in_parquet_become_plain_fields(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import datetime
+
+    import pyarrow.parquet as pq
+
+    table = pa.table({"text": ["a b", "c d", None], "day": [datetime.date(2024, 1, 2), None, None],
+                      "kind": pa.array(["x", "y", "x"]).dictionary_encode(), "n": pa.array([1, None, 3], pa.int64())})
+    pq.write_table(table, tmp_path / "in.parquet")
+    with pytest.warns(UserWarning, match="skipped 1 empty"):
+        frame = read_texts(tmp_path / "in.parquet")
+    assert frame["day"].iloc[0] == "2024-01-02" and frame["kind"].tolist() == ["x", "y"]
+    assert frame["n"].iloc[0] == 1 and pd.isna(frame["n"].iloc[1])
+
+
+@pytest.mark.parametrize("data", [b"", b"PAR1", b"PAR1" + bytes(range(256)) * 4 + b"PAR1", b"not parquet at all"])
+def test_a_corrupt_parquet_file_is_one_line(tmp_path, data):
+    with pytest.raises(CSEInputError) as error:
+        read_texts(_write(tmp_path, "in.parquet", data))
+    assert "in.parquet" in _one_line(error)
+
+
+def test_a_corrupt_datasets_folder_is_one_line(tmp_path):
+    pytest.importorskip("datasets")
+    paths = write_table(tmp_path, _table())
+    arrow = next(paths["datasets"].glob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:200])
+    with pytest.raises(CSEInputError, match="not a readable datasets folder") as error:
+        read_texts(paths["datasets"])
+    _one_line(error)
+    (paths["dict"] / "dataset_dict.json").write_text("{not json")
+    with pytest.raises(CSEInputError, match="dataset_dict.json is not readable JSON"):
+        read_texts(paths["dict"], split="train")

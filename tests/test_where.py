@@ -200,3 +200,64 @@ def test_random_expressions_never_execute_code(expression):
         finally:
             os.chdir(cwd)
         assert not marker.exists() and not (Path(folder) / "x").exists()
+
+
+# --------------------------------------------------------------------------- errors of any size are one short line
+
+_HUGE = [
+    "position == " + "9" * 9000,  # past Python's 4300-digit limit for int(str)
+    "position == 0x" + "f" * 9000,  # parses, then is too long for repr
+    "-0x" + "f" * 9000 + " < position",
+    "position in [" + "7" * 4301 + "]",
+    "position in [-0x" + "f" * 5000 + "]",
+    "(" * 5000 + "position" + ")" * 5000,
+    "(" * 250 + "position > 0" + ")" * 250,
+    "-" * 9000 + "position > 0",
+    "not " * 2400 + "position > 0",
+    "position" + " + 1" * 2400 + " > 0",
+    " and ".join(["position > 0"] * 2000),
+    "x" * 9500 + " > 1",
+    "position." + "a" * 9000,
+    "a" * 9000 + "()",
+    "genre > '" + "x" * 9000 + "' + 1",
+    "not '" + "y" * 9000 + "'",
+    "genre == '" + "z" * 20000 + "'",
+]
+
+
+@pytest.mark.parametrize("expression", _HUGE, ids=lambda e: f"{e[:12]}...{len(e)}")
+def test_huge_literals_deep_nesting_and_long_expressions_are_one_short_line(frame, expression):
+    with pytest.raises(CSEInputError) as error:
+        evaluate(expression, frame)
+    message = str(error.value)
+    assert message.startswith("Invalid value for 'where'") and "\n" not in message and len(message) < 600, message
+
+
+def test_a_9000_digit_literal_names_the_limit(frame):
+    with pytest.raises(CSEInputError, match=r"a number of more than \d+ digits"):
+        evaluate("position == " + "9" * 9000, frame)
+    with pytest.raises(CSEInputError, match=r"the integer constant <an integer of about \d+ digits> is out of the int64"):
+        evaluate("position == 0x" + "f" * 9000, frame)
+
+
+def test_an_unknown_name_lists_at_most_30_columns(frame):
+    wide = pd.DataFrame({f"column_{k}_" + "q" * 150: [1] for k in range(300)})
+    with pytest.raises(CSEInputError, match=r"\(300 in all\)") as error:
+        evaluate("nope > 1", wide)
+    assert len(str(error.value)) < 3000
+
+
+_PIECES = st.sampled_from(["position", "genre", "9" * 4400, "0x" + "f" * 3000, "(", ")", " + ", " - ", " == ", " < ",
+                           " and ", " not ", " in [", "]", "'" + "s" * 3000 + "'", "1e999", ".__class__", "()", ", "])
+
+
+@settings(max_examples=60, deadline=None)
+@given(pieces=st.lists(_PIECES, max_size=40))
+def test_random_large_expressions_give_a_mask_or_one_short_line(pieces):
+    frame = pd.DataFrame({"position": [0, 1, 2], "genre": ["news", "fiction", "news"]})
+    try:
+        mask = evaluate("".join(pieces), frame)
+    except CSEInputError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 600
+    else:
+        assert mask.dtype == bool and mask.shape == (len(frame),)

@@ -15,7 +15,7 @@ from ..params import AXES, BOUNDARIES, NORMALIZATIONS
 
 
 @click.command("compute")
-@click.argument("input", required=False, type=click.Path(path_type=Path))
+@click.argument("input", required=False, type=click.Path(dir_okay=True, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=True, path_type=Path),
               help="Result file: .nc (netCDF4) or .zarr. Default with --example: cse-example.nc.")
 @click.option("--example", is_flag=True, help="Run the built-in labelled example and print a per-layer summary.")

@@ -3,7 +3,9 @@
 It never fails on a file that `cse stats` accepts: results with 0 tokens, a `cse`
 variable with other dims, missing coordinates or attributes, token-axis results. Every
 number is reduced lazily (one pass over a Dask-backed store), so a large Zarr store is
-never loaded whole.
+never loaded whole. Non-finite values (``inf``, ``-inf``) are undefined like NaN: they
+are left out of every mean, minimum and maximum, counted among the undefined cells, and
+said once.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ def info_command(result):
     use (special tokens excluded) and by layer; which layers (or, on the token axis, how
     many tokens) are boundary_affected; the order/dimension null (cse_z) when present.
     """
-    from ..io import open_result
+    from ..io import check_coordinates, open_result
 
-    ds = open_result(result, chunks={})
+    ds = check_coordinates(open_result(result, chunks={}), str(result))
     for line in summary_lines(ds, str(result)):
         click.echo(line)
 
@@ -51,6 +53,11 @@ def summary_lines(ds: xr.Dataset, name: str) -> list[str]:
     ]
     numbers = _reductions(ds)
     lines += _value_lines(ds, numbers)
+    infinite = {k[: -len("_inf")]: int(v) for k, v in numbers.items() if k.endswith("_inf") and int(v)}
+    if infinite:
+        counts = " and ".join(f"{n} {name} cell{'s' if n != 1 else ''}" for name, n in infinite.items())
+        lines.append(f"non-finite {counts} hold inf or -inf: counted as undefined (NaN), left out of every number "
+                     f"above")
     lines.append(_boundary_line(ds))
     if "cse_z" in ds.data_vars:
         lines.append(_null_line(ds, numbers))
@@ -75,13 +82,15 @@ def _reductions(ds: xr.Dataset) -> dict:
     for name in ("cse", "cse_z", "surprisal"):
         if name not in ds.data_vars or ds[name].dtype.kind not in "biuf":
             continue
-        var = _kept(ds, ds[name])
+        kept = _kept(ds, ds[name])
+        var = kept.where(np.isfinite(kept))  # inf is undefined too, never a mean
         out[f"{name}_mean"] = var.mean()
         out[f"{name}_std"] = var.std()
         if var.size:  # min and max of nothing are errors, not NaN
             out[f"{name}_min"] = var.min()
             out[f"{name}_max"] = var.max()
         out[f"{name}_defined"] = var.notnull().sum()
+        out[f"{name}_inf"] = np.isinf(kept).sum()
         if name == "cse" and "layer" in var.dims:
             out["cse_by_layer"] = var.mean([d for d in var.dims if d != "layer"])
     if "is_special" in ds.coords:

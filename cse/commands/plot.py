@@ -14,13 +14,13 @@ FIGURE_FORMATS = (".png", ".pdf", ".svg")
 
 def load_statistics(path: Path):
     """Open a 'cse stats -o' file (.nc or .zarr) as untrusted input: codecs checked first, one-line errors."""
-    from ..io import open_result, output_format
+    from ..io import check_coordinates, open_result, output_format
 
     if not path.exists():
         raise CSEInputError(f"Invalid value for '--stats': {str(path)!r} does not exist")
     output_format(path, "--stats")
     with open_result(path, require=("p_corrected",)) as res:
-        return res.load()
+        return check_coordinates(res.load(), str(path))
 
 
 @click.command("plot")

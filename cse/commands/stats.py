@@ -15,13 +15,13 @@ TAIL_NAMES = {"two-sided": 0, "0": 0, "greater": 1, "1": 1, "less": -1, "-1": -1
 
 def load_result(path: Path):
     """Open RESULT (.nc via h5netcdf, .zarr lazily via Dask) with one-line errors."""
-    from ..io import open_result
+    from ..io import check_coordinates, open_result
 
     if not Path(path).exists():
         raise CSEInputError(f"Invalid value for 'RESULT': {str(path)!r} does not exist")
     if Path(path).suffix.lower() == ".zarr":
-        return open_result(path, chunks={})  # lazy: compare() loads only the selected tokens
-    return open_result(path)
+        return check_coordinates(open_result(path, chunks={}), str(path))  # lazy: compare() loads what it selects
+    return check_coordinates(open_result(path), str(path))
 
 
 def shared_options(func):

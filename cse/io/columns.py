@@ -43,6 +43,8 @@ def name_problem(name: str) -> str | None:
         return "holds a path separator"
     if not name.isprintable():
         return "holds control or other unprintable characters"
+    if any(ch.isspace() for ch in name):
+        return "holds whitespace (netCDF and Zarr list coordinates separated by spaces)"
     if name.startswith("."):
         return "starts with '.'"
     if name.startswith("__"):
@@ -55,7 +57,7 @@ def name_problem(name: str) -> str | None:
 
 
 def _sanitised(name: str, position: int) -> str:
-    clean = "".join("_" if (not ch.isprintable() or ch in "/\\") else ch for ch in name)
+    clean = "".join("_" if (not ch.isprintable() or ch.isspace() or ch in "/\\") else ch for ch in name)
     if not clean:
         return f"{PREFIX}column{position}"
     base = PREFIX + clean
@@ -70,7 +72,7 @@ def _cut(name: str, n_bytes: int) -> str:
     return name.encode("utf-8")[:n_bytes].decode("utf-8", "ignore")
 
 
-def rename_columns(frame: pd.DataFrame, source: str, *, keep=()) -> pd.DataFrame:
+def rename_columns(frame: pd.DataFrame, source: str, *, keep=(), taken=()) -> pd.DataFrame:
     """Rename the columns that are reserved or invalid names; one warning lists the renames.
 
     Parameters
@@ -81,17 +83,21 @@ def rename_columns(frame: pd.DataFrame, source: str, *, keep=()) -> pd.DataFrame
         The input, named in the warning.
     keep : sequence of str
         Columns left as they are (none by default: the caller takes the text column out first).
+    taken : sequence of str
+        Names already used, so a column of that name is renamed as a repeat (e.g. the text
+        column's name in the file, which the caller has taken out).
 
     Returns
     -------
     pandas.DataFrame
         The same data; a column whose name is one of `cse.schema.reserved_names`
         (ignoring case) or fails `name_problem` is renamed ``input_<name>`` with path
-        separators and unprintable characters replaced by ``_`` (``input_column<i>`` for
-        an empty name, ``i`` its 0-based position), cut to `MAX_NAME_BYTES` with a hash.
-        Names equal ignoring case (a case-insensitive file system would merge their Zarr
-        arrays) keep the first and rename the others. A renamed name already taken gets
-        ``_2``, ``_3`` ... in column order, so the result depends only on the columns.
+        separators, whitespace and unprintable characters replaced by ``_``
+        (``input_column<i>`` for an empty name, ``i`` its 0-based position), cut to
+        `MAX_NAME_BYTES` with a hash. A repeated name, or names equal ignoring case (a
+        case-insensitive file system would merge their Zarr arrays), keep the first and
+        rename the others. A renamed name already taken gets ``_2``, ``_3`` ... in column
+        order, so the result depends only on the columns.
 
     Warns
     -----
@@ -99,7 +105,7 @@ def rename_columns(frame: pd.DataFrame, source: str, *, keep=()) -> pd.DataFrame
         One warning listing every rename, when there is one.
     """
     names = [str(c) for c in frame.columns]
-    taken = {name.casefold() for name in reserved_names() if name not in keep}
+    taken = {name.casefold() for name in [*reserved_names(), *map(str, taken)] if name not in keep}
     new: list[str | None] = [None] * len(names)
     for i, name in enumerate(names):
         if name in keep or (name_problem(name) is None and name.casefold() not in taken):
@@ -118,8 +124,8 @@ def rename_columns(frame: pd.DataFrame, source: str, *, keep=()) -> pd.DataFrame
         renames.append(f"{name!r} -> {candidate!r}")
     if renames:
         shown = ", ".join(renames[:20]) + (f", ... ({len(renames)} in all)" if len(renames) > 20 else "")
-        warnings.warn(f"{source}: renamed {len(renames)} input column(s) that are names of cse's own coordinates "
-                      f"and variables or not valid names: {shown}", UserWarning, stacklevel=3)
+        warnings.warn(f"{source}: renamed {len(renames)} input column(s) whose names are repeated, empty, not valid "
+                      f"netCDF/Zarr coordinate names or cse's own: {shown}", UserWarning, stacklevel=3)
     out = frame.copy(deep=False)
     out.columns = new
     return out

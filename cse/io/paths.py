@@ -47,6 +47,12 @@ _KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S
           stat.S_IFBLK: "a block device"}
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none (for one-line errors)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def kind_of(mode: int) -> str:
     """A file type in words (``'a FIFO (named pipe)'``, ``'a folder'`` ...) from an ``st_mode``."""
     if stat.S_ISDIR(mode):

@@ -23,9 +23,18 @@ import numpy as np
 import xarray as xr
 
 from ..errors import CSEInputError
-from .allowlist import check_result_file
+from .allowlist import check_result_file, inspect_result
 from .encoding import is_utf8
-from .paths import RESULT_MARKER, atomic_path, check_output, is_package_result, output_format, read_metadata
+from .limits import ResultLimits
+from .paths import (
+    RESULT_MARKER,
+    atomic_path,
+    check_output,
+    first_line,
+    is_package_result,
+    output_format,
+    read_metadata,
+)
 
 __all__ = [
     "NUL_ESCAPE_ATTR",
@@ -168,22 +177,33 @@ def write_result(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
     return path
 
 
-def open_result(path, chunks=None, *, require=("cse",)) -> xr.Dataset:
+def open_result(path, chunks=None, *, require=("cse",), max_bytes=None) -> xr.Dataset:
     """Open a result file of ``cse compute`` (or ``cse stats``, a study) safely.
 
-    The file is untrusted input: before anything is decoded its codecs, filters and
-    dtypes are checked against what the package writes (`check_result_file`), whatever
-    the environment says (``NUMCODECS_ALLOW_UNSAFE_PICKLE_DECODE`` included).
+    The file is untrusted input. Before anything is decoded, its codecs, filters and
+    dtypes are checked against what the package reads safely, whatever the environment
+    says (``NUMCODECS_ALLOW_UNSAFE_PICKLE_DECODE`` included), and its declared array
+    and chunk sizes against the memory limit (`cse.io.limits.ResultLimits`). Zarr
+    chunks are then decoded by the package within those bounds, and every failure to
+    read a variable, now or later (``.load()``, a Dask computation), is one
+    `CSEInputError` naming the file and the variable.
 
     Parameters
     ----------
     path : str or Path
         A ``.nc`` (netCDF4) or ``.zarr`` result.
     chunks : dict or 'auto', optional
-        Open lazily with Dask chunks (e.g. ``{"token": 100_000}``).
+        Open lazily with Dask chunks (e.g. ``{"token": 100_000}``; ``{}``: the file's
+        own chunks). Default None: a Zarr store is read whole, a netCDF variable on
+        first access.
     require : sequence of str
         Data variables the result must have (default ``("cse",)``; ``()`` for the
         output of ``cse stats``).
+    max_bytes : int, optional
+        The memory limit in bytes (at least 1 MiB): what may be read at once (the whole
+        store without `chunks`, one netCDF variable, any 1-D array); one chunk may
+        decode to an eighth of it. Default: ``$CSE_MAX_RESULT_BYTES`` (e.g. ``8G``), else
+        half the memory available now.
 
     Returns
     -------
@@ -194,26 +214,34 @@ def open_result(path, chunks=None, *, require=("cse",)) -> xr.Dataset:
     ------
     CSEInputError
         One line: the path does not exist or is not a regular file (a ``.zarr``: not a
-        folder), a codec, filter, dtype or link is refused, the file cannot be read,
-        or a required variable is missing.
+        folder), a codec, filter, dtype or link is refused, a declared size is over
+        the limit, a chunk is corrupt or inflates past its size, the file cannot be
+        read, or a required variable is missing. Lazy reads later raise it too.
+    TypeError
+        `max_bytes` is not an int.
     """
+    from .bounded import open_guarded
+
     path = Path(path)
-    fmt = check_result_file(path, "result")
+    limits = ResultLimits.resolve(max_bytes)
+    fmt, layout = inspect_result(path, "result", limits, whole=chunks is None)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-            if fmt == "zarr":
-                ds = xr.open_zarr(path, chunks=chunks)
-                if chunks is None:
-                    ds = ds.load()
-            else:
-                ds = xr.open_dataset(path, engine="h5netcdf", chunks=chunks)
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CSEInputError(f"{path}: not a readable result file ({message})") from None
-    closer = ds._close  # noqa: SLF001 -- xarray's own closer, kept through the replacement below
-    ds = _map_strings(ds, unescape_nul, lambda var: NUL_ESCAPE_ATTR in var.attrs)
-    ds.set_close(closer)
+            ds = open_guarded(path, fmt, chunks, layout, limits.chunk_bytes)
+    except CSEInputError:
+        raise
+    except Exception as exc:  # the file is untrusted: whatever opening it raises is a property of the file
+        raise CSEInputError(f"{path}: not a readable result file ({first_line(exc)})") from None
+    try:
+        if fmt == "zarr" and chunks is None:
+            ds.load()
+        closer = ds._close  # noqa: SLF001 -- xarray's own closer, kept through the replacement below
+        ds = _map_strings(ds, unescape_nul, lambda var: NUL_ESCAPE_ATTR in var.attrs)
+        ds.set_close(closer)
+    except BaseException:
+        ds.close()
+        raise
     for var in ds.variables.values():
         var.attrs.pop(NUL_ESCAPE_ATTR, None)
     for name in require:

@@ -128,24 +128,26 @@ def _assemble_gemma(entry: NamedModel) -> Path:
         raise CSEInputError(f"model {entry.name!r} is incomplete ({error}); run `{entry.install}`") from None
     if missing:
         raise CSEInputError(f"model {entry.name!r} is incomplete: {missing[0]} is missing; run `{entry.install}`")
+    from ..io import atomic_path
+
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        digest = hashlib.sha256()
-        with open(tmp, "wb") as out:
-            for chunk in chunks:
-                with open(chunk, "rb") as part:
-                    for block in iter(lambda: part.read(1 << 20), b""):
-                        digest.update(block)
-                        out.write(block)
-        if digest.hexdigest() != entry.sha256:
-            tmp.unlink()
-            raise CSEInputError(f"model {entry.name!r}: the joined chunks have SHA-256 {digest.hexdigest()}, "
-                                f"expected {entry.sha256}; reinstall it with `{entry.install} --force-reinstall`")
-        os.replace(tmp, target)  # a concurrent assembler writes the same bytes: last rename wins
+        # Written beside the target and renamed into place; on any failure (a full disk, Ctrl-C, a wrong
+        # hash) the partial file is removed. A concurrent assembler writes the same bytes: last rename wins.
+        with atomic_path(target, overwrite=True) as tmp:
+            digest = hashlib.sha256()
+            with open(tmp, "wb") as out:
+                for chunk in chunks:
+                    with open(chunk, "rb") as part:
+                        for block in iter(lambda: part.read(1 << 20), b""):
+                            digest.update(block)
+                            out.write(block)
+            if digest.hexdigest() != entry.sha256:
+                raise CSEInputError(f"model {entry.name!r}: the joined chunks have SHA-256 {digest.hexdigest()}, "
+                                    f"expected {entry.sha256}; reinstall it with `{entry.install} --force-reinstall`")
     except OSError as error:
         raise CSEInputError(f"cannot assemble model {entry.name!r} into {target.parent}: {error.strerror or error}; "
-                            f"set CSE_CACHE_DIR to a writable folder") from None
+                            f"free some space or set CSE_CACHE_DIR to a writable folder") from None
     return target
 
 

@@ -20,7 +20,8 @@ import numpy as np
 import xarray as xr
 
 from ..errors import CSEInputError
-from ..hashing import arrays_sha256, bytes_sha256, file_sha256
+from ..hashing import arrays_sha256, bytes_sha256
+from ..io import input_sha256 as hash_input
 from .request import updates_name
 
 __all__ = ["MANIFEST_FIELDS", "DoneLog", "Staging", "build_manifest", "check_manifest"]
@@ -237,7 +238,7 @@ def build_manifest(request, run, info) -> dict:
 
     source, plan = request.source, run.plan
     if source.path is not None:
-        input_sha256 = file_sha256(source.path)
+        input_sha256 = hash_input(source.path)  # a file, or a datasets folder
     else:
         input_sha256 = bytes_sha256(source.frame.to_json(orient="split", default_handler=str))
     return {

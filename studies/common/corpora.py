@@ -18,7 +18,9 @@ of `LABEL_WORDS`; sequences may be written as Python-style lists (``[0, 1]``,
 ``['NOUN', 'VERB']``) or separated by spaces or commas; they are parsed by splitting,
 never evaluated. The encoding is taken from the user or detected: a byte-order mark,
 else UTF-8, else Windows-1252 (cp1252), the encoding of the published VUA train and
-validation splits.
+validation splits. A corpus may also be a Parquet file or a Hugging Face ``datasets``
+folder of one split (read by `cse.io.read_table`, with pyarrow alone), whose list
+columns (``label_seq`` as a list of ints) serve as sequences.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import numpy as np
 import pandas as pd
 
 from cse.errors import CSEInputError
+import cse.io
+from cse.io import table_format
 
 TARGET_WORD = "target-word"
 SEQUENCE = "sequence"
@@ -155,7 +159,8 @@ def corpus_specs(data=None, corpora=(), encodings=(), columns=()) -> list[Corpus
         Folder holding ``moh-x.csv`` and ``vua-seq-test.csv`` (`DEFAULT_FILES`): adds
         the corpora ``mohx`` and ``vua``.
     corpora : sequence of str
-        ``NAME=PATH`` (``--corpus``), each a CSV/TSV file in one of the two formats.
+        ``NAME=PATH`` (``--corpus``), each a CSV/TSV or Parquet file, or a ``datasets``
+        folder (of one split), in one of the two formats.
     encodings : sequence of str
         ``NAME=ENCODING`` (``--encoding``), e.g. ``vua_train=cp1252``; default: detected.
     columns : sequence of str
@@ -190,7 +195,7 @@ def corpus_specs(data=None, corpora=(), encodings=(), columns=()) -> list[Corpus
             raise CSEInputError(f"Invalid value for '--corpus': the name {name!r} is given twice"
                                 + (" (--data adds 'mohx' and 'vua')" if name in DEFAULT_FILES else ""))
         path = Path(path).expanduser()
-        if not path.is_file():
+        if not path.is_file() and table_format(path) != "datasets":
             raise CSEInputError(f"Invalid value for '--corpus': {str(path)!r} (corpus {name!r}) is not a file")
         specs[name] = CorpusSpec(name, path)
     if not specs:
@@ -291,6 +296,26 @@ def read_table(path: Path, text: str) -> pd.DataFrame:
     return frame
 
 
+def read_columnar(path: Path, fmt: str) -> pd.DataFrame:
+    """A Parquet file or ``datasets`` folder as the frame `read_table` gives for CSV text.
+
+    Cells become the text a CSV would hold (numbers and booleans as written, missing
+    values as ``""``), except list cells (``label_seq`` stored as a list), which stay
+    lists; the file is read by `cse.io.read_table` (pyarrow alone, nothing in a folder run).
+    """
+    frame = cse.io.read_table(path, fmt)
+    for k in range(frame.shape[1]):
+        frame.isetitem(k, frame.iloc[:, k].map(_as_text).astype(object))
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _as_text(value):
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return value if isinstance(value, list) else str(value)
+
+
 def detect_format(frame: pd.DataFrame, path, given: dict) -> tuple[str, dict]:
     """The format of a table and its columns by role.
 
@@ -369,8 +394,10 @@ def parse_labels(values: pd.Series, path, column: str, rows=None) -> np.ndarray:
     return mapped.to_numpy(dtype=np.int64)
 
 
-def split_sequence(cell: str) -> list[str]:
-    """Items of a sequence cell: ``[0, 1]``, ``['A', 'B']``, ``0 1`` or ``0,1`` (never evaluated)."""
+def split_sequence(cell) -> list[str]:
+    """Items of a sequence cell: a list, or the text ``[0, 1]``, ``['A', 'B']``, ``0 1`` or ``0,1`` (never evaluated)."""
+    if isinstance(cell, (list, tuple)):
+        return [str(item).strip() for item in cell]
     text = str(cell).strip()
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cse.errors import CSEInputError
-from cse.hashing import file_sha256
+from cse.io import input_sha256, table_format
 
 from .corpora import (
     TARGET_WORD,
@@ -25,6 +25,7 @@ from .corpora import (
     decode,
     detect_format,
     parse_labels,
+    read_columnar,
     read_table,
     split_sequence,
 )
@@ -51,14 +52,22 @@ def read_corpus(spec: CorpusSpec, limit: int | None = None) -> Corpus:
         labels that are not labels, or no usable row.
     """
     path = Path(spec.path)
-    if not path.is_file():
-        raise CSEInputError(f"Invalid value for '--corpus': {str(path)!r} (corpus {spec.name!r}) is not a file")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CSEInputError(f"{path}: cannot be read ({exc.strerror})") from None
-    text, encoding, note = decode(raw, path, spec.encoding, spec.name)
-    table = read_table(path, text)
+    columnar = table_format(path)
+    if columnar is not None:
+        if spec.encoding is not None:
+            raise CSEInputError(f"Invalid value for '--encoding': corpus {spec.name!r} is a "
+                                f"{'Parquet file' if columnar == 'parquet' else 'datasets folder'}, whose text is "
+                                f"UTF-8 by definition; --encoding applies to CSV/TSV corpora")
+        table, encoding, note = read_columnar(path, columnar), "utf-8", columnar
+    else:
+        if not path.is_file():
+            raise CSEInputError(f"Invalid value for '--corpus': {str(path)!r} (corpus {spec.name!r}) is not a file")
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise CSEInputError(f"{path}: cannot be read ({exc.strerror})") from None
+        text, encoding, note = decode(raw, path, spec.encoding, spec.name)
+        table = read_table(path, text)
     kind, columns = detect_format(table, path, dict(spec.columns))
     n_rows = len(table)
     if limit is not None:
@@ -69,7 +78,7 @@ def read_corpus(spec: CorpusSpec, limit: int | None = None) -> Corpus:
         reasons = "; ".join(f"{k}: {len(v)}" for k, v in dropped.items()) or "no data rows"
         raise CSEInputError(f"{path}: no usable row ({reasons}); check the file and its columns")
     return Corpus(spec.name, path, kind, encoding, note, columns, frame, min(n_rows, len(table)),
-                  {k: v for k, v in dropped.items() if v}, file_sha256(path))
+                  {k: v for k, v in dropped.items() if v}, input_sha256(path))
 
 
 def _words(sentences: pd.Series) -> pd.Series:
