@@ -211,8 +211,7 @@ def make_request(texts, model, tokenizer, *, text_column, encoding, columns, spl
                          name="--save updates")
     # 2. The texts.
     if source_path is not None:
-        frame = read_texts(source_path, text_column=text_column, encoding=encoding, columns=columns,
-                           **({"split": split} if split is not None else {}))
+        frame = read_texts(source_path, text_column=text_column, encoding=encoding, columns=columns, split=split)
     else:
         if split is not None:
             raise TypeError("'split' applies to a datasets folder given by path, not to texts in memory")
