@@ -22,12 +22,16 @@ class LayerUpdateRecorder:
     (detected at block 0) allocates a fresh tensor, so a tensor obtained from
     `updates` stays valid after later passes.
 
-    Attributes
+    Parameters
     ----------
     path : str
-        Attribute path of the hooked block list (see `cse.capture.find_blocks`).
+        Attribute path of the hooked block list (see `cse.capture.find_blocks`),
+        kept as the attribute ``path``.
     n_layers : int
-        Number of blocks L.
+        Number of blocks L (attribute ``n_layers``).
+    dtype : torch.dtype or None
+        dtype in which the differences are taken and stored (None: the hidden
+        states' own).
     """
 
     def __init__(self, path: str, n_layers: int, dtype: torch.dtype | None):

@@ -132,13 +132,29 @@ def rename_columns(frame: pd.DataFrame, source: str, *, keep=(), taken=()) -> pd
 
 
 def column_list(columns, limit: int = 20) -> str:
-    """Column names for a one-line message (repr where a name is unprintable or has edge spaces)."""
+    """Column names for a one-line message (repr where a name is unprintable or has edge spaces).
+
+    Parameters
+    ----------
+    columns : iterable
+        Column names.
+    limit : int
+        Most names listed (the count of the rest follows).
+
+    Returns
+    -------
+    str
+    """
     names = [n if n and n.isprintable() and n.strip() == n else repr(n) for n in map(str, columns)]
     return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def word_spans(text: str) -> np.ndarray:
     """Character spans of the whitespace-separated words of ``text``.
+
+    Parameters
+    ----------
+    text : str
 
     Returns
     -------
@@ -155,6 +171,11 @@ def parse_word_list(value) -> list | None:
     The literal must match a flat-list grammar before `ast.literal_eval` sees it, so a
     cell of any size or nesting (``"[[[[..."``, 5,000 signs) costs linear time and
     returns None, never a RecursionError. User text is never evaluated as code.
+
+    Parameters
+    ----------
+    value : list, tuple, str or object
+        A cell of a per-word column.
 
     Returns
     -------

@@ -37,7 +37,16 @@ BOMS = (
 
 
 def is_utf8(text: str) -> bool:
-    """True if `text` can be written as UTF-8 (it holds no unpaired surrogate such as ``'\\ud800'``)."""
+    """True if `text` can be written as UTF-8 (it holds no unpaired surrogate such as ``'\\ud800'``).
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    bool
+    """
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

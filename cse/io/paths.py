@@ -166,6 +166,15 @@ def is_package_result(path) -> bool:
     or ``.zgroup`` + ``.zattrs``, read as JSON); and a store may hold nothing but its
     metadata files and the nodes it lists. Symbolic links, FIFOs and other special
     files are never results.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file or folder (missing is fine: not a result).
+
+    Returns
+    -------
+    bool
     """
     path = Path(path)
     try:
@@ -277,6 +286,18 @@ def atomic_path(target, overwrite: bool = False) -> contextlib.AbstractContextMa
     is replaced only with ``overwrite=True`` and, if it is a directory, only if it
     is a result of this package (`check_output`, with ``result=False``, is called on
     entry and again just before the rename).
+
+    Parameters
+    ----------
+    target : str or Path
+        The output to write.
+    overwrite : bool
+        Allow replacing an existing `target` (a file, or a result of this package).
+
+    Returns
+    -------
+    context manager yielding Path
+        The temporary path ``.NAME.<random>.partial`` beside `target`.
     """
     return _AtomicPath(Path(target), overwrite)
 
@@ -318,6 +339,11 @@ def remove_path(path) -> None:
     """Remove a file or directory tree that this package created (staging, temporary outputs).
 
     A symbolic link is removed itself, never what it points to.
+
+    Parameters
+    ----------
+    path : str or Path
+        Only ever a path this package made (a staging folder, a temporary output).
     """
     path = Path(path)
     if path.is_dir() and not path.is_symlink():
@@ -329,7 +355,16 @@ def remove_path(path) -> None:
 def output_format(path, name: str = "output") -> str:
     """``'netcdf'`` for ``.nc``/``.nc4``/``.netcdf``/``.h5``, ``'zarr'`` for ``.zarr``.
 
-    ``name`` is the parameter named in the error message.
+    Parameters
+    ----------
+    path : str or Path
+        A result path.
+    name : str
+        The parameter named in the error message.
+
+    Returns
+    -------
+    {'netcdf', 'zarr'}
 
     Raises
     ------

@@ -76,7 +76,18 @@ def escape_nul(values) -> np.ndarray:
 
 
 def unescape_nul(values) -> np.ndarray:
-    """Undo `escape_nul` exactly (left to right: U+2400 U+2400 -> U+2400, U+2400 '0' -> NUL)."""
+    """Undo `escape_nul` exactly (left to right: U+2400 U+2400 -> U+2400, U+2400 '0' -> NUL).
+
+    Parameters
+    ----------
+    values : array-like of str
+        Strings as stored in a result.
+
+    Returns
+    -------
+    ndarray
+        Of the shape of `values`.
+    """
     flat = np.asarray(values, dtype=object).ravel()
     out = [_ESCAPED.sub(lambda m: NUL_ESCAPE if m.group(1) == NUL_ESCAPE else "\x00", v)
            if isinstance(v, str) and NUL_ESCAPE in v else v for v in flat]

@@ -50,6 +50,15 @@ def split_lines(content: str) -> list[str]:
     """Lines of plain text split at ``\\n`` and ``\\r\\n`` only (not at U+2028, U+0085, form feed ...).
 
     A final newline ends the last line rather than starting an empty one.
+
+    Parameters
+    ----------
+    content : str
+        A decoded text file.
+
+    Returns
+    -------
+    list of str
     """
     lines = content.split("\n")
     if lines and lines[-1] == "":

@@ -12,13 +12,34 @@ BOUNDARY_COLOUR = "#8c564b"
 
 
 def runs(flags: np.ndarray) -> list[tuple[int, int]]:
-    """(first, last) index of every run of True in a 1-D boolean array."""
+    """(first, last) index of every run of True in a 1-D boolean array.
+
+    Parameters
+    ----------
+    flags : ndarray of bool, shape (n,)
+
+    Returns
+    -------
+    list of (int, int)
+        Inclusive index pairs.
+    """
     edges = np.flatnonzero(np.diff(np.r_[0, flags.astype(np.int8), 0]))
     return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
 
 
 def var_attrs(ds, var) -> dict:
-    """Attributes of `var` in a Dataset (or of the DataArray itself); {} otherwise."""
+    """Attributes of `var` in a Dataset (or of the DataArray itself); {} otherwise.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset, xarray.DataArray or ndarray
+    var : str
+        A variable name.
+
+    Returns
+    -------
+    dict
+    """
     if isinstance(ds, xr.Dataset) and var in ds:
         return ds[var].attrs
     if isinstance(ds, xr.DataArray):
