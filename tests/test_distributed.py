@@ -158,3 +158,23 @@ def test_device_map_and_dtype_reach_the_model(model_dir, single, frame):
     special = single["is_special"].values
     # bfloat16 weights change the model's numbers, not what CSE measures: close, not equal.
     np.testing.assert_allclose(half["cse"].values[~special], single["cse"].values[~special], atol=0.1)
+
+
+def test_threads_reach_the_workers(tmp_path, model_dir, frame, single):
+    """`threads` holds on every worker: a run at two threads per worker equals one at two threads here."""
+    local_two = compute(frame, model_dir, batch_size=3, device="cpu", command=COMMAND, threads=2)
+    result = compute(frame, model_dir, batch_size=3, device="cpu", command=COMMAND, output=tmp_path / "r.zarr",
+                     workers=2, threads=2)
+    xr.testing.assert_identical(result.load(), local_two)
+
+
+@pytest.mark.slow
+def test_real_model_dask_run_is_identical_at_equal_threads(tmp_path, metaphor_dir):
+    """The README's guarantee on the default model: 2 workers at one thread each equal one process at one thread."""
+    from cse.io import read_texts
+
+    frame = read_texts(metaphor_dir / "moh-x.csv", text_column="sentence").iloc[:40]
+    single = compute(frame, None, device="cpu", threads=1, batch_size=8, command=COMMAND)
+    distributed = compute(frame, None, device="cpu", batch_size=8, command=COMMAND, output=tmp_path / "r.zarr",
+                          workers=2)  # Dask's workers run torch at one thread
+    xr.testing.assert_identical(distributed.load(), single)

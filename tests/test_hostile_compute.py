@@ -64,7 +64,8 @@ def _faulty(self, key, value):
 zarr.Array.__setitem__ = _faulty
 from cse.cli import main
 
-main(sys.argv[1:])
+if __name__ == "__main__":  # Dask's worker processes start by importing this script (multiprocessing spawn)
+    main(sys.argv[1:])
 '''
 
 
