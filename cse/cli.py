@@ -31,6 +31,7 @@ COMMANDS = {
     "plot": "cse.commands.plot",
     "study": "cse.commands.study",
     "models": "cse.commands.models",
+    "remeasure": "cse.commands.remeasure",
 }
 
 #: Printed on an interrupt that is not a `RunInterrupted` (which says more).

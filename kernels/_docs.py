@@ -453,5 +453,12 @@ def shared_doc(kind: str, notes: str = ""):
 
 
 def summary() -> str:
-    """One line per kernel function: its name and the first line of its documentation."""
+    """One line per kernel function: its name and the first line of its documentation.
+
+    Returns
+    -------
+    str
+        ``name`` lines, each followed by an indented summary line (for the package
+        docstring of `cse_kernels`).
+    """
     return "\n".join(f"{name}\n    {DOCS[name].splitlines()[0]}" for name in FUNCTIONS)

@@ -24,8 +24,8 @@ LAYERS = [
     {"errors", "schema", "hashing", "docs", "data"},
     {"params"},
     {"boundary", "nulls"},
-    {"where", "io", "capture", "measure", "models"},
-    {"stats", "pipeline", "plot", "example"},
+    {"where", "io", "capture", "reduce", "measure", "models"},
+    {"stats", "pipeline", "plot", "example", "remeasuring"},
     {"commands", "cli"},
 ]
 

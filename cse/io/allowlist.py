@@ -26,13 +26,13 @@ ZARR_CODECS = frozenset({"bytes", "zstd", "blosc", "gzip", "crc32c", "transpose"
 
 #: Zarr format 3 data types a result may hold.
 ZARR_DATA_TYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                             "float32", "float64", "string", "fixed_length_utf32"})
+                             "float16", "float32", "float64", "string", "fixed_length_utf32"})
 
 #: Zarr format 2 compressors and filters a result may use.
 ZARR_V2_CODECS = frozenset({"blosc", "zstd", "zlib", "gzip", "lz4", "vlen-utf8"})
 
 #: Zarr format 2 dtypes: booleans, integers, floats, fixed-width unicode; ``|O`` only with vlen-utf8.
-_V2_DTYPE = re.compile(r"[<>|](b1|[iu][1248]|f[48]|U\d{1,6})")
+_V2_DTYPE = re.compile(r"[<>|](b1|[iu][1248]|f[248]|U\d{1,6})")
 
 #: HDF5 filters a netCDF result may use (all built into HDF5 or h5py: no plugin is loaded).
 HDF5_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 32000: "lzf"}
