@@ -116,12 +116,14 @@ class GramSource:
             full[:, self.rows, self.cols] = values
             full[:, self.cols, self.rows] = values
             return full
-        diag = np.abs(np.einsum("tmm->tm", values))
+        # |G[m, n]| <= max_k G[k, k] for a Gram matrix (Cauchy-Schwarz): the token's scale.
         with np.errstate(invalid="ignore", over="ignore"):
-            asymmetric = np.abs(values - values.swapaxes(1, 2)) > SYMMETRY_TOLERANCE * np.sqrt(
-                diag[:, :, None] * diag[:, None, :])
+            asymmetry = values - values.transpose(0, 2, 1)
+            np.abs(asymmetry, out=asymmetry)
+            scale = np.abs(np.einsum("tmm->tm", values)).max(axis=1, initial=0.0)
+            asymmetric = asymmetry.reshape(len(values), -1).max(axis=1, initial=0.0) > SYMMETRY_TOLERANCE * scale
         if asymmetric.any():
-            token = start + int(np.argwhere(asymmetric)[0, 0])
+            token = start + int(np.flatnonzero(asymmetric)[0])
             raise CSEInputError(f"{self.origin}: its variable 'gram' is not symmetric at token {token}: not a Gram "
                                 f"matrix of layer updates")
         return np.ascontiguousarray(values)
