@@ -216,13 +216,15 @@ def reduce_gram(gram, settings: MeasureSettings, backend="numba") -> dict:
         raise CSEInputError(f"Invalid value for 'settings': Gram matrices give the depth axis only, got axis "
                             f"{settings.axis!r}; re-measure other axes from the updates (cse compute --save updates)")
     kernels = resolve_backend(backend)
-    if tuple(gram.shape[1:2]) != tuple(gram.shape[2:3]) or len(gram.shape) != 3:
-        raise CSEInputError(f"Invalid shape for 'gram': expected (n_tokens, n_layers, n_layers), got "
-                            f"{tuple(gram.shape)}")
     if getattr(kernels, "ARRAYS", "numpy") == "torch":
         import torch
 
         gram = torch.as_tensor(gram)
+    else:
+        gram = np.asarray(gram)
+    if gram.ndim != 3 or gram.shape[1] != gram.shape[2]:
+        raise CSEInputError(f"Invalid shape for 'gram': expected (n_tokens, n_layers, n_layers), got "
+                            f"{tuple(gram.shape)}")
     perms = None
     if settings.null_permutations:
         perms = permutation_set(settings.seed, settings.null_permutations, gram.shape[1])
