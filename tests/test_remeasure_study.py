@@ -106,7 +106,7 @@ def test_the_study_reports_its_sensitivity(metaphor_dir, tmp_path, monkeypatch):
     (slug,) = result["verdict"]
     text = (tmp_path / "report.md").read_text()
     assert "### Sensitivity to the wavelet, level and boundary rule" in text
-    assert "haar J=4 reflect: Invalid value for 'level': level 4 needs 2**4 = 16 steps" in text  # 8 blocks
+    assert "Settings the model cannot take: haar J=4 reflect (2^4 = 16 > 8 blocks)." in text
     bands = pd.read_csv(tmp_path / slug / "sensitivity.csv")
     assert set(bands.columns) >= {"test", "var", "sign", "layers", "holds", "boundary_covers", "verdict"}
     assert (bands["n_settings"] == 2).all() and (bands["holds"] <= 2).all()

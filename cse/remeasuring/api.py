@@ -184,10 +184,10 @@ def _resolve_settings(ds, origin, *, updates, folder, **asked) -> tuple:
             n_steps={axis: source.n_steps(axis)})
         seed = check_seed(values["seed"])
     except (CSEInputError, TypeError) as exc:
-        if not inherited:
+        taken = ", ".join(f"{k}={v!r}" for k, v in inherited.items() if f"'{k}'" in str(exc))
+        if not taken:
             raise
-        taken = ", ".join(f"{k}={v!r}" for k, v in inherited.items())
-        raise type(exc)(f"{exc} (settings taken from {origin}: {taken}; pass them explicitly)") from None
+        raise type(exc)(f"{exc} (taken from {origin}: {taken}; pass it explicitly)") from None
     return MeasureSettings(axis, wavelet.name, level, boundary, normalize, n_perm, 0 if seed is None else seed), source
 
 

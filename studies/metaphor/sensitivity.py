@@ -135,15 +135,15 @@ def run_sensitivity(results: dict, tests: list, corpora: list, pairs, *, grid=GR
         return Sensitivity(pd.DataFrame(), pd.DataFrame(), [], [], study, options, reason)
     kept = {name: _tokens_used(results[name], name, main, pairs) for name in names}
     rows, run, skipped = [], [], []
+    n_layers = results[names[0]].sizes["layer"]
     for setting in grid:
-        log(f"sensitivity: {label(setting)}")
-        try:
-            measured = {name: cse.remeasure(ds, wavelet=setting[0], level=setting[1], boundary=setting[2],
-                                            null_permutations=null_permutations, seed=seed)
-                        for name, ds in kept.items()}
-        except CSEInputError as exc:  # e.g. 2**J more than the model's blocks
-            skipped.append(f"{label(setting)}: {exc}")
+        if 2 ** setting[1] > n_layers:
+            skipped.append(f"{label(setting)} (2^{setting[1]} = {2 ** setting[1]} > {n_layers} blocks)")
             continue
+        log(f"sensitivity: {label(setting)}")
+        measured = {name: cse.remeasure(ds, wavelet=setting[0], level=setting[1], boundary=setting[2],
+                                        null_permutations=null_permutations, seed=seed)
+                    for name, ds in kept.items()}
         if with_pairs:
             measured["pairs-depth"] = pairs_depth(measured, [c for c in corpora if c.kind == SEQUENCE], pairs, seed)
         run.append(label(setting))
@@ -199,6 +199,17 @@ def _runs(layers: np.ndarray) -> list:
     return [tuple(r) for r in runs]
 
 
+def _merged(spans: list) -> list:
+    """Layer spans (first, last) merged where they share a layer (transitively), in order."""
+    bands = []
+    for first, last in sorted(spans):
+        if bands and first <= bands[-1][1]:
+            bands[-1][1] = max(bands[-1][1], last)
+        else:
+            bands.append([first, last])
+    return [tuple(b) for b in bands]
+
+
 def band_table(layers: pd.DataFrame, settings: list, study: str) -> pd.DataFrame:
     """Bands of significant clusters across settings, per test and sign (see the module docstring).
 
@@ -224,7 +235,7 @@ def band_table(layers: pd.DataFrame, settings: list, study: str) -> pd.DataFrame
     for (test, var, sign), part in layers.loc[layers["sign"] != 0].groupby(["test", "var", "sign"], sort=False):
         clusters = [(s, first, last) for s, group in part.groupby("setting", sort=False)
                     for first, last in _runs(group["layer"].to_numpy())]
-        for first, last in _runs(np.unique([layer for _, a, b in clusters for layer in range(a, b + 1)])):
+        for first, last in _merged([(a, b) for _, a, b in clusters]):
             inside = [(s, a, b) for s, a, b in clusters if a <= last and b >= first]
             holds = sorted({s for s, _, _ in inside}, key=settings.index)
             covered = [s for s in holds if _covered(layers, test, var, s, [(a, b) for t, a, b in inside if t == s])]
@@ -253,7 +264,8 @@ def verdict(holds: list, covered: list, n_settings: int) -> str:
     else:
         text = f"holds in {len(holds)} of {n_settings} settings"
     if holds and len(covered) == len(holds):
-        text += "; in each of them the boundary covers it (boundary-dependent)"
+        text += ("; the boundary covers it there" if len(holds) == 1 else "; in each of them the boundary covers it")
+        text += " (boundary-dependent)"
     elif covered:
         text += f"; in {len(covered)} of them the boundary covers it"
     return text
@@ -291,24 +303,39 @@ def report_lines(folder, slug: str, sens: Sensitivity | None) -> list[str]:
     return lines
 
 
+#: Colours of the figure: no cluster, boundary-affected without a cluster, a + cluster, a - cluster.
+_WHITE, _GREY, _RED, _BLUE = (1.0, 1.0, 1.0), (0.86, 0.86, 0.86), (0.75, 0.22, 0.17), (0.23, 0.44, 0.71)
+
+
 def figure(sens: Sensitivity):
-    """One panel per main test: settings (rows) x layers, the sign of each significant cluster, boundary dotted."""
-    from matplotlib.colors import ListedColormap
+    """Per main test (rows) and variable (columns): settings x layers, the sign of each significant cluster.
+
+    Red: a significant cluster with metaphorical > literal; blue: the reverse; grey:
+    boundary-affected layers of that setting (a dot marks a cluster cell there); the
+    study's own setting in bold.
+    """
     from matplotlib.figure import Figure
 
-    panels = list(sens.layers.groupby(["test", "var"], sort=False))
-    fig = Figure(figsize=(4.2 * len(panels), 0.22 * len(sens.settings) + 1.6), layout="constrained")
-    for k, ((test, var), part) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), k + 1)
-        grid = part.pivot(index="setting", columns="layer", values="sign").reindex(sens.settings)
-        edge = part.pivot(index="setting", columns="layer", values="boundary").reindex(sens.settings)
-        ax.imshow(grid.to_numpy(dtype=float), cmap=ListedColormap(["#3b6fb6", "white", "#c0392b"]), vmin=-1, vmax=1,
-                  aspect="auto", interpolation="nearest")
-        y, x = np.nonzero(edge.to_numpy(dtype=bool))
-        ax.scatter(x, y, s=3, c="0.45", marker=".", lw=0, label="boundary-affected")
+    tests = list(dict.fromkeys(t.split(":")[0] for t in sens.layers["test"]))
+    variables = list(dict.fromkeys(sens.layers["var"]))
+    height = 0.2 * len(sens.settings) + 1.2
+    fig = Figure(figsize=(4.8 * len(variables), height * len(tests)), layout="constrained")
+    for (test, var), part in sens.layers.groupby(["test", "var"], sort=False):
+        ax = fig.add_subplot(len(tests), len(variables), tests.index(test.split(":")[0]) * len(variables)
+                             + variables.index(var) + 1)
+        sign = part.pivot(index="setting", columns="layer", values="sign").reindex(sens.settings).to_numpy()
+        edge = part.pivot(index="setting", columns="layer", values="boundary").reindex(sens.settings).to_numpy()
+        image = np.empty(sign.shape + (3,))
+        image[:] = _WHITE
+        image[edge.astype(bool)] = _GREY
+        image[sign > 0] = _RED
+        image[sign < 0] = _BLUE
+        ax.imshow(image, aspect="auto", interpolation="nearest")
+        y, x = np.nonzero((sign != 0) & edge.astype(bool))
+        ax.scatter(x, y, s=4, c="k", marker=".", lw=0)
         ax.set_yticks(range(len(sens.settings)), sens.settings, fontsize=6)
         for tick in ax.get_yticklabels():
             tick.set_fontweight("bold" if tick.get_text() == sens.study_setting else "normal")
-        ax.set_xlabel("layer")
-        ax.set_title(f"{test} ({var}): red +, blue -", fontsize=8)
+        ax.set_xlabel("layer", fontsize=8)
+        ax.set_title(f"{test.split(':')[0]}, {var}: red met > lit, blue met < lit, grey boundary", fontsize=8)
     return fig
