@@ -628,6 +628,21 @@ def test_reduce_gram_equals_reduce_updates(null):
                 _assert_close(got[name], expected[name], 1e-11)
 
 
+def test_gram_on_cuda_matches_numba():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    u = _updates(np.random.default_rng(27), (12, 9, 16), np.float32)
+    settings = _settings("depth", null=5, wavelet="db2", level=2)
+    expected = reduce_updates(u, settings, gram=True)
+    got = reduce_updates(torch.from_numpy(u).cuda(), settings, backend="torch", gram=True)
+    for name in expected:
+        _assert_close(got[name], expected[name], 1e-10)
+    again = reduce_gram(torch.from_numpy(expected["gram"]).cuda(), settings, backend="torch")
+    for name in again:
+        _assert_close(again[name], expected[name], 1e-10)
+
+
 def test_gram_serves_the_depth_axis_only():
     u = _updates(np.random.default_rng(26), (8, 9, 16))
     with pytest.raises(CSEInputError, match=r"'gram'.*depth axis, got axis 'token'.*save the updates"):

@@ -37,13 +37,26 @@ from cse_studies.common import SEQUENCE, layer_span, md_table
 from .analysis import MAIN, compare_layers
 from .coords import add_pair_coords, pairs_depth
 
+__all__ = ["GRID", "Sensitivity", "band_table", "figure", "label", "report_lines", "run_sensitivity", "verdict"]
+
 #: The grid of issue 19: wavelet x level J x boundary rule.
 GRID = tuple(itertools.product(("haar", "db2", "db4", "sym4"), (2, 3, 4), ("reflect", "periodic")))
 STORED = ("gram", "gram_triangle")
 
 
 def label(setting) -> str:
-    """``'db4 J=3 reflect'`` for a setting (wavelet, level, boundary)."""
+    """A setting in words.
+
+    Parameters
+    ----------
+    setting : tuple of (str, int, str)
+        (wavelet, level J, boundary rule).
+
+    Returns
+    -------
+    str
+        e.g. ``'db4 J=3 reflect'``.
+    """
     return f"{setting[0]} J={setting[1]} {setting[2]}"
 
 
@@ -256,7 +269,23 @@ def _covered(layers: pd.DataFrame, test, var, setting, spans) -> bool:
 
 
 def verdict(holds: list, covered: list, n_settings: int) -> str:
-    """The band in words: in how many settings it holds, and whether only where the boundary covers it."""
+    """The band in words: in how many settings it holds, and whether only where the boundary covers it.
+
+    Parameters
+    ----------
+    holds : list of str
+        The settings where the band holds.
+    covered : list of str
+        Those of them where the boundary covers it.
+    n_settings : int
+        The settings run.
+
+    Returns
+    -------
+    str
+        ``'holds in all 24 settings'``, ``'holds in k of 24 settings'`` or ``'holds in one
+        setting only (db2 J=2 reflect)'``, followed by where the boundary covers it.
+    """
     if len(holds) == n_settings:
         text = f"holds in all {n_settings} settings"
     elif len(holds) == 1:
@@ -272,7 +301,23 @@ def verdict(holds: list, covered: list, n_settings: int) -> str:
 
 
 def report_lines(folder, slug: str, sens: Sensitivity | None) -> list[str]:
-    """The report's sensitivity subsection for one model (and its figure and CSV), or [] when not asked."""
+    """The report's sensitivity subsection for one model; saves its figure and CSV in `folder`.
+
+    Parameters
+    ----------
+    folder : cse_studies.common.StudyFolder
+        The study's output folder (``SLUG/sensitivity.png``, ``SLUG/sensitivity.csv``).
+    slug : str
+        The model's slug.
+    sens : Sensitivity or None
+        `run_sensitivity`'s result; None when the analysis was turned off.
+
+    Returns
+    -------
+    list of str
+        Markdown lines ([] when `sens` is None; a line saying why not when it has a
+        ``reason``).
+    """
     if sens is None:
         return []
     lines = ["### Sensitivity to the wavelet, level and boundary rule", ""]
@@ -313,6 +358,15 @@ def figure(sens: Sensitivity):
     Red: a significant cluster with metaphorical > literal; blue: the reverse; grey:
     boundary-affected layers of that setting (a dot marks a cluster cell there); the
     study's own setting in bold.
+
+    Parameters
+    ----------
+    sens : Sensitivity
+        With at least one setting run.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     from matplotlib.figure import Figure
 
