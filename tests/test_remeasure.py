@@ -253,6 +253,15 @@ def test_from_files_reads_lazily_and_finds_the_store(tmp_path):
         assert_same_measure(out, fresh(axis="token", level=2, null_permutations=3, seed=3), 1e-9)
 
 
+def test_a_float16_updates_store_is_read(tmp_path):
+    """``--save-dtype float16`` stores: the result allow-list accepts float16 arrays."""
+    path = _write_with_store(tmp_path, "float16")
+    with cse.remeasure(path, axis="hidden", null_permutations=0) as out:
+        assert out.attrs["remeasured_with"] == "updates (float16)"
+        error = np.nanmax(np.abs(out["cse"].values - fresh(axis="hidden")["cse"].values))
+        assert 0 < error <= FLOAT16_CSE_ERROR
+
+
 @pytest.mark.parametrize("suffix", [".nc", ".zarr"])
 def test_command_line(tmp_path, capsys, suffix):
     from cse.cli import run
@@ -343,6 +352,10 @@ def test_refuses_invalid_settings_asked_or_read():
         cse.remeasure(ds, axis="layers")
     with pytest.raises(CSEInputError, match=r"'wavelet'.*taken from in-memory result: wavelet='bior2.2'; pass it"):
         cse.remeasure(ds.assign_attrs(wavelet="bior2.2"))
+    with pytest.raises(CSEInputError, match=r"'boundary'.*taken from in-memory result: boundary='mirror'"):
+        cse.remeasure(ds.assign_attrs(boundary="mirror"))
+    with pytest.raises(CSEInputError, match=r"its attribute axis='layers' is not an axis; pass axis explicitly"):
+        cse.remeasure(ds.assign_attrs(axis="layers"))
     with pytest.raises(TypeError, match=r"'ds': expected an xarray.Dataset or a result path"):
         cse.remeasure(np.zeros(3))
 

@@ -13,7 +13,7 @@ from ..errors import CSEInputError
 from ..io import open_result
 from ..measure import measure_attrs
 from ..nulls import null_memory_bytes
-from ..params import AXES, BOUNDARIES, MeasureSettings, check_choice, check_memory, check_seed, resolve_measure
+from ..params import AXES, MeasureSettings, check_choice, check_memory, check_seed, resolve_measure
 from ..schema import COORD_ATTRS, NULL_VARIABLES, VARIABLES, band_labels, variable_attrs
 from .sources import open_source
 
@@ -126,17 +126,22 @@ def remeasure(ds, *, axis=None, wavelet=None, level=None, boundary=None, normali
     >>> again.attrs["wavelet"], again.sizes["scale"], int(again.boundary_affected.sum())
     ('db2', 3, 9)
     """
-    # 1. The input, what it holds, and the settings.
+    opened = isinstance(ds, (str, Path))
     ds, origin, folder = _open(ds)
-    settings, source = _resolve_settings(ds, origin, axis=axis, wavelet=wavelet, level=level, boundary=boundary,
-                                         normalize=normalize, null_permutations=null_permutations, seed=seed,
-                                         updates=updates, folder=folder)
-    check_memory("null_permutations", settings.null_permutations,
-                 null_memory_bytes(settings, source.n_steps(settings.axis)),
-                 f"the null's permutation set ({settings.null_permutations} x {source.n_steps(settings.axis)} int64)")
-    # 2. The measure, chunk by chunk, then the result's layout.
-    arrays = source.measure(settings)
-    return _assemble(ds, arrays, settings, source, origin, command)
+    try:
+        # 1. What the result holds for the asked axis, and the settings.
+        settings, source = _resolve_settings(ds, origin, axis=axis, wavelet=wavelet, level=level, boundary=boundary,
+                                             normalize=normalize, null_permutations=null_permutations, seed=seed,
+                                             updates=updates, folder=folder)
+        n_steps = source.n_steps(settings.axis)
+        check_memory("null_permutations", settings.null_permutations, null_memory_bytes(settings, n_steps),
+                     f"the null's permutation set ({settings.null_permutations} x {n_steps} int64)")
+        # 2. The measure, chunk by chunk, then the result's layout.
+        return _assemble(ds, source.measure(settings), settings, source, origin, command)
+    except BaseException:
+        if opened:
+            ds.close()  # a result this call opened is not left open by a refusal or an interrupt
+        raise
 
 
 def _open(ds):
@@ -174,8 +179,8 @@ def _resolve_settings(ds, origin, *, updates, folder, **asked) -> tuple:
                 value = value.item()
             inherited[name] = value
         values[name] = value
-    if axis == "hidden" or values["boundary"] not in BOUNDARIES and "boundary" in inherited:
-        values["boundary"] = "reflect"  # the hidden axis has no MODWT boundary ('periodization' in attributes)
+    if axis == "hidden":
+        values["boundary"] = "reflect"  # no MODWT boundary on the hidden axis ('periodization' in attributes)
     source = open_source(ds, axis, origin, updates=updates, folder=folder)
     try:
         axis, wavelet, level, boundary, normalize, n_perm = resolve_measure(
