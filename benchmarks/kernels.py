@@ -9,15 +9,27 @@ The permutation nulls (``null_permutations`` = P) are timed at two values of P o
 axis; the difference gives the cost of one permutation, reported in ms and as a share
 of the kernel without a null on the same input.
 
-Run: ``.venv/bin/python benchmarks/kernels.py [--quick] [--only kernels|null] [--out benchmarks/results/kernels.json]``
-(timings are only meaningful on an otherwise idle machine: the load average is recorded).
+The Gram path (`--only gram`): on the depth shapes, the Gram matrices from the updates
+(`cse_kernels.gram_matrices`) and the band energies from them (`gram_energies`) under
+narrow and wide filters, beside the direct MODWT of the updates.
+
+``--baseline DIR`` times the depth rows (MODWT energies, the depth null at two P)
+of another version of the kernels side by side with this one, alternating call by call:
+``DIR`` holds that version's package folder named ``cse_kernels_old``, e.g.
+``git archive REV kernels | tar -x -C DIR && mv DIR/kernels DIR/cse_kernels_old``.
+
+Run: ``.venv/bin/python benchmarks/kernels.py [--quick] [--only kernels|null|gram] [--baseline DIR]
+[--out benchmarks/results/kernels.json]`` (timings are only meaningful on an otherwise idle machine: the load
+average is recorded).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -172,6 +184,70 @@ def bench_null(axis, shape, p_low, p_high, repeats):
     return rows
 
 
+def bench_gram(shape, repeats):
+    """The Gram path on the depth axis: G from the updates, energies from G, beside the MODWT."""
+    x = np.random.default_rng(3).standard_normal(shape, dtype=np.float32)
+    gram = cse_kernels.gram_matrices(x)
+    rows = [{"contender": "modwt_energies (haar J=3, reflect, unit)", **median_time(
+        lambda: cse_kernels.modwt_energies(x, *_filters("haar"), 3), repeats)},
+        {"contender": "gram_matrices (raw G, float64)", **median_time(lambda: cse_kernels.gram_matrices(x), repeats)}]
+    for wavelet, level in (("haar", 3), ("db4", 4)):
+        rows.append({"contender": f"gram_energies ({wavelet} J={level}, reflect, unit)", **median_time(
+            lambda: cse_kernels.gram_energies(gram, *_filters(wavelet), level), repeats)})
+        rows.append({"contender": f"modwt_energies ({wavelet} J={level}, reflect, unit)", **median_time(
+            lambda: cse_kernels.modwt_energies(x, *_filters(wavelet), level), repeats)})
+    rows.append({"contender": "read-once floor x.sum()", **median_time(lambda: x.sum(), repeats)})
+    for r in rows:
+        r["ms"] = round(1e3 * r["median_s"], 2)
+    return rows
+
+
+def _filters(name):
+    w = pywt.Wavelet(name)
+    return np.asarray(w.dec_lo), np.asarray(w.dec_hi)
+
+
+def alternating_medians(contenders: dict, repeats: int) -> dict:
+    """Median time of each callable, timed call by call in turn (round r runs every contender once)."""
+    for fn in contenders.values():
+        fn()  # warm-up (compilation excluded)
+    times = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: {"median_s": statistics.median(t), "times_s": t} for name, t in times.items()}
+
+
+def bench_baseline(baseline_dir, shapes, repeats) -> dict:
+    """The depth rows of the kernels in `baseline_dir` and of these, side by side (see the module docstring)."""
+    sys.path.insert(0, baseline_dir)
+    old = importlib.import_module("cse_kernels_old")
+    old_numba = importlib.import_module("cse_kernels_old._numba")
+    out = {}
+    lo, hi = _filters("haar")
+    for shape in shapes:
+        x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+        perms = np.argsort(np.random.default_rng(2).random((34, shape[1])), axis=1)
+        contenders = {}
+        for label, mod, nb in (("before", old, old_numba), ("after", cse_kernels, _numba)):
+            contenders[f"{label}: modwt_energies (reflect, unit)"] = (
+                lambda mod=mod: mod.scale_entropy(mod.modwt_energies(x, lo, hi, 3, "reflect", True)))
+            for p in (2, 34):
+                contenders[f"{label}: depth null, gram kernel, P={p}"] = (
+                    lambda nb=nb, p=p: nb.modwt_null_moments(x, lo, hi, 3, perms[:p], method="gram"))
+        rows = alternating_medians(contenders, repeats)
+        for label in ("before", "after"):
+            low = rows[f"{label}: depth null, gram kernel, P=2"]["median_s"]
+            high = rows[f"{label}: depth null, gram kernel, P=34"]["median_s"]
+            rows[f"{label}: depth null, per permutation"] = {"median_s": (high - low) / 32}
+        for name, r in rows.items():
+            r["ms"] = round(1e3 * r["median_s"], 2)
+        out[str(shape)] = rows
+    return out
+
+
 def compile_times() -> dict:
     """First-call times on tiny inputs (compilation into a fresh cache) of each kernel."""
     out = {}
@@ -193,6 +269,8 @@ def compile_times() -> dict:
         "modwt_null_moments (direct)": lambda: _numba.modwt_null_moments(
             x3, haar.dec_lo, haar.dec_hi, 3, np.tile(np.arange(8), (2, 1)), method="direct"
         ),
+        "gram_matrices": lambda: cse_kernels.gram_matrices(x3),
+        "gram_energies": lambda: cse_kernels.gram_energies(np.ones((2, 8, 8)), haar.dec_lo, haar.dec_hi, 3),
         "scale_entropy": lambda: cse_kernels.scale_entropy(np.ones((3, 4))),
     }
     for name, fn in calls.items():
@@ -218,7 +296,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--slow-repeats", type=int, default=3)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "kernels.json"))
-    parser.add_argument("--only", choices=["kernels", "null"], help="run one part (the JSON keeps the other's entry)")
+    parser.add_argument("--only", choices=["kernels", "null", "gram"],
+                        help="run one part (the JSON keeps the others' entries)")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also time the depth rows of the kernels in DIR/cse_kernels_old side by side")
     args = parser.parse_args(argv)
 
     scale = 8 if args.quick else 1
@@ -235,6 +316,23 @@ def main(argv=None):
     print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, load average "
           f"{', '.join(f'{v:.2f}' for v in results['load_average'])}; first-call compile times (s): "
           + ", ".join(f"{k} {v:.2f}" for k, v in results["compile_s"].items()))
+    if args.baseline:
+        results["baseline"] = {"dir": args.baseline, **bench_baseline(args.baseline, depth_shapes, args.repeats)}
+        for shape, rows in results["baseline"].items():
+            if shape != "dir":
+                print(f"\nbefore/after, depth axis, haar J=3, float32 {shape}, alternating call by call")
+                print(table([{"contender": k, **v} for k, v in rows.items()], ["contender", "ms"]))
+    if args.only in (None, "gram"):
+        results["gram"] = {}
+        for shape in depth_shapes:
+            rows = bench_gram(shape, args.repeats)
+            results["gram"][str(shape)] = rows
+            print(f"\nGram path, depth axis, float32 {shape} (tokens, layers, d_model)")
+            print(table(rows, ["contender", "ms"]))
+    if args.only == "gram":
+        save(results, args.out)
+        print(f"\nsaved {args.out}")
+        return
     if args.only != "kernels":
         results["null"] = {}
         for axis, shape, p_low, p_high in null_cases:

@@ -18,6 +18,7 @@ _LAZY = {
     "find_blocks": "cse.capture",
     "load_model": "cse.models",
     "compute": "cse.pipeline",
+    "remeasure": "cse.remeasuring",
     "open_result": "cse.io",
     "CSEInputError": "cse.errors",
     "list_models": "cse.models",

@@ -33,6 +33,7 @@ COMMANDS = {
     "stats": "cse.commands.stats",
     "plot": "cse.commands.plot",
     "models": "cse.commands.models",
+    "remeasure": "cse.commands.remeasure",
 }
 
 #: The entry-point group through which other packages add subcommands (a click command each).

@@ -18,7 +18,7 @@ from .boundary import boundary_affected
 from .settings import MeasureSettings
 from .schema import COORD_ATTRS, NULL_VARIABLES, VARIABLES, band_labels, variable_attrs
 
-__all__ = ["ZARR_CHUNK_BYTES", "result_layout", "result_variables", "token_chunk"]
+__all__ = ["ZARR_CHUNK_BYTES", "measure_coords", "result_layout", "result_variables", "token_chunk"]
 
 #: Bytes of one token chunk of the largest variable (scale_fraction) in a Zarr store.
 ZARR_CHUNK_BYTES = 4 * 2**20
@@ -127,7 +127,7 @@ def result_layout(settings: MeasureSettings, n_layers: int, token_coords: dict, 
             data = np.full(tuple(sizes[d] for d in dims), np.nan, dtype=np.float64)
         data_vars[name] = xr.Variable(dims, data, attrs=variable_attrs(name))
     coords = {name: ("token", np.asarray(values)) for name, values in token_coords.items()}
-    coords.update(_layer_coords(settings, n_layers, token_coords, names))
+    coords.update(measure_coords(settings, n_layers, token_coords.get("position"), names))
     ds = xr.Dataset(data_vars, coords=coords, attrs=dict(attrs))
     for name in ds.coords:
         if name in COORD_ATTRS:
@@ -135,7 +135,27 @@ def result_layout(settings: MeasureSettings, n_layers: int, token_coords: dict, 
     return ds
 
 
-def _layer_coords(settings: MeasureSettings, n_layers: int, token_coords: dict, names) -> dict:
+def measure_coords(settings: MeasureSettings, n_layers: int, position=None, names=()) -> dict:
+    """The coordinates a result's settings decide: layers, depth, bands, boundary coefficients.
+
+    Parameters
+    ----------
+    settings : MeasureSettings
+        With a fitted level.
+    n_layers : int
+        L, the number of blocks.
+    position : ndarray of int, shape (n_tokens,), optional
+        Each token's position in its model input sequence; required on the token axis.
+    names : sequence of str
+        The result's variables (``gram`` and ``gram_triangle`` add their dims' coordinates).
+
+    Returns
+    -------
+    dict of str to (dim, ndarray)
+        ``layer``, ``depth``, ``scale`` and, on the depth and token axes,
+        ``boundary_affected``; ``layer2`` or ``layer_row``/``layer_col`` with stored
+        Gram matrices.
+    """
     layers = np.arange(n_layers, dtype=np.int64)
     coords = {"layer": ("layer", layers), "depth": ("layer", (layers + 1) / n_layers),
               "scale": ("scale", np.array(band_labels(settings.level), dtype=object))}
@@ -147,7 +167,7 @@ def _layer_coords(settings: MeasureSettings, n_layers: int, token_coords: dict, 
     if settings.axis == "depth":
         coords["boundary_affected"] = ("layer", boundary_affected(n_layers, settings.wavelet, settings.level))
     elif settings.axis == "token":
-        position = np.asarray(token_coords["position"])
+        position = np.asarray(position, dtype=np.int64)
         flags = boundary_affected(int(position.max(initial=0)) + 1, settings.wavelet, settings.level)
         coords["boundary_affected"] = ("token", flags[position])
     return coords

@@ -1,17 +1,14 @@
-r"""Conditional Scale Entropy of layer updates (SPEC section 2): one reduction path.
+r"""Conditional Scale Entropy of layer updates (SPEC section 2).
 
-`reduce_updates` turns the layer updates of a set of tokens into the result arrays
-through a kernel module (the Numba kernels of `cse_kernels`, the NumPy reference or
-the torch twin on the updates' device); `conditional_scale_entropy` validates, calls
-it and returns an `xarray.Dataset`; `cse.compute` calls `reduce_updates` batch by
-batch. Boundary coefficients are in `cse.boundary`, the nulls' permutations in
-`cse.nulls`.
+`conditional_scale_entropy` validates (`cse.settings.MeasureSettings`), reduces the
+updates through the one reduction path (`cse.reduce`: `reduce_updates`, re-exported
+here with `reduce_gram` and `resolve_backend`) and lays out the result
+(`cse.layout.result_layout`); `cse.compute` calls `reduce_updates` batch by batch.
+Boundary coefficients are in `cse.boundary`, the nulls' permutations in `cse.nulls`.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
-from types import ModuleType
 
 import numpy as np
 import xarray as xr
@@ -19,169 +16,16 @@ import xarray as xr
 from .docs import fill_doc
 from .errors import CSEInputError
 from .layout import result_layout
-from .nulls import null_z, permutation_set
+from .reduce import BACKENDS, as_updates, reduce_gram, reduce_updates, resolve_backend
 from .settings import MeasureSettings
 
 __all__ = [
+    "BACKENDS",
     "conditional_scale_entropy",
+    "reduce_gram",
     "reduce_updates",
     "resolve_backend",
 ]
-
-#: Kernel modules by name (``backend=`` of `reduce_updates`).
-BACKENDS = {"numba": "cse_kernels", "reference": "cse_kernels.reference", "torch": "cse_kernels.torch_twin"}
-
-
-def resolve_backend(backend) -> ModuleType:
-    """The kernel module of `backend`: a name of `BACKENDS`, a module name, or a module.
-
-    A module must have the functions of `cse_kernels.reference` (same names and
-    signatures) and may set ``ARRAYS = "torch"`` to receive torch tensors.
-
-    Raises
-    ------
-    CSEInputError
-        For an unknown name.
-    """
-    if backend is None:
-        backend = "numba"
-    if isinstance(backend, str):
-        name = BACKENDS.get(backend, backend)
-        if not name.startswith("cse_kernels"):
-            raise CSEInputError(f"Invalid value for 'backend': expected one of {', '.join(map(repr, BACKENDS))} "
-                                f"or a kernel module, got {backend!r}")
-        return import_module(name)
-    return backend
-
-
-def _is_tensor(x) -> bool:
-    return type(x).__module__.split(".")[0] == "torch"
-
-
-def _as_updates(updates, kernels: ModuleType):
-    """Updates as a float32/float64 array of the backend: an ndarray, or a tensor on its device."""
-    wants_torch = getattr(kernels, "ARRAYS", "numpy") == "torch"
-    if _is_tensor(updates):
-        import torch
-
-        if updates.is_complex():
-            raise TypeError(f"Invalid type for 'updates': expected a real tensor, got dtype {updates.dtype}")
-        if updates.device.type == "meta":
-            raise CSEInputError("Invalid value for 'updates': a tensor on the meta device has no values; "
-                                "pass a tensor with data (load the model with real weights)")
-        tensor = updates.detach()
-        if tensor.dtype not in (torch.float32, torch.float64):
-            tensor = tensor.to(torch.float32 if tensor.is_floating_point() else torch.float64)
-        return tensor if wants_torch else tensor.cpu().numpy()
-    array = np.asarray(updates)
-    if array.dtype.kind == "f" and array.dtype not in (np.float32, np.float64):  # float16, longdouble
-        array = array.astype(np.float32 if array.dtype.itemsize < 4 else np.float64)
-    elif array.dtype.kind in "iub":
-        array = array.astype(np.float64)
-    elif array.dtype.kind != "f":
-        raise TypeError(f"Invalid type for 'updates': expected a real floating array or torch tensor, "
-                        f"got dtype {array.dtype}")
-    if wants_torch:
-        import torch
-
-        return torch.from_numpy(array)
-    return array
-
-
-def _to_float64(x) -> np.ndarray:
-    if _is_tensor(x):
-        import torch
-
-        x = x.detach().to(torch.float64).cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
-def reduce_updates(u, settings: MeasureSettings, backend="numba") -> dict:
-    """Reduce layer updates to the per-token result arrays: the one reduction path.
-
-    Parameters
-    ----------
-    u : ndarray or torch.Tensor, shape (n_layers, n_tokens, d_model)
-        Layer updates, float32 or float64 (other real dtypes are converted: bfloat16
-        and float16 to float32). For the ``token`` axis, the tokens of ONE text (or
-        window) in order; for ``depth`` and ``hidden``, any set of tokens.
-    settings : MeasureSettings
-        Resolved and fitted settings (`MeasureSettings.resolve`); level and wavelet
-        must suit the axis' length (they are not checked again here).
-    backend : {'numba', 'reference', 'torch'} or module
-        The kernel module: the Numba kernels (`cse_kernels`, default), the NumPy
-        reference (`cse_kernels.reference`), the torch twin
-        (`cse_kernels.torch_twin`, on ``u``'s device: updates stay float32 there,
-        energies are float64 there, only the results leave the device), or any
-        module with the same functions.
-
-    Returns
-    -------
-    dict of str to ndarray, float64, token-major
-        ``cse``, ``update_norm`` (n_tokens, n_layers); ``scale_fraction`` (n_tokens,
-        n_layers, level + 1); with ``settings.null_permutations`` = P > 0 also
-        ``cse_null_mean``, ``cse_null_std`` and ``cse_z`` (n_tokens, n_layers), as
-        in `conditional_scale_entropy`.
-
-    Notes
-    -----
-    The null's permutations come from `cse.nulls.permutation_set` (settings.seed, P,
-    n) with n the length of the permuted axis: the same set for every batch, every
-    worker and every text of the same length, so batching never changes a result.
-    On the hidden axis the unit normalization is skipped: it rescales each cell's
-    single vector, which cannot change its CSE, fractions or null (invariance to a
-    global rescaling; exact up to overflow of float64 squares above ~1e154).
-    """
-    kernels = resolve_backend(backend)
-    u = _as_updates(u, kernels)
-    perms = None
-    if settings.null_permutations:
-        perms = permutation_set(settings.seed, settings.null_permutations, settings.series_length(*u.shape))
-    return _reduce(u, settings, kernels, perms)
-
-
-def _reduce(u, settings: MeasureSettings, kernels: ModuleType, perms) -> dict:
-    """`reduce_updates` with the backend's array `u` and the null's permutations (or None)."""
-    n_layers, n_tokens, d_model = u.shape
-    wavelet = settings.pywt_wavelet
-    lo, hi, level = np.asarray(wavelet.dec_lo), np.asarray(wavelet.dec_hi), settings.level
-    unit = settings.normalize == "unit"
-    n_perm = 0 if perms is None else len(perms)
-
-    # 1. Band energies and the null's moments. The depth axis reads the tokens' streams
-    #    as a (n_tokens, n_layers, d) view (token-major); the others are layer-major.
-    null = None
-    if settings.axis == "depth":
-        series = u.swapaxes(0, 1)
-        energies = kernels.modwt_energies(series, lo, hi, level, boundary=settings.boundary, unit=unit)
-        if n_perm:
-            null = kernels.modwt_null_moments(series, lo, hi, level, perms, boundary=settings.boundary, unit=unit)
-    elif settings.axis == "token":
-        energies = kernels.modwt_energies(u, lo, hi, level, boundary=settings.boundary, unit=unit)
-        if n_perm:
-            null = kernels.modwt_null_moments(u, lo, hi, level, perms, boundary=settings.boundary, unit=unit)
-    else:
-        rows = u.reshape(n_layers * n_tokens, d_model)
-        energies = kernels.dwt_energies(rows, lo, hi, level).reshape(n_layers, n_tokens, level + 1)
-        if n_perm:
-            null = tuple(m.reshape(n_layers, n_tokens) for m in kernels.dwt_null_moments(rows, lo, hi, level, perms))
-    cse, fractions = kernels.scale_entropy(energies)
-
-    # 2. Float64 on the host, token-major.
-    def token_major(x, layer_major=settings.axis != "depth"):
-        x = _to_float64(x)
-        return np.ascontiguousarray(x.swapaxes(0, 1)) if layer_major else x
-
-    out = {
-        "cse": token_major(cse),
-        "scale_fraction": token_major(fractions),
-        "update_norm": token_major(kernels.update_norms(u), layer_major=True),
-    }
-    if null is not None:
-        mean, std = (token_major(m) for m in null)
-        out.update(cse_null_mean=mean, cse_null_std=std, cse_z=null_z(out["cse"], mean, std))
-    return out
-
 
 @fill_doc
 def conditional_scale_entropy(updates, axis="depth", wavelet=None, level=None, boundary="reflect", normalize=None,
@@ -346,7 +190,7 @@ def conditional_scale_entropy(updates, axis="depth", wavelet=None, level=None, b
     """
     # 1. Input array and parameters.
     kernels = resolve_backend(backend)
-    u = _as_updates(updates, kernels)
+    u = as_updates(updates, kernels)
     if u.ndim != 3:
         raise CSEInputError(f"Invalid shape for 'updates': expected 3-D (n_layers, n_tokens, d_model), "
                             f"got shape {tuple(u.shape)}")

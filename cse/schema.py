@@ -13,6 +13,8 @@ from __future__ import annotations
 
 __all__ = [
     "DIMS",
+    "SAVE_DIMS",
+    "SAVED",
     "VARIABLES",
     "NULL_VARIABLES",
     "TOKEN_COORDS",
@@ -23,10 +25,15 @@ __all__ = [
     "variable_attrs",
 ]
 
-#: Dimension names, in storage order. ``layer2`` is the second layer dimension of the
-#: stored Gram matrices (xarray allows no variable with two dims of one name),
-#: ``layer_pair`` indexes their packed upper triangle, ``hidden`` the stored updates.
-DIMS = ("token", "layer", "scale", "layer2", "layer_pair", "hidden")
+#: Dimension names, in storage order.
+DIMS = ("token", "layer", "scale")
+
+#: Dimensions of what ``cse compute --save`` stores besides the result: ``layer2`` is the
+#: second layer of a Gram matrix (the same values as ``layer``; xarray allows no variable
+#: with two dimensions of one name), ``layer_pair`` the packed upper triangle's pairs
+#: (``numpy.triu_indices(n_layers)`` order, with coordinates ``layer_row``, ``layer_col``),
+#: ``hidden`` the index of the residual stream.
+SAVE_DIMS = ("layer2", "layer_pair", "hidden")
 
 #: Data variables: name -> (dims, long_name, units). CF units: "1" is dimensionless.
 VARIABLES = {
@@ -39,12 +46,17 @@ VARIABLES = {
     "cse_z": (("token", "layer"), "CSE standardized against the permutation null, (cse - mean) / std", "1"),
     "gram": (("token", "layer", "layer2"), "Gram matrix of the token's layer updates, <u_layer, u_layer2>",
              "(units of the residual stream)^2"),
-    "gram_triangle": (("token", "layer_pair"),
-                      "upper triangle of the Gram matrix of the token's layer updates, <u_layer_row, u_layer_col>",
-                      "(units of the residual stream)^2"),
-    "updates": (("token", "layer", "hidden"), "layer update u[l, t] = h_{l+1}[t] - h_l[t]",
+    "gram_triangle": (("token", "layer_pair"), "upper triangle (diagonal included) of the Gram matrix of the token's "
+                      "layer updates, <u_layer_row, u_layer_col>", "(units of the residual stream)^2"),
+    "updates": (("token", "layer", "hidden"), "layer update u[layer, token] = h_{layer+1} - h_layer",
                 "units of the residual stream"),
 }
+
+#: What ``cse compute --save`` can store (``save=[...]``) -> the variable that holds it.
+#: ``gram``: float64 Gram matrices, 8 L^2 bytes per token; ``gram_triangle``: the packed
+#: triangle, 4 L (L + 1) bytes; ``updates``: the raw layer updates (float16 or float32),
+#: in a Zarr store of their own beside the result (attribute ``updates_store``).
+SAVED = {"gram": "gram", "gram_triangle": "gram_triangle", "updates": "updates"}
 
 #: Variables present only when a null was asked for (``null_permutations > 0``).
 NULL_VARIABLES = ("cse_null_mean", "cse_null_std", "cse_z")
@@ -53,8 +65,8 @@ NULL_VARIABLES = ("cse_null_mean", "cse_null_std", "cse_z")
 TOKEN_COORDS = ("text", "position", "token_id", "token_str", "word", "is_word_start", "is_special")
 
 #: Coordinates on ``layer`` that the package itself writes (``boundary_affected`` is on
-#: ``token`` instead for the token axis), and on the Gram matrices' dims.
-LAYER_COORDS = ("depth", "boundary_affected", "layer_row", "layer_col")
+#: ``token`` instead for the token axis).
+LAYER_COORDS = ("depth", "boundary_affected")
 
 #: CF attributes of the coordinates.
 COORD_ATTRS = {
@@ -71,9 +83,9 @@ COORD_ATTRS = {
         "long_name": "a wavelet band at this position is a MODWT boundary coefficient (t <= L_J - 2)",
     },
     "scale": {"long_name": "wavelet band: details d1..dJ (fine to coarse), approximation aJ"},
-    "layer2": {"long_name": "block index (0-based) of the second layer of a Gram matrix entry"},
-    "layer_row": {"long_name": "row (first layer) of a packed Gram matrix entry, numpy.triu_indices order"},
-    "layer_col": {"long_name": "column (second layer) of a packed Gram matrix entry, numpy.triu_indices order"},
+    "layer2": {"long_name": "block index (0-based) of the second update of a Gram matrix entry"},
+    "layer_row": {"long_name": "first block index of the pair (numpy.triu_indices order)"},
+    "layer_col": {"long_name": "second block index of the pair (numpy.triu_indices order)"},
 }
 
 
@@ -83,11 +95,12 @@ def variable_attrs(name: str) -> dict:
     Parameters
     ----------
     name : str
-        A key of `VARIABLES`.
+        A key of `VARIABLES` (``'cse'``, ``'gram'`` ...).
 
     Returns
     -------
     dict of str to str
+        ``{"long_name": ..., "units": ...}``.
 
     Raises
     ------
@@ -109,11 +122,19 @@ def band_labels(level: int) -> list[str]:
     Returns
     -------
     list of str
-        J + 1 labels.
+        J + 1 labels, e.g. ``['d1', 'd2', 'd3', 'a3']`` for J = 3.
     """
     return [f"d{j}" for j in range(1, level + 1)] + [f"a{level}"]
 
 
 def reserved_names() -> frozenset[str]:
-    """Names an input column may not take: dims, variables and the package's coordinates."""
-    return frozenset(DIMS) | frozenset(VARIABLES) | frozenset(TOKEN_COORDS) | frozenset(LAYER_COORDS)
+    """Names an input column may not take: dims, variables and the package's coordinates.
+
+    Returns
+    -------
+    frozenset of str
+        `DIMS`, `SAVE_DIMS`, the keys of `VARIABLES`, `TOKEN_COORDS`, `LAYER_COORDS`
+        and the coordinates of the Gram triangle's pairs (``layer_row``, ``layer_col``).
+    """
+    return (frozenset(DIMS) | frozenset(SAVE_DIMS) | frozenset(VARIABLES) | frozenset(TOKEN_COORDS)
+            | frozenset(LAYER_COORDS) | {"layer_row", "layer_col"})

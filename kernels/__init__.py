@@ -19,45 +19,38 @@ Layout
     lazily: ``import cse_kernels`` never imports torch.
 `cse_kernels.filters`
     MODWT equivalent filters and the matrices they define on a finite series
-    (NumPy): the boundary coefficients and the Gram identity that the order-null
-    kernels use.
+    (NumPy): the boundary coefficients and the Gram identity.
 
-Functions (same names and signatures in all three)
---------------------------------------------------
-modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True)
-    (n_series, n_steps, d) -> (n_series, n_steps, level + 1): MODWT band energies
-    along axis 1 (the depth axis with series = tokens, the token axis with series = layers).
-modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True)
-    (n_series, n_steps, d), (P, n_steps) -> (mean, std), each (n_series, n_steps): CSE
-    under permutations of the order of each series' steps (the order null), summarized.
-dwt_energies(x, dec_lo, dec_hi, level)
-    (n, d) -> (n, level + 1): periodized DWT band energies over the hidden index.
-dwt_null_entropy(x, dec_lo, dec_hi, level, permutations)
-    (n, d), (P, d) -> (n, P): CSE under each permutation of the hidden index.
-dwt_null_moments(x, dec_lo, dec_hi, level, permutations)
-    (n, d), (P, d) -> (mean, std), each (n,): the same, summarized without an (n, P) array.
-scale_entropy(energies)
-    (..., J + 1) -> (cse (...), fractions (..., J + 1)), NaN where undefined.
-update_norms(x)
-    (..., d) -> (...): L2 norms of the update vectors, accumulated in float64.
+The three kernel modules have the same functions with the same signatures, each
+documented once (`cse_kernels._docs`, one table filled into every module):
+
 """
 
 from importlib import import_module
 
+from ._docs import summary as _summary
 from ._numba import (
     ARRAYS,
     dwt_energies,
     dwt_null_entropy,
     dwt_null_moments,
+    gram_energies,
+    gram_matrices,
+    gram_null_moments,
     modwt_energies,
     modwt_null_moments,
     scale_entropy,
     update_norms,
 )
 
+__doc__ += _summary() + "\n"
+
 __all__ = [
     "modwt_energies",
     "modwt_null_moments",
+    "gram_matrices",
+    "gram_energies",
+    "gram_null_moments",
     "dwt_energies",
     "dwt_null_entropy",
     "dwt_null_moments",

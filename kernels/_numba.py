@@ -1,10 +1,10 @@
 """Numba kernels of the scale-energy transforms: the fast path of `cse_kernels`.
 
 Same names, signatures, shapes and NaN policy as `cse_kernels.reference` (the
-specification in code), which they reproduce to floating-point tolerance. Each public
-function turns its input into plain ndarrays and the filters into float64, protects
-memory (shapes, permutation indices), then calls one private jitted kernel that only
-computes.
+specification in code), which they reproduce to floating-point tolerance; every
+function is documented once, in `cse_kernels._docs`. Each public function turns its
+input into plain ndarrays and the filters into float64, protects memory (shapes,
+permutation indices), then calls one private jitted kernel that only computes.
 
 How the kernels are laid out
 ----------------------------
@@ -29,10 +29,15 @@ How the kernels are laid out
   multi-level transform runs in two such buffers. The dimension-permutation null
   gathers each permuted block from the transposed rows into the same scratch (never
   a ``(P, n, d)`` copy) and reduces it to CSE at once.
+- Gram path (`gram_matrices`, `gram_energies`, `gram_null_moments`): one kernel
+  computes each series' raw Gram matrix (four rows at a time against each later
+  row, float64); one helper, `_quadratic_forms`, turns a block of Gram matrices into
+  band energies for one position under one ordering of the steps, for ``lanes``
+  series at once (the innermost loop runs over the series of the block). The
+  energies use it with the identity ordering, the order null with every
+  permutation: one path for compute, the null and re-measuring.
 - Numba is configured in `cse_kernels._jit` (``cache=True``: the first call of a
   process loads compiled code from disk; only a fresh install compiles, once).
-
-Shared parameters are those of `cse_kernels.reference`.
 """
 
 from __future__ import annotations
@@ -42,13 +47,17 @@ import functools
 import numba
 import numpy as np
 
-from ._checks import check_permutations
+from ._checks import check_float64, check_gram, check_method, check_permutations
+from ._docs import shared_doc
 from ._jit import jit, prange
 from .filters import quadratic_tables
 
 __all__ = [
     "modwt_energies",
     "modwt_null_moments",
+    "gram_matrices",
+    "gram_energies",
+    "gram_null_moments",
     "dwt_energies",
     "dwt_null_entropy",
     "dwt_null_moments",
@@ -98,6 +107,11 @@ def _as_filters(dec_lo, dec_hi):
             f"got {lo.size} and {hi.size}"
         )
     return lo, hi
+
+
+def _check_boundary(boundary) -> None:
+    if boundary not in ("reflect", "periodic"):
+        raise ValueError(f"Invalid value for 'boundary': expected 'reflect' or 'periodic', got {boundary!r}")
 
 
 def _as_level(level) -> int:
@@ -170,19 +184,9 @@ def _update_norms(x, out):
             out[a, b] = np.sqrt(acc)
 
 
-def update_norms(x) -> np.ndarray:
-    """L2 norm of each update vector, accumulated in float64.
-
-    Parameters
-    ----------
-    x : ndarray, shape (..., d), float32 or float64
-        Update vectors along the last axis.
-
-    Returns
-    -------
-    norms : ndarray, shape (...), float64
-        ``sqrt(sum(x**2, axis=-1))``; inf or NaN where the vector is not finite.
-    """
+@shared_doc(ARRAYS)
+def update_norms(x, dtype=None) -> np.ndarray:
+    check_float64(dtype)
     x = np.asarray(x)
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
@@ -197,6 +201,18 @@ def update_norms(x) -> np.ndarray:
 
 
 # --- MODWT along axis 1 ----------------------------------------------------------------
+
+
+_MODWT_NOTES = """\
+Implementation: a C-contiguous ``x`` or the ``transpose(1, 0, 2)`` view of one (e.g.
+``u.transpose(1, 0, 2)`` for the depth axis of updates ``u`` of shape (n_layers,
+n_tokens, d)) is read in place; other layouts are copied first. W_j is only needed at
+t = 0..N-1 and V_j only where a later level reads it: with ``'reflect'`` that is
+t = 0..N-1 plus the last (K - 1)(2^J - 2^j) positions of the reflected series, so the
+work is O(J K (N + tail) d) flops per series, not O(J K 2N d). The unit normalization
+(multiplication by the reciprocal norm, computed in a first pass over the series) is
+fused into the load.
+"""
 
 
 def _reflect_tail(n: int, n_taps: int, level: int, j: int) -> int:
@@ -389,56 +405,10 @@ def _modwt_series(x, transposed, s, order, scale, g, h, level, n_ext, tails, va,
             out[s_out, t, level] += e
 
 
-def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True) -> np.ndarray:
-    """MODWT band energies along axis 1, summed over the hidden dimension.
-
-    Parameters
-    ----------
-    x : ndarray, shape (n_series, n_steps, d), float32 or float64
-        Independent vector-valued series; the transform runs along axis 1 for each
-        series and each hidden dimension separately. A C-contiguous array or the
-        ``transpose(1, 0, 2)`` view of one (e.g. ``u.transpose(1, 0, 2)`` for the depth
-        axis of updates ``u`` of shape (n_layers, n_tokens, d)) is read in place;
-        other layouts are copied first.
-    dec_lo, dec_hi : array_like, shape (K,)
-        Orthogonal decomposition filters; the MODWT filters are ``dec_lo / sqrt(2)``
-        and ``dec_hi / sqrt(2)``.
-    level : int
-        Number of detail bands J.
-    boundary : {'reflect', 'periodic'}
-        ``'periodic'`` runs the circular recursion on the series itself (N' = N);
-        ``'reflect'`` runs it on the 2N-long ``[X_0..X_{N-1}, X_{N-1}..X_0]`` and keeps
-        positions 0..N-1.
-    unit : bool
-        If True, each vector ``x[s, t, :]`` is first scaled to unit L2 norm (norm
-        computed in float64; a zero vector stays zero).
-
-    Returns
-    -------
-    energies : ndarray, shape (n_series, n_steps, level + 1), float64
-        ``E_j[s, t] = sum_d W_j[s, t, d]**2`` for j = 1..J, then
-        ``sum_d V_J[s, t, d]**2``; units of ``x`` squared (dimensionless if ``unit``).
-        Non-finite input gives non-finite energies wherever a filter touches it.
-
-    Raises
-    ------
-    ValueError
-        If ``x`` is not 3-D, ``boundary`` is unknown, the filters differ in length or
-        ``level`` is negative.
-
-    Notes
-    -----
-    Same recursion as `cse_kernels.reference.modwt_energies` (Percival & Walden 2000,
-    section 5.4): with g~ = dec_lo / sqrt(2), h~ = dec_hi / sqrt(2) and V_0 = X,
-    ``W_j[t] = sum_k h~[k] V_{j-1}[(t - 2^{j-1} k) mod N']`` and likewise V_j with g~.
-    W_j is only needed at t = 0..N-1 and V_j only where a later level reads it: with
-    ``'reflect'`` that is t = 0..N-1 plus the last (K - 1)(2^J - 2^j) positions of the
-    reflected series, so the work is O(J K (N + tail) d) flops per series, not
-    O(J K 2N d). The unit normalization (multiplication by the reciprocal norm,
-    computed in a first pass over the series) is fused into the load.
-    """
-    if boundary not in ("reflect", "periodic"):
-        raise ValueError(f"Invalid value for 'boundary': expected 'reflect' or 'periodic', got {boundary!r}")
+@shared_doc(ARRAYS, notes=_MODWT_NOTES)
+def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True, dtype=None) -> np.ndarray:
+    check_float64(dtype)
+    _check_boundary(boundary)
     x = _as_float_array(x, "x", 3)
     lo, hi = _as_filters(dec_lo, dec_hi)
     g = lo / np.sqrt(2.0)
@@ -510,13 +480,14 @@ def _modwt_null_direct(x, transposed, g, h, level, reflect, tails, unit, chunk, 
                     _welford(mean, m2, s, t, _entropy_of(e[0, t], frac), inv)
 
 
-@jit
-def _series_gram(x, transposed, s, unit, xb, gram, lane):
-    """Gram matrix of the (unit-normalized) steps of series s into gram[:, :, lane].
+# --- Gram matrices and the Gram identity (depth axis; the order null) ------------------
 
-    xb (N, d) float64 scratch. G[a, b] = <x_a, x_b> accumulated in float64; with
-    `unit`, G[a, b] / (|x_a| |x_b|), the norms taken from the diagonal with the rule
-    of `_step_scales` (a zero or NaN norm divides by 1, an infinite one gives NaN).
+
+@jit
+def _series_gram(x, transposed, s, xb, gram, lane):
+    """Raw Gram matrix of the steps of series s into gram[:, :, lane]: G[a, b] = <x_a, x_b>.
+
+    xb (N, d) float64 scratch; every product and sum in float64.
     """
     n, d = xb.shape
     for t in range(n):
@@ -555,46 +526,139 @@ def _series_gram(x, transposed, s, unit, xb, gram, lane):
                 acc += xb[a, c] * xb[b, c]
             gram[a, b, lane] = acc
             gram[b, a, lane] = acc
-    if unit:
-        for a in range(n):
-            nrm = np.sqrt(gram[a, a, lane])
-            xb[a, 0] = 1.0 / nrm if nrm > 0.0 else 1.0  # reuse the scratch for the scales
-        for a in range(n):
-            for b in range(n):
-                gram[a, b, lane] *= xb[a, 0] * xb[b, 0]
 
 
 @jit(parallel=True)
-def _modwt_null_gram(x, transposed, unit, permutations, starts, first, second, weight, n_bands, lanes, n_tasks,
-                     mean, m2):
+def _gram_matrices(x, transposed, n_tasks, out):
+    """Raw Gram matrices of every series of x into out (N, N, S) (the transpose of the result).
+
+    x is (S, N, d), or (N, S, d) read as its transpose if `transposed`. Parallel tasks
+    over contiguous ranges of series, each with its own (N, d) float64 scratch.
+    """
+    n, n_series = out.shape[0], out.shape[2]
+    d = x.shape[2]
+    for task in prange(n_tasks):
+        xb = np.empty((n, d))
+        for s in range(task * n_series // n_tasks, (task + 1) * n_series // n_tasks):
+            _series_gram(x, transposed, s, xb, out, s)
+
+
+@jit
+def _gram_block(x, transposed, gram, from_updates, s0, m, unit, block, xb, scale):
+    """The Gram matrices of series s0 .. s0 + m - 1 into block[:, :, i] (other lanes 0).
+
+    Computed from the updates x (`_series_gram`) if `from_updates`, else copied from
+    gram (S, N, N). With `unit`, then times scale[a] scale[b], scale = 1 / sqrt(G[a, a])
+    (1 where that norm is 0 or NaN, 0 where it is infinite, so that G[a, a] becomes
+    NaN): the rule of `_step_scales` and of the reference's unit normalization.
+    xb (N, d) and scale (N,) are scratch.
+    """
+    n, lanes = block.shape[0], block.shape[2]
+    for i in range(lanes):
+        if i >= m:
+            for a in range(n):
+                for b in range(n):
+                    block[a, b, i] = 0.0
+            continue
+        if from_updates:
+            _series_gram(x, transposed, s0 + i, xb, block, i)
+        else:
+            g = gram[s0 + i]
+            for a in range(n):
+                for b in range(n):
+                    block[a, b, i] = g[a, b]
+        if unit:
+            for a in range(n):
+                nrm = np.sqrt(block[a, a, i])
+                scale[a] = 1.0 / nrm if nrm > 0.0 else 1.0
+            for a in range(n):
+                for b in range(n):
+                    block[a, b, i] *= scale[a] * scale[b]
+
+
+@jit
+def _quadratic_forms(block, perm, t, starts, first, second, weight, e, clamp):
+    """Band energies of position t of the series of a block, their steps ordered by perm.
+
+    e[b, i] = sum over the pairs k of cell (b, t) of weight[k] G_i[perm[first[k]],
+    perm[second[k]]], for every lane i of block (N, N, lanes); with `clamp`, set to 0
+    where cancellation rounds it below zero (NaN stays NaN). e is (n_bands, lanes).
+    (The null does not clamp: a rounding-level negative band changes its CSE by
+    less than 1e-15, and the clamp costs 5-10 percent of a permutation.)
+    """
+    n = block.shape[0]
+    n_bands, lanes = e.shape
+    for b in range(n_bands):
+        cell = b * n + t
+        acc = e[b]
+        for i in range(lanes):
+            acc[i] = 0.0
+        for k in range(starts[cell], starts[cell + 1]):
+            pa = perm[first[k]]
+            pb = perm[second[k]]
+            wk = weight[k]
+            for i in range(lanes):
+                acc[i] += wk * block[pa, pb, i]
+        if clamp:
+            for i in range(lanes):
+                if acc[i] < 0.0:
+                    acc[i] = 0.0
+
+
+@jit(parallel=True)
+def _gram_energies(gram, unit, starts, first, second, weight, lanes, n_tasks, out):
+    """Band energies of every series from its Gram matrix into out (S, N, n_bands).
+
+    Blocks of `lanes` series (parallel tasks over contiguous ranges of blocks), laid out
+    (N, N, lanes) so that the innermost loop runs over the series of the block.
+    """
+    n_series, n = gram.shape[0], gram.shape[1]
+    n_bands = out.shape[2]
+    n_blocks = (n_series + lanes - 1) // lanes
+    no_updates = np.empty((0, 0, 0))
+    for task in prange(n_tasks):
+        block = np.empty((n, n, lanes))
+        xb = np.empty((n, 0))
+        scale = np.empty(n)
+        e = np.empty((n_bands, lanes))
+        identity = np.arange(n)
+        for blk in range(task * n_blocks // n_tasks, (task + 1) * n_blocks // n_tasks):
+            s0 = blk * lanes
+            m = min(lanes, n_series - s0)
+            _gram_block(no_updates, False, gram, False, s0, m, unit, block, xb, scale)
+            for t in range(n):
+                _quadratic_forms(block, identity, t, starts, first, second, weight, e, True)
+                for i in range(m):
+                    for b in range(n_bands):
+                        out[s0 + i, t, b] = e[b, i]
+
+
+@jit(parallel=True)
+def _gram_null(x, transposed, gram, from_updates, unit, permutations, starts, first, second, weight, n_bands, lanes,
+               n_tasks, mean, m2):
     """Order null through the Gram identity E_b[t] = sum_pairs w G[pi(m), pi(n)].
 
     Blocks of `lanes` series (parallel tasks over contiguous ranges of blocks): their
-    Gram matrices once, laid out (N, N, lanes) so that the innermost loop runs over
-    the series of the block; then for each permutation only re-indexed quadratic
-    forms, the CSE of every position and Welford's update into mean, m2 (S, N).
+    Gram matrices, from the updates x (S, N, d) if `from_updates` (computed once, in
+    the block, while it is in cache) or from gram (S, N, N), laid out (N, N, lanes) so
+    that the innermost loop runs over the series of the block; then for each
+    permutation only re-indexed quadratic forms, the CSE of every position and
+    Welford's update into mean, m2 (S, N).
     """
-    if transposed:
-        n, n_series, d = x.shape
-    else:
-        n_series, n, d = x.shape
+    n_series, n = mean.shape
+    d = x.shape[2]
     n_perm = permutations.shape[0]
     n_blocks = (n_series + lanes - 1) // lanes
     for task in prange(n_tasks):
-        gram = np.empty((n, n, lanes))
+        block = np.empty((n, n, lanes))
         xb = np.empty((n, d))
+        scale = np.empty(n)
         e = np.empty((n_bands, lanes))
         frac = np.empty(n_bands)
         for blk in range(task * n_blocks // n_tasks, (task + 1) * n_blocks // n_tasks):
             s0 = blk * lanes
             m = min(lanes, n_series - s0)
-            for i in range(lanes):
-                if i < m:
-                    _series_gram(x, transposed, s0 + i, unit, xb, gram, i)
-                else:
-                    for a in range(n):
-                        for b in range(n):
-                            gram[a, b, i] = 0.0
+            _gram_block(x, transposed, gram, from_updates, s0, m, unit, block, xb, scale)
             for i in range(m):
                 for t in range(n):
                     mean[s0 + i, t] = 0.0
@@ -603,23 +667,13 @@ def _modwt_null_gram(x, transposed, unit, permutations, starts, first, second, w
                 perm = permutations[p]
                 inv = 1.0 / (p + 1)
                 for t in range(n):
-                    for b in range(n_bands):
-                        cell = b * n + t
-                        acc = e[b]
-                        for i in range(lanes):
-                            acc[i] = 0.0
-                        for k in range(starts[cell], starts[cell + 1]):
-                            pa = perm[first[k]]
-                            pb = perm[second[k]]
-                            wk = weight[k]
-                            for i in range(lanes):
-                                acc[i] += wk * gram[pa, pb, i]
+                    _quadratic_forms(block, perm, t, starts, first, second, weight, e, False)
                     for i in range(m):
                         _welford(mean, m2, s0 + i, t, _entropy_of(e[:, i], frac), inv)
 
 
-#: Largest Gram block (N x N x lanes float64) of the Gram null kernel, and largest
-#: pair table: beyond them the fused direct kernel is used.
+#: Largest Gram block (N x N x lanes float64) of the Gram kernels, and largest Gram
+#: matrix or pair table of the order null: beyond them the fused direct kernel is used.
 _GRAM_BLOCK_BYTES = 1 << 19
 _GRAM_MAX_BYTES = 1 << 26
 
@@ -646,59 +700,37 @@ def _std_from_m2(m2, n_perm):
         return np.sqrt(np.maximum(m2, 0.0) / (n_perm - 1)) if n_perm > 1 else np.full_like(m2, np.nan)
 
 
-def modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True, method=None):
-    """Mean and standard deviation of CSE under permutations of the series order.
+def _lanes(n_series: int, n_steps: int) -> int:
+    """Series per Gram block: up to 32, the (N, N, lanes) block within `_GRAM_BLOCK_BYTES`."""
+    return int(max(1, min(32, _GRAM_BLOCK_BYTES // (8 * max(n_steps, 1) ** 2), n_series)))
 
-    Parameters
-    ----------
-    x : ndarray, shape (n_series, n_steps, d), float32 or float64
-        As in `modwt_energies` (the transpose of a C-ordered array is read in place).
-    dec_lo, dec_hi, level, boundary, unit
-        As in `modwt_energies`.
-    permutations : ndarray, shape (P, n_steps), int, P >= 2
-        Row p gives the series ``x[:, permutations[p]]``; one set for every series.
-    method : {None, 'gram', 'direct'}
-        Which fused kernel computes it (both give the reference's result); None
-        picks the one with fewer operations (see Notes). For tests and benchmarks.
 
-    Returns
-    -------
-    mean, std : ndarray, shape (n_series, n_steps), float64
-        Mean and standard deviation (ddof=1) over the permutations of the CSE at
-        each (series, position); dimensionless; NaN where any permutation leaves the
-        cell undefined. Equal to `cse_kernels.reference.modwt_null_moments`.
+def _tables(lo, hi, level, n_steps, boundary):
+    return _quadratic_tables(lo.tobytes(), hi.tobytes(), level, n_steps, boundary)
 
-    Raises
-    ------
-    ValueError
-        If ``permutations`` is not (P, n_steps) with P >= 2 or holds an index outside
-        0..n_steps-1, or as `modwt_energies`.
-    TypeError
-        If ``permutations`` is not an integer array.
 
-    Notes
-    -----
-    No copy of the permuted series is ever made, and no (cells x P) array: the
-    running mean and sum of squared deviations of each cell are updated after each
-    permutation (Welford's algorithm), in float64.
+def _run_gram_null(x, transposed, gram, from_updates, unit, permutations, tables, n_bands, mean, m2) -> None:
+    """`_gram_null` into mean and m2 (S, N): from the updates x, or from gram (S, N, N)."""
+    n_series, n_steps = mean.shape
+    lanes = _lanes(n_series, n_steps)
+    _gram_null(x, transposed, gram, from_updates, unit, permutations, *tables, n_bands, lanes,
+               _n_tasks(-(-n_series // lanes)), mean, m2)
 
-    *Gram kernel* (short series: the depth axis, short texts on the token axis). Each
-    band is a fixed linear combination of the steps, ``W_b[t] = sum_m A_b[t, m] X[m]``
-    (`cse_kernels.filters.modwt_operator`), so ``E_b[t] = a^T G a`` with ``a = A_b[t]``
-    and ``G = X X^T`` the N x N Gram matrix of the (unit-normalized) update vectors.
-    G is computed once per series (N(N+1)/2 dot products of length d); a permutation
-    pi only re-indexes it, ``G_pi[m, n] = G[pi[m], pi[n]]``, so each permutation costs
-    one multiply-add per (m <= n) pair of samples that a coefficient reads
-    (`cse_kernels.filters.quadratic_tables`), vectorized over a block of series, and
-    nothing proportional to d.
 
-    *Direct kernel* (long series): per series and permutation, the permuted rows are
-    gathered while loading the MODWT scratch and transformed as in `modwt_energies`.
-    """
-    if boundary not in ("reflect", "periodic"):
-        raise ValueError(f"Invalid value for 'boundary': expected 'reflect' or 'periodic', got {boundary!r}")
-    if method not in (None, "gram", "direct"):
-        raise ValueError(f"Invalid value for 'method': expected None, 'gram' or 'direct', got {method!r}")
+@shared_doc(ARRAYS, notes="""\
+Implementation: the two fused kernels need no copy of the permuted series and no
+(cells x P) array: the running mean and sum of squared deviations of each cell are
+updated after each permutation (Welford's algorithm), in float64. ``'gram'``: the null
+of `gram_null_moments`, with each block of series' Gram matrices computed in the block
+itself (`gram_matrices`' code), where it stays in cache. ``'direct'``: per series and
+permutation, the permuted rows are gathered while loading the MODWT scratch and
+transformed as in `modwt_energies`. None picks the method with fewer operations
+(the depth axis: always ``'gram'``; long texts on the token axis: ``'direct'``).""")
+def modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True, method=None,
+                       dtype=None):
+    check_float64(dtype)
+    _check_boundary(boundary)
+    check_method(method)
     x = _as_float_array(x, "x", 3)
     lo, hi = _as_filters(dec_lo, dec_hi)
     level = _as_level(level)
@@ -718,16 +750,68 @@ def modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary="reflect
         n_pairs = n_steps * sum(wd * (wd + 1) // 2 for wd in widths + widths[-1:])
         method = _null_method(n_series, n_steps, d, lo.size, level, n_perm, n_pairs, int(tails[0]))
     if method == "gram":
-        starts, first, second, weight = _quadratic_tables(lo.tobytes(), hi.tobytes(), level, n_steps, boundary)
-        lanes = int(max(1, min(32, _GRAM_BLOCK_BYTES // (8 * n_steps * n_steps), n_series)))
-        n_tasks = _n_tasks(-(-n_series // lanes))
-        _modwt_null_gram(x, transposed, bool(unit), permutations, starts, first, second, weight, level + 1, lanes,
-                         n_tasks, mean, m2)
+        _run_gram_null(x, transposed, np.empty((0, 0, 0)), True, bool(unit), permutations,
+                       _tables(lo, hi, level, n_steps, boundary), level + 1, mean, m2)
     else:
         chunk = _modwt_chunk(n_steps + int(tails[0]), max(d, 1))
         _modwt_null_direct(x, transposed, lo / np.sqrt(2.0), hi / np.sqrt(2.0), level, reflect, tails, bool(unit),
                            chunk, permutations, _n_tasks(n_series), mean, m2)
     return mean, _std_from_m2(m2, n_perm)
+
+
+@shared_doc(ARRAYS, notes="""\
+Implementation: a C-contiguous ``x`` or the ``transpose(1, 0, 2)`` view of one is read
+in place (as in `modwt_energies`); parallel over series; four rows at a time against
+each later row, so that each load serves four products.""")
+def gram_matrices(x, dtype=None) -> np.ndarray:
+    check_float64(dtype)
+    x = _as_float_array(x, "x", 3)
+    n_series, n_steps, _ = x.shape
+    out = np.empty((n_series, n_steps, n_steps))
+    if out.size:
+        x, transposed = _series_layout(x)
+        _gram_matrices(x, transposed, _n_tasks(n_series), out.transpose(1, 2, 0))
+    return out
+
+
+def _gram_input(gram, dec_lo, dec_hi, level, boundary, dtype):
+    """Checked (gram, lo, hi, level) of the `gram_*` functions."""
+    check_float64(dtype)
+    _check_boundary(boundary)
+    lo, hi = _as_filters(dec_lo, dec_hi)
+    return check_gram(gram), lo, hi, _as_level(level)
+
+
+@shared_doc(ARRAYS, notes="""\
+Implementation: blocks of up to 32 series are copied (normalized) into an (N, N,
+lanes) scratch, so that the innermost loop of every quadratic form runs over the
+series of the block; parallel over blocks. The same helpers compute the order null
+(`gram_null_moments`, `modwt_null_moments`) with the steps permuted.""")
+def gram_energies(gram, dec_lo, dec_hi, level, boundary="reflect", unit=True, dtype=None) -> np.ndarray:
+    gram, lo, hi, level = _gram_input(gram, dec_lo, dec_hi, level, boundary, dtype)
+    n_series, n_steps, _ = gram.shape
+    out = np.empty((n_series, n_steps, level + 1))
+    if out.size:
+        tables = _tables(lo, hi, level, n_steps, boundary)
+        lanes = _lanes(n_series, n_steps)
+        _gram_energies(gram, bool(unit), *tables, lanes, _n_tasks(-(-n_series // lanes)), out)
+    return out
+
+
+@shared_doc(ARRAYS, notes="""\
+Implementation: as `gram_energies`, then for each permutation the re-indexed quadratic
+forms, the CSE of every position and Welford's update of its running mean and sum of
+squared deviations (no (cells x P) array).""")
+def gram_null_moments(gram, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True, dtype=None):
+    gram, lo, hi, level = _gram_input(gram, dec_lo, dec_hi, level, boundary, dtype)
+    n_series, n_steps, _ = gram.shape
+    permutations = check_permutations(permutations, n_steps, minimum=2)
+    mean = np.empty((n_series, n_steps))
+    m2 = np.empty((n_series, n_steps))
+    if mean.size:
+        _run_gram_null(np.empty((0, 0, 0)), False, gram, False, bool(unit), permutations,
+                       _tables(lo, hi, level, n_steps, boundary), level + 1, mean, m2)
+    return mean, _std_from_m2(m2, permutations.shape[0])
 
 
 @functools.lru_cache(maxsize=32)
@@ -867,6 +951,14 @@ def _dwt_energies(x, lo, hi, level, lanes, n_tasks, out):
                     out[r0 + i, j] = e[j, i]
 
 
+_DWT_NOTES = """\
+Implementation: blocks of ``_DWT_LANES`` rows are transposed into a scratch of shape
+(d + 1, lanes) in x's dtype (every sum is float64) and transformed together, the
+coarser levels in two float64 buffers; the innermost loop runs over the rows of the
+block, so it vectorizes although each level decimates by 2.
+"""
+
+
 def _as_dwt_input(x, dec_lo, dec_hi, level):
     x = _as_float_array(x, "x", 2)
     if x.shape[1] == 0:
@@ -877,40 +969,9 @@ def _as_dwt_input(x, dec_lo, dec_hi, level):
     return x, tuple(lo.tolist()), tuple(hi.tolist()), _as_level(level)
 
 
-def dwt_energies(x, dec_lo, dec_hi, level) -> np.ndarray:
-    """Band energies of the orthonormal periodized DWT over the last axis.
-
-    Parameters
-    ----------
-    x : ndarray, shape (n, d), float32 or float64
-        One vector per row (e.g. the update vectors of all (layer, token) cells).
-    dec_lo, dec_hi : array_like, shape (K,)
-        Orthogonal decomposition filters (K even).
-    level : int
-        Number of detail bands J, ``1 <= J <= pywt.dwt_max_level(d, K)``.
-
-    Returns
-    -------
-    energies : ndarray, shape (n, level + 1), float64
-        Sum of squared coefficients per band, ordered d1..dJ, aJ; equal to the band
-        energies of ``pywt.wavedec(x, wavelet, mode='periodization', level=level,
-        axis=-1)``, including PyWavelets' handling of odd lengths at coarse levels
-        (the last sample is repeated).
-
-    Raises
-    ------
-    ValueError
-        If ``x`` is not 2-D or has no columns, or the filters differ in length or have
-        odd length.
-
-    Notes
-    -----
-    Blocks of ``_DWT_LANES`` rows are transposed into a scratch of shape (d + 1,
-    lanes) in x's dtype (every sum is float64) and transformed together, the coarser
-    levels in two float64 buffers; the
-    innermost loop runs over the rows of the block, so it vectorizes although each
-    level decimates by 2.
-    """
+@shared_doc(ARRAYS, notes=_DWT_NOTES)
+def dwt_energies(x, dec_lo, dec_hi, level, dtype=None) -> np.ndarray:
+    check_float64(dtype)
     x, lo, hi, level = _as_dwt_input(x, dec_lo, dec_hi, level)
     out = np.empty((x.shape[0], level + 1), dtype=np.float64)
     if x.shape[0]:
@@ -959,40 +1020,11 @@ def _dwt_null(x, lo, hi, level, permutations, lanes, n_tasks, out, mean, m2, mom
                         out[r0 + i, p] = _entropy_of(e[:, i], frac)
 
 
-def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations) -> np.ndarray:
-    """Normalized CSE of each row under each permutation of the hidden index.
-
-    Parameters
-    ----------
-    x : ndarray, shape (n, d), float32 or float64
-        One vector per row.
-    dec_lo, dec_hi : array_like, shape (K,)
-        Orthogonal decomposition filters (K even).
-    level : int
-        Number of detail bands J.
-    permutations : ndarray, shape (P, d), int
-        Each row a permutation of ``range(d)``; row p gives ``x[:, permutations[p]]``.
-
-    Returns
-    -------
-    null_cse : ndarray, shape (n, P), float64
-        ``scale_entropy(dwt_energies(x[:, perm], ...))[0]`` for every permutation;
-        dimensionless, in [0, 1], NaN where undefined.
-
-    Raises
-    ------
-    ValueError
-        If ``permutations`` is not (P, d) or holds an index outside ``0..d-1``, or as
-        `dwt_energies`.
-    TypeError
-        If ``permutations`` is not an integer array.
-
-    Notes
-    -----
-    Each block of rows is transposed once; for every permutation the permuted block
-    is gathered from that copy into the transform's scratch and reduced to CSE at
-    once, so memory stays O(d) per block whatever P (no (P, n, d) copy).
-    """
+@shared_doc(ARRAYS, notes="Each block of rows is transposed once; for every permutation the permuted block is gathered "
+                     "from that copy into the transform's scratch and reduced to CSE at once, so memory "
+                     "stays O(d) per block whatever P (no (P, n, d) copy).")
+def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations, dtype=None) -> np.ndarray:
+    check_float64(dtype)
     x, lo, hi, level = _as_dwt_input(x, dec_lo, dec_hi, level)
     n, d = x.shape
     permutations = check_permutations(permutations, d)
@@ -1003,30 +1035,10 @@ def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations) -> np.ndarray:
     return out
 
 
-def dwt_null_moments(x, dec_lo, dec_hi, level, permutations):
-    """Mean and standard deviation of CSE under permutations of the hidden index.
-
-    Parameters
-    ----------
-    x, dec_lo, dec_hi, level, permutations
-        As in `dwt_null_entropy`; P >= 2.
-
-    Returns
-    -------
-    mean, std : ndarray, shape (n,), float64
-        Mean and standard deviation (ddof=1) of `dwt_null_entropy` over the
-        permutations; dimensionless; NaN where any permutation leaves the row undefined.
-
-    Raises
-    ------
-    ValueError, TypeError
-        As `dwt_null_entropy`, and for fewer than 2 permutations.
-
-    Notes
-    -----
-    As `dwt_null_entropy`, but each row's running mean and sum of squared deviations
-    are updated after each permutation (Welford's algorithm, float64): no (n, P) array.
-    """
+@shared_doc(ARRAYS, notes="As `dwt_null_entropy`, but each row's running mean and sum of squared deviations are "
+                     "updated after each permutation (Welford's algorithm, float64): no (n, P) array.")
+def dwt_null_moments(x, dec_lo, dec_hi, level, permutations, dtype=None):
+    check_float64(dtype)
     x, lo, hi, level = _as_dwt_input(x, dec_lo, dec_hi, level)
     n, d = x.shape
     permutations = check_permutations(permutations, d, minimum=2)
@@ -1047,23 +1059,8 @@ def _scale_entropy(e, cse, frac):
         cse[r] = _entropy_of(e[r], frac[r])
 
 
+@shared_doc(ARRAYS)
 def scale_entropy(energies):
-    """Normalized Shannon entropy of the scale distribution.
-
-    Parameters
-    ----------
-    energies : ndarray, shape (..., J + 1)
-        Non-negative band energies, last axis the bands.
-
-    Returns
-    -------
-    cse : ndarray, shape (...), float64
-        ``-sum_j p_j ln p_j / ln(J + 1)`` with ``0 ln 0 = 0``, clipped to [0, 1]
-        against rounding; dimensionless. NaN where the total energy is 0 or any band
-        is not finite.
-    fractions : ndarray, shape (..., J + 1), float64
-        The scale distribution ``p_j = E_j / sum_k E_k``; NaN where ``cse`` is NaN.
-    """
     e = np.asarray(energies, dtype=np.float64)
     if e.ndim == 0:
         raise ValueError("Invalid shape for 'energies': expected (..., J + 1), got a scalar")

@@ -2,20 +2,17 @@
 
 This module is the specification in code: every faster kernel (Numba in
 `cse_kernels._numba`, the torch twin) must reproduce these functions, with the same
-names and signatures, to floating-point tolerance.
+names and signatures (each documented once, in `cse_kernels._docs`), to
+floating-point tolerance.
 
 Plain ndarrays in and out, float64 accumulation, vectorized over series and tokens
 (Python loops run only over levels, filter taps, chunks of series and permutations).
 No validation beyond what protects memory: callers (`cse.measure`) validate.
 
-Shared parameters
------------------
-dec_lo, dec_hi : array_like, shape (K,)
-    Decomposition low- and high-pass filters of an orthogonal wavelet
-    (``pywt.Wavelet(name).dec_lo`` / ``.dec_hi``), K even.
-level : int
-    Number of detail bands J (>= 1). Energies have J + 1 bands, ordered
-    ``d1..dJ`` (fine to coarse) then ``aJ``.
+The Gram path (`gram_matrices`, `gram_energies`, `gram_null_moments`) is written from
+the MODWT's matrices (`cse_kernels.filters.quadratic_tables`): the band energy of a
+cell is a weighted sum of Gram entries over the pairs of samples its coefficient
+reads, and the order null re-indexes the Gram matrix.
 
 References
 ----------
@@ -27,11 +24,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_permutations
+from ._checks import check_float64, check_gram, check_method, check_permutations
+from ._docs import shared_doc
+from .filters import quadratic_tables
 
 __all__ = [
     "modwt_energies",
     "modwt_null_moments",
+    "gram_matrices",
+    "gram_energies",
+    "gram_null_moments",
     "dwt_energies",
     "dwt_null_entropy",
     "dwt_null_moments",
@@ -51,21 +53,16 @@ def _as_filter(f) -> np.ndarray:
     return np.asarray(f, dtype=np.float64).ravel()
 
 
-def update_norms(x) -> np.ndarray:
-    """L2 norm of each update vector, accumulated in float64.
-
-    Parameters
-    ----------
-    x : ndarray, shape (..., d), float32 or float64
-        Update vectors along the last axis.
-
-    Returns
-    -------
-    norms : ndarray, shape (...), float64
-        ``sqrt(sum(x**2, axis=-1))``; inf or NaN where the vector is not finite.
-    """
+@shared_doc(ARRAYS)
+def update_norms(x, dtype=None) -> np.ndarray:
+    check_float64(dtype)
     x64 = np.asarray(x, dtype=np.float64)
     return np.sqrt(np.einsum("...d,...d->...", x64, x64))
+
+
+def _check_boundary(boundary) -> None:
+    if boundary not in ("reflect", "periodic"):
+        raise ValueError(f"Invalid value for 'boundary': expected 'reflect' or 'periodic', got {boundary!r}")
 
 
 def _unit_normalize(x64: np.ndarray) -> np.ndarray:
@@ -78,46 +75,10 @@ def _unit_normalize(x64: np.ndarray) -> np.ndarray:
     return x64
 
 
-def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True) -> np.ndarray:
-    """MODWT band energies along axis 1, summed over the hidden dimension.
-
-    Parameters
-    ----------
-    x : ndarray, shape (n_series, n_steps, d), float32 or float64
-        Independent vector-valued series; the transform runs along axis 1 for each
-        series and each hidden dimension separately.
-    dec_lo, dec_hi : array_like, shape (K,)
-        Orthogonal decomposition filters; the MODWT filters are ``dec_lo / sqrt(2)``
-        and ``dec_hi / sqrt(2)``.
-    level : int
-        Number of detail bands J.
-    boundary : {'reflect', 'periodic'}
-        ``'periodic'`` runs the circular recursion on the series itself (N' = N);
-        ``'reflect'`` runs it on the 2N-long ``[X_0..X_{N-1}, X_{N-1}..X_0]`` and keeps
-        positions 0..N-1.
-    unit : bool
-        If True, each vector ``x[s, t, :]`` is first scaled to unit L2 norm (norm
-        computed in float64; a zero vector stays zero).
-
-    Returns
-    -------
-    energies : ndarray, shape (n_series, n_steps, level + 1), float64
-        ``E_j[s, t] = sum_d W_j[s, t, d]**2`` for j = 1..J, then
-        ``sum_d V_J[s, t, d]**2``; units of ``x`` squared (dimensionless if ``unit``).
-        Non-finite input gives non-finite energies wherever a filter touches it.
-
-    Notes
-    -----
-    With g~ = dec_lo / sqrt(2), h~ = dec_hi / sqrt(2) and V_0 = X,
-
-        W_j[t] = sum_k h~[k] V_{j-1}[(t - 2^{j-1} k) mod N']
-        V_j[t] = sum_k g~[k] V_{j-1}[(t - 2^{j-1} k) mod N']
-
-    (Percival & Walden 2000, eqs. 96a-b / pyramid algorithm of section 5.4).
-    With ``boundary='periodic'`` the band energies over all t sum to ||X||^2.
-    """
-    if boundary not in ("reflect", "periodic"):
-        raise ValueError(f"Invalid value for 'boundary': expected 'reflect' or 'periodic', got {boundary!r}")
+@shared_doc(ARRAYS)
+def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True, dtype=None) -> np.ndarray:
+    check_float64(dtype)
+    _check_boundary(boundary)
     x = np.asarray(x)
     if x.ndim != 3:
         raise ValueError(f"Invalid shape for 'x': expected (n_series, n_steps, d), got {x.shape}")
@@ -186,32 +147,9 @@ def _periodized_analysis(a: np.ndarray, lo: np.ndarray, hi: np.ndarray):
     return approx, detail
 
 
-def dwt_energies(x, dec_lo, dec_hi, level) -> np.ndarray:
-    """Band energies of the orthonormal periodized DWT over the last axis.
-
-    Parameters
-    ----------
-    x : ndarray, shape (n, d), float32 or float64
-        One vector per row (e.g. the update vectors of all (layer, token) cells).
-    dec_lo, dec_hi : array_like, shape (K,)
-        Orthogonal decomposition filters.
-    level : int
-        Number of detail bands J, ``1 <= J <= pywt.dwt_max_level(d, K)``.
-
-    Returns
-    -------
-    energies : ndarray, shape (n, level + 1), float64
-        Sum of squared coefficients per band, ordered d1..dJ, aJ; equal to the band
-        energies of ``pywt.wavedec(x, wavelet, mode='periodization', level=level,
-        axis=-1)`` (which returns aJ, dJ..d1), including PyWavelets' handling of odd
-        lengths at coarse levels (the last sample is repeated, e.g. 45 -> 23 for
-        d = 2880 with db4 at level 8).
-
-    Notes
-    -----
-    For even lengths at every level the transform is orthonormal and the band
-    energies sum to ||x||^2 (Percival & Walden 2000, ch. 4).
-    """
+@shared_doc(ARRAYS)
+def dwt_energies(x, dec_lo, dec_hi, level, dtype=None) -> np.ndarray:
+    check_float64(dtype)
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"Invalid shape for 'x': expected (n, d), got {x.shape}")
@@ -232,26 +170,9 @@ def dwt_energies(x, dec_lo, dec_hi, level) -> np.ndarray:
     return out
 
 
-def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations) -> np.ndarray:
-    """Normalized CSE of each row under each permutation of the hidden index.
-
-    Parameters
-    ----------
-    x : ndarray, shape (n, d), float32 or float64
-        One vector per row.
-    dec_lo, dec_hi : array_like, shape (K,)
-        Orthogonal decomposition filters.
-    level : int
-        Number of detail bands J.
-    permutations : ndarray, shape (P, d), int
-        Each row a permutation of ``range(d)``; row p gives ``x[:, permutations[p]]``.
-
-    Returns
-    -------
-    null_cse : ndarray, shape (n, P), float64
-        ``scale_entropy(dwt_energies(x[:, perm], ...))[0]`` for every permutation;
-        dimensionless, in [0, 1], NaN where undefined.
-    """
+@shared_doc(ARRAYS)
+def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations, dtype=None) -> np.ndarray:
+    check_float64(dtype)
     x = np.asarray(x)
     permutations = check_permutations(permutations, x.shape[-1])
     out = np.empty((x.shape[0], permutations.shape[0]), dtype=np.float64)
@@ -277,97 +198,115 @@ def _null_moments(null) -> tuple[np.ndarray, np.ndarray]:
     return null.mean(axis=-1), null.std(axis=-1, ddof=1)
 
 
-def modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True):
-    """Mean and standard deviation of CSE under permutations of the series order.
-
-    The order null of the depth and token axes, computed the plain way: permute the
-    steps of every series, recompute the MODWT, take the CSE of every cell, and
-    summarize over the permutations. It is the specification of the fused kernels.
-
-    Parameters
-    ----------
-    x : ndarray, shape (n_series, n_steps, d), float32 or float64
-        As in `modwt_energies`.
-    dec_lo, dec_hi, level, boundary, unit
-        As in `modwt_energies`.
-    permutations : ndarray, shape (P, n_steps), int, P >= 2
-        Row p gives the series ``x[:, permutations[p]]``: position t of the
-        permuted series holds step ``permutations[p, t]``. One set shared by every
-        series.
-
-    Returns
-    -------
-    mean, std : ndarray, shape (n_series, n_steps), float64
-        Mean and standard deviation (ddof=1) over the P permutations of the CSE at
-        each (series, position); dimensionless; NaN where any permutation leaves the
-        cell undefined.
-
-    Raises
-    ------
-    ValueError
-        If ``permutations`` is not (P, n_steps) with P >= 2 or holds an index outside
-        0..n_steps-1.
-    TypeError
-        If ``permutations`` is not an integer array.
-
-    Notes
-    -----
-    Memory: an (n_series, n_steps, P) float64 array of every permutation's CSE (this
-    is a reference for small inputs; the kernels accumulate the moments instead).
-    """
+@shared_doc(ARRAYS, notes="""\
+Reference: ``'direct'`` (the default) computes it the plain way -- permute the steps
+of every series, recompute the MODWT, take the CSE of every cell and summarize -- with
+an (n_series, n_steps, P) array of every permutation's CSE (a reference for small
+inputs; the kernels accumulate the moments instead). ``'gram'`` is
+``gram_null_moments(gram_matrices(x), ...)``.""")
+def modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True, method=None,
+                       dtype=None):
+    check_float64(dtype)
+    check_method(method)
     x = np.asarray(x)
     if x.ndim != 3:
         raise ValueError(f"Invalid shape for 'x': expected (n_series, n_steps, d), got {x.shape}")
     permutations = check_permutations(permutations, x.shape[1], minimum=2)
+    if method == "gram":
+        return gram_null_moments(gram_matrices(x), dec_lo, dec_hi, level, permutations, boundary, unit)
     null = np.empty(x.shape[:2] + (permutations.shape[0],))
     for p, perm in enumerate(permutations):
         null[..., p] = scale_entropy(modwt_energies(x[:, perm], dec_lo, dec_hi, level, boundary, unit))[0]
     return _null_moments(null)
 
 
-def dwt_null_moments(x, dec_lo, dec_hi, level, permutations):
-    """Mean and standard deviation of CSE under permutations of the hidden index.
-
-    Parameters
-    ----------
-    x, dec_lo, dec_hi, level, permutations
-        As in `dwt_null_entropy`; P >= 2.
-
-    Returns
-    -------
-    mean, std : ndarray, shape (n,), float64
-        Mean and standard deviation (ddof=1) of `dwt_null_entropy` over the
-        permutations; dimensionless; NaN where any permutation leaves the row
-        undefined.
-
-    Raises
-    ------
-    ValueError, TypeError
-        As `modwt_null_moments`.
-    """
+@shared_doc(ARRAYS)
+def dwt_null_moments(x, dec_lo, dec_hi, level, permutations, dtype=None):
+    check_float64(dtype)
     x = np.asarray(x)
     check_permutations(permutations, x.shape[-1], minimum=2)
     return _null_moments(dwt_null_entropy(x, dec_lo, dec_hi, level, permutations))
 
 
-def scale_entropy(energies):
-    """Normalized Shannon entropy of the scale distribution.
+# --- the Gram path -------------------------------------------------------------------
 
-    Parameters
-    ----------
-    energies : ndarray, shape (..., J + 1)
-        Non-negative band energies, last axis the bands.
 
-    Returns
-    -------
-    cse : ndarray, shape (...), float64
-        ``-sum_j p_j ln p_j / ln(J + 1)`` with ``0 ln 0 = 0``, clipped to [0, 1]
-        against rounding; dimensionless. NaN where the total energy is 0 or any band
-        is not finite.
-    fractions : ndarray, shape (..., J + 1), float64
-        The scale distribution ``p_j = E_j / sum_k E_k``; NaN where ``cse`` is NaN.
+@shared_doc(ARRAYS)
+def gram_matrices(x, dtype=None) -> np.ndarray:
+    check_float64(dtype)
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"Invalid shape for 'x': expected (n_series, n_steps, d), got {x.shape}")
+    n_series, n_steps, d = x.shape
+    out = np.empty((n_series, n_steps, n_steps))
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, n_steps * d))
+    for start in range(0, n_series, chunk):
+        x64 = np.asarray(x[start:start + chunk], dtype=np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            out[start:start + chunk] = np.einsum("smd,snd->smn", x64, x64)
+    return out
+
+
+def _unit_gram(gram: np.ndarray) -> np.ndarray:
+    """G[m, n] / (|x_m| |x_n|) from the diagonal, with `_unit_normalize`'s rule for the norms.
+
+    A zero or NaN norm divides by 1 (a zero vector stays zero, NaN stays NaN); an
+    infinite one by inf, which leaves NaN on its diagonal (inf / inf), as it leaves
+    NaN in the vector.
     """
+    with np.errstate(invalid="ignore", over="ignore"):
+        norms = np.sqrt(np.einsum("smm->sm", gram))
+        scale = 1.0 / np.where(norms > 0, norms, 1.0)
+        return gram * (scale[:, :, None] * scale[:, None, :])
+
+
+def _gram_forms(gram, dec_lo, dec_hi, level, boundary, unit) -> np.ndarray:
+    """Band energies (n_series, n_steps, level + 1) of Gram matrices: the Gram identity, plainly."""
+    gram = check_gram(gram)
+    n_series, n_steps, _ = gram.shape
+    level = int(level)
+    if gram.size == 0:
+        return np.empty((n_series, n_steps, level + 1))
+    if unit:
+        gram = _unit_gram(gram)
+    starts, first, second, weight = quadratic_tables(_as_filter(dec_lo), _as_filter(dec_hi), level, n_steps,
+                                                     boundary)
+    with np.errstate(invalid="ignore", over="ignore"):
+        terms = weight * gram[:, first, second]  # (n_series, n_pairs)
+        energies = np.add.reduceat(terms, starts[:-1], axis=1)  # cells b * N + t
+    energies = energies.reshape(n_series, level + 1, n_steps).transpose(0, 2, 1)
+    # Cancellation can round an energy below zero; clamp it (NaN stays NaN).
+    return np.ascontiguousarray(np.where(energies < 0, 0.0, energies))
+
+
+@shared_doc(ARRAYS)
+def gram_energies(gram, dec_lo, dec_hi, level, boundary="reflect", unit=True, dtype=None) -> np.ndarray:
+    check_float64(dtype)
+    _check_boundary(boundary)
+    return _gram_forms(gram, dec_lo, dec_hi, level, boundary, unit)
+
+
+@shared_doc(ARRAYS, notes="""\
+Reference: for every permutation pi, the re-indexed Gram matrices
+``gram[:, pi][:, :, pi]`` through `gram_energies`, with an (n_series, n_steps, P)
+array of every permutation's CSE.""")
+def gram_null_moments(gram, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True, dtype=None):
+    check_float64(dtype)
+    _check_boundary(boundary)
+    gram = check_gram(gram)
+    permutations = check_permutations(permutations, gram.shape[1], minimum=2)
+    null = np.empty(gram.shape[:2] + (permutations.shape[0],))
+    for p, perm in enumerate(permutations):
+        permuted = gram[:, perm][:, :, perm]
+        null[..., p] = scale_entropy(_gram_forms(permuted, dec_lo, dec_hi, level, boundary, unit))[0]
+    return _null_moments(null)
+
+
+@shared_doc(ARRAYS)
+def scale_entropy(energies):
     e = np.asarray(energies, dtype=np.float64)
+    if e.ndim == 0:
+        raise ValueError("Invalid shape for 'energies': expected (..., J + 1), got a scalar")
     n_bands = e.shape[-1]
     total = e.sum(axis=-1)
     defined = np.isfinite(e).all(axis=-1) & np.isfinite(total) & (total > 0)

@@ -1,7 +1,8 @@
 """Torch twin of the scale-energy kernels: the GPU path of `cse_kernels`.
 
-The same transforms, names and shapes as `cse_kernels.reference` (and the Numba
-kernels), computed with torch on the device of the input tensor, so that layer updates
+The same transforms, names, signatures and shapes as `cse_kernels.reference` (and
+the Numba kernels; each function documented once, in `cse_kernels._docs`), computed
+with torch on the device of the input tensor, so that layer updates
 captured on a GPU are reduced there to band energies and only
 ``(n_series, n_steps, level + 1)`` numbers have to leave the device. Tensors in,
 tensors out (on ``x.device``); nothing here synchronizes with the host (no ``.item()``,
@@ -10,7 +11,7 @@ pass.
 
 Precision
 ---------
-``dtype`` (default ``torch.float64``) is the working and output dtype: the input is
+``dtype`` (None: ``torch.float64``) is the working and output dtype: the input is
 converted to it before anything else, as the NumPy reference and the Numba kernels
 convert to float64. Consumer GPUs run float64 at 1/32 to 1/64 of their float32 rate; on
 those, ``dtype=torch.float32`` is much faster and agrees with float64 to about 1e-6
@@ -37,11 +38,16 @@ import math
 import numpy as np
 import torch
 
+from ._checks import check_method
+from ._docs import shared_doc
 from .filters import quadratic_tables
 
 __all__ = [
     "modwt_energies",
     "modwt_null_moments",
+    "gram_matrices",
+    "gram_energies",
+    "gram_null_moments",
     "dwt_energies",
     "dwt_null_entropy",
     "dwt_null_moments",
@@ -59,11 +65,13 @@ ARRAYS = "torch"
 _CHUNK_ELEMENTS = 1 << 25
 
 
-def _as_tensor(x, dtype) -> torch.Tensor:
-    x = torch.as_tensor(x)
-    if x.is_complex():
-        raise TypeError(f"Invalid type for 'x': expected a real tensor, got dtype {x.dtype}")
-    return x.to(dtype)
+def _working(dtype) -> torch.dtype:
+    """The working dtype: None is float64; otherwise a torch floating dtype."""
+    if dtype is None:
+        return torch.float64
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"Invalid value for 'dtype': expected None or a torch floating dtype, got {dtype!r}")
+    return dtype
 
 
 def _filters(dec_lo, dec_hi):
@@ -90,25 +98,9 @@ def _series_tensor(x, boundary) -> torch.Tensor:
     return x
 
 
-def update_norms(x: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
-    """L2 norm of each update vector.
-
-    Parameters
-    ----------
-    x : torch.Tensor, shape (..., d)
-        Update vectors along the last dimension, any real dtype, any device.
-    dtype : torch.dtype
-        Working and output dtype (default float64).
-
-    Returns
-    -------
-    norms : torch.Tensor, shape (...), `dtype`, on ``x.device``
-        ``sqrt(sum(x**2, dim=-1))``; inf or NaN where the vector is not finite.
-
-    Notes
-    -----
-    Computed in chunks of vectors, so no `dtype` copy of a large ``x`` exists at once.
-    """
+@shared_doc(ARRAYS, notes="Computed in chunks of vectors, so no `dtype` copy of a large ``x`` exists at once.")
+def update_norms(x, dtype=None) -> torch.Tensor:
+    dtype = _working(dtype)
     x = torch.as_tensor(x)
     if x.is_complex():
         raise TypeError(f"Invalid type for 'x': expected a real tensor, got dtype {x.dtype}")
@@ -124,43 +116,10 @@ def update_norms(x: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
     return out.reshape(lead)
 
 
-def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True, dtype=torch.float64) -> torch.Tensor:
-    """MODWT band energies along dimension 1, summed over the hidden dimension.
-
-    Parameters
-    ----------
-    x : torch.Tensor, shape (n_series, n_steps, d)
-        Independent vector-valued series (any real dtype, any device); the transform
-        runs along dimension 1 for each series and hidden dimension separately.
-    dec_lo, dec_hi : array_like, shape (K,)
-        Orthogonal decomposition filters; the MODWT filters are ``dec_lo / sqrt(2)``
-        and ``dec_hi / sqrt(2)``.
-    level : int
-        Number of detail bands J.
-    boundary : {'reflect', 'periodic'}
-        As in `cse_kernels.reference.modwt_energies`.
-    unit : bool
-        If True, each vector ``x[s, t, :]`` is first scaled to unit L2 norm (a zero
-        vector stays zero).
-    dtype : torch.dtype
-        Working and output dtype (default float64; see the module notes on float32).
-
-    Returns
-    -------
-    energies : torch.Tensor, shape (n_series, n_steps, level + 1), `dtype`, on ``x.device``
-        ``E_j[s, t] = sum_d W_j[s, t, d]**2`` for j = 1..J, then ``sum_d V_J[s, t, d]**2``.
-
-    Raises
-    ------
-    ValueError
-        If ``x`` is not 3-D, ``boundary`` is unknown or the filters differ in length.
-
-    Notes
-    -----
-    Series are transformed in chunks of about ``_CHUNK_ELEMENTS`` elements of
-    ``(series, N', d)`` (N' = 2 n_steps for ``'reflect'``); the pyramid holds about
-    four such tensors of `dtype` at a time.
-    """
+@shared_doc(ARRAYS, notes="Series are transformed in chunks of about ``_CHUNK_ELEMENTS`` elements of ``(series, N', d)`` "
+            "(N' = 2 n_steps for ``'reflect'``); the pyramid holds about four such tensors of `dtype` at a time.")
+def modwt_energies(x, dec_lo, dec_hi, level, boundary="reflect", unit=True, dtype=None) -> torch.Tensor:
+    dtype = _working(dtype)
     x = _series_tensor(x, boundary)
     lo, hi = _filters(dec_lo, dec_hi)
     g = [c / math.sqrt(2.0) for c in lo]
@@ -237,31 +196,9 @@ def _dwt_energies(a: torch.Tensor, lo, hi, level: int) -> torch.Tensor:
     return torch.stack(bands, dim=-1)
 
 
-def dwt_energies(x, dec_lo, dec_hi, level, dtype=torch.float64) -> torch.Tensor:
-    """Band energies of the orthonormal periodized DWT over the last dimension.
-
-    Parameters
-    ----------
-    x : torch.Tensor, shape (n, d)
-        One vector per row (any real dtype, any device).
-    dec_lo, dec_hi : array_like, shape (K,)
-        Orthogonal decomposition filters.
-    level : int
-        Number of detail bands J.
-    dtype : torch.dtype
-        Working and output dtype (default float64).
-
-    Returns
-    -------
-    energies : torch.Tensor, shape (n, level + 1), `dtype`, on ``x.device``
-        Band energies ordered d1..dJ, aJ, equal to those of ``pywt.wavedec(...,
-        mode='periodization')`` (odd lengths at coarse levels repeat the last sample).
-
-    Raises
-    ------
-    ValueError
-        If ``x`` is not 2-D or has no columns, or the filters differ in length.
-    """
+@shared_doc(ARRAYS)
+def dwt_energies(x, dec_lo, dec_hi, level, dtype=None) -> torch.Tensor:
+    dtype = _working(dtype)
     x = torch.as_tensor(x)
     if x.is_complex():
         raise TypeError(f"Invalid type for 'x': expected a real tensor, got dtype {x.dtype}")
@@ -312,39 +249,10 @@ def _dwt_null_chunks(x, dec_lo, dec_hi, level, permutations, dtype, minimum):
             yield r0, p0, scale_entropy(_dwt_energies(permuted, lo, hi, int(level)))[0]
 
 
-def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations, dtype=torch.float64) -> torch.Tensor:
-    """Normalized CSE of each row under each permutation of the hidden index.
-
-    Parameters
-    ----------
-    x : torch.Tensor, shape (n, d)
-        One vector per row.
-    dec_lo, dec_hi : array_like, shape (K,)
-        Orthogonal decomposition filters.
-    level : int
-        Number of detail bands J.
-    permutations : array_like or torch.Tensor, shape (P, d), int
-        Row p gives ``x[:, permutations[p]]``.
-    dtype : torch.dtype
-        Working and output dtype (default float64).
-
-    Returns
-    -------
-    null_cse : torch.Tensor, shape (n, P), `dtype`, on ``x.device``
-        CSE of every row under every permutation; NaN where undefined.
-
-    Raises
-    ------
-    ValueError
-        If ``permutations`` is not (P, d) or holds an index outside 0..d-1.
-    TypeError
-        If ``permutations`` is not an integer array.
-
-    Notes
-    -----
-    Permutations are processed in chunks of at most ``_CHUNK_ELEMENTS`` gathered
-    elements, so device memory stays bounded whatever P.
-    """
+@shared_doc(ARRAYS, notes="Permutations are processed in chunks of at most ``_CHUNK_ELEMENTS`` gathered elements, so device "
+            "memory stays bounded whatever P.")
+def dwt_null_entropy(x, dec_lo, dec_hi, level, permutations, dtype=None) -> torch.Tensor:
+    dtype = _working(dtype)
     chunks = _dwt_null_chunks(x, dec_lo, dec_hi, level, permutations, dtype, 0)
     a = torch.as_tensor(x)
     out = torch.empty((a.shape[0], len(permutations)), dtype=dtype, device=a.device)
@@ -383,25 +291,9 @@ class _Moments:
         return self.mean, torch.sqrt(torch.clamp(self.m2, min=0.0) / (self.count - 1))
 
 
-def dwt_null_moments(x, dec_lo, dec_hi, level, permutations, dtype=torch.float64):
-    """Mean and standard deviation of CSE under permutations of the hidden index.
-
-    Parameters
-    ----------
-    x, dec_lo, dec_hi, level, permutations, dtype
-        As in `dwt_null_entropy`; P >= 2.
-
-    Returns
-    -------
-    mean, std : torch.Tensor, shape (n,), `dtype`, on ``x.device``
-        Mean and standard deviation (ddof=1) over the permutations; NaN where any
-        permutation leaves the row undefined.
-
-    Raises
-    ------
-    ValueError, TypeError
-        As `dwt_null_entropy`, and for fewer than 2 permutations.
-    """
+@shared_doc(ARRAYS)
+def dwt_null_moments(x, dec_lo, dec_hi, level, permutations, dtype=None):
+    dtype = _working(dtype)
     a = torch.as_tensor(x)
     mean = torch.empty(a.shape[0] if a.dim() else 0, dtype=dtype, device=a.device)
     std = torch.empty_like(mean)
@@ -444,107 +336,169 @@ def _band_tables(lo_bytes, hi_bytes, level, n_steps, boundary):
     return tuple(tables)
 
 
-def _gram(x: torch.Tensor, unit: bool, dtype) -> torch.Tensor:
-    """Gram matrices (S, N, N) of the (unit-normalized) steps of a chunk of series."""
-    v = x.to(dtype)
-    if unit:
-        v = _unit_normalize(v)
-    return torch.bmm(v, v.transpose(1, 2))
+def _unit_gram(gram: torch.Tensor) -> torch.Tensor:
+    """G[m, n] / (|x_m| |x_n|) from the diagonal, with the rule of `_unit_normalize`.
 
-
-def modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True,
-                       dtype=torch.float64):
-    """Mean and standard deviation of CSE under permutations of the series order.
-
-    Parameters
-    ----------
-    x : torch.Tensor, shape (n_series, n_steps, d)
-        Any real dtype, any device (e.g. ``u.transpose(0, 1)`` of layer updates for
-        the depth axis).
-    dec_lo, dec_hi, level, boundary, unit
-        As in `modwt_energies`.
-    permutations : array_like or torch.Tensor, shape (P, n_steps), int, P >= 2
-        Row p gives ``x[:, permutations[p]]``; one set for every series.
-    dtype : torch.dtype
-        Working and output dtype (default float64).
-
-    Returns
-    -------
-    mean, std : torch.Tensor, shape (n_series, n_steps), `dtype`, on ``x.device``
-        Mean and standard deviation (ddof=1) over the permutations of the CSE at each
-        (series, position); NaN where any permutation leaves the cell undefined.
-
-    Raises
-    ------
-    ValueError
-        If ``x`` is not 3-D, ``boundary`` is unknown, or ``permutations`` is not
-        (P, n_steps) with P >= 2 and indices in 0..n_steps-1.
-    TypeError
-        If ``permutations`` is not an integer array.
-
-    Notes
-    -----
-    The Gram identity (see `cse_kernels._numba.modwt_null_moments`): the Gram
-    matrices G = X X^T of a chunk of series come from one batched matrix product; a
-    permutation pi only re-indexes them, so each band energy of each permuted series
-    is a weighted sum of gathered entries ``G[pi(m), pi(n)]`` over the pairs its
-    coefficient reads (no permuted copy of the series, no (cells x P) array: moments
-    are merged chunk by chunk). Chunks of series and of permutations keep every
-    intermediate under about ``_CHUNK_ELEMENTS`` elements.
+    A zero or NaN norm divides by 1; an infinite one by inf, which leaves NaN on its
+    diagonal (inf / inf), as it leaves NaN in the vector.
     """
+    norms = torch.sqrt(torch.diagonal(gram, dim1=-2, dim2=-1))
+    scale = 1.0 / torch.where(norms > 0, norms, torch.ones_like(norms))
+    return gram * (scale.unsqueeze(-1) * scale.unsqueeze(-2))
+
+
+def _device_tables(lo, hi, level: int, n_steps: int, boundary: str, device) -> list:
+    """`_band_tables` as tensors on `device`."""
+    lo64, hi64 = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    return [tuple(torch.as_tensor(a, device=device) for a in band)
+            for band in _band_tables(lo64.tobytes(), hi64.tobytes(), int(level), n_steps, boundary)]
+
+
+def _band_energies(gram: torch.Tensor, block: torch.Tensor, tables: list, dtype) -> torch.Tensor:
+    """Band energies (S, B, N, n_bands) of Gram matrices (S, N, N) under B orderings of the steps.
+
+    Row b of ``block`` (B, N + 1) is an ordering of ``range(N)`` followed by N, the
+    padding index of the tables (it reads a zero appended to each Gram matrix's
+    flattening). Energies that cancellation rounds below zero are clamped at 0.
+    """
+    n_series, n_steps = gram.shape[0], gram.shape[1]
+    flat = torch.cat([gram.reshape(n_series, -1), gram.new_zeros(n_series, 1)], dim=1)
+    energies = []
+    for first, second, weight in tables:
+        pm, pn = block[:, first], block[:, second]  # (B, N, M_b)
+        index = torch.where(pm < n_steps, pm * n_steps + pn, n_steps * n_steps)
+        gathered = flat[:, index.reshape(-1)].reshape((n_series,) + index.shape)
+        energies.append((gathered * weight.to(dtype)).sum(dim=-1))  # (S, B, N)
+    e = torch.stack(energies, dim=-1)
+    return torch.where(e < 0, torch.zeros_like(e), e)
+
+
+def _gram_tensor(gram, boundary) -> torch.Tensor:
+    """`gram` as a real (n_series, n_steps, n_steps) tensor, `boundary` checked."""
+    gram = _series_tensor(gram, boundary)
+    if gram.shape[1] != gram.shape[2]:
+        raise ValueError(f"Invalid shape for 'gram': expected (n_series, n_steps, n_steps), got {tuple(gram.shape)}")
+    return gram
+
+
+def _series_step(n_steps: int, width: int) -> int:
+    """Series per chunk of the Gram functions: every intermediate under about `_CHUNK_ELEMENTS`."""
+    return max(1, _CHUNK_ELEMENTS // max(1, n_steps * max(n_steps, width)))
+
+
+def _null_of(gram: torch.Tensor, perms: torch.Tensor, tables: list, unit: bool, dtype):
+    """(mean, std) of CSE over the orderings `perms` (P, N) of Gram matrices (S, N, N), chunked over P."""
+    n_series, n_steps = gram.shape[0], gram.shape[1]
+    g = _unit_gram(gram.to(dtype)) if unit else gram.to(dtype)
+    width = max(t[0].shape[1] for t in tables)
+    p_step = max(1, _CHUNK_ELEMENTS // max(1, n_series * n_steps * width))
+    moments = _Moments()
+    for p0 in range(0, perms.shape[0], p_step):
+        chunk = perms[p0:p0 + p_step]
+        block = torch.cat([chunk, chunk.new_full((chunk.shape[0], 1), n_steps)], dim=1)
+        cse = scale_entropy(_band_energies(g, block, tables, dtype))[0]  # (S, B, N)
+        moments.add(cse.permute(0, 2, 1))
+    return moments.result()
+
+
+@shared_doc(ARRAYS, notes="Chunks of series through one batched matrix product each (``torch.bmm``), so no "
+                          "`dtype` copy of a large ``x`` exists at once; the upper triangle is mirrored, so the "
+                          "result is exactly symmetric.")
+def gram_matrices(x, dtype=None) -> torch.Tensor:
+    dtype = _working(dtype)
+    x = _series_tensor(x, "reflect")
+    n_series, n_steps, d = x.shape
+    out = torch.empty((n_series, n_steps, n_steps), dtype=dtype, device=x.device)
+    step = _series_step(n_steps, d)
+    for s0 in range(0, n_series, step):
+        v = x[s0:s0 + step].to(dtype)
+        g = torch.bmm(v, v.transpose(1, 2))
+        # A batched product need not round (a, b) and (b, a) alike: mirror the upper triangle.
+        out[s0:s0 + step] = torch.triu(g) + torch.triu(g, 1).transpose(1, 2)
+    return out
+
+
+@shared_doc(ARRAYS, notes="Each band's pairs are padded to one width per band (`_band_tables`) and gathered "
+                          "from the flattened Gram matrices of a chunk of series at once.")
+def gram_energies(gram, dec_lo, dec_hi, level, boundary="reflect", unit=True, dtype=None) -> torch.Tensor:
+    dtype = _working(dtype)
+    gram = _gram_tensor(gram, boundary)
+    lo, hi = _filters(dec_lo, dec_hi)
+    n_series, n_steps, _ = gram.shape
+    out = torch.empty((n_series, n_steps, int(level) + 1), dtype=dtype, device=gram.device)
+    if out.numel() == 0:
+        return out
+    tables = _device_tables(lo, hi, level, n_steps, boundary, gram.device)
+    identity = torch.arange(n_steps + 1, device=gram.device)[None]  # the padding index N included
+    step = _series_step(n_steps, max(t[0].shape[1] for t in tables))
+    for s0 in range(0, n_series, step):
+        g = gram[s0:s0 + step].to(dtype)
+        out[s0:s0 + step] = _band_energies(_unit_gram(g) if unit else g, identity, tables, dtype)[:, 0]
+    return out
+
+
+@shared_doc(ARRAYS, notes="Chunks of series and of permutations keep every intermediate under about "
+                          "``_CHUNK_ELEMENTS`` elements; moments are merged chunk by chunk (no (cells x P) array).")
+def gram_null_moments(gram, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True, dtype=None):
+    dtype = _working(dtype)
+    gram = _gram_tensor(gram, boundary)
+    n_series, n_steps, _ = gram.shape
+    perms = _permutation_tensor(permutations, n_steps, gram.device, minimum=2)
+    lo, hi = _filters(dec_lo, dec_hi)
+    mean = torch.empty((n_series, n_steps), dtype=dtype, device=gram.device)
+    std = torch.empty_like(mean)
+    if mean.numel() == 0:
+        return mean, std
+    tables = _device_tables(lo, hi, level, n_steps, boundary, gram.device)
+    step = _series_step(n_steps, max(t[0].shape[1] for t in tables))
+    for s0 in range(0, n_series, step):
+        mean[s0:s0 + step], std[s0:s0 + step] = _null_of(gram[s0:s0 + step], perms, tables, unit, dtype)
+    return mean, std
+
+
+@shared_doc(ARRAYS, notes="""\
+Implementation: ``'gram'`` (None) computes the Gram matrices of a chunk of series with
+one batched matrix product and runs `gram_null_moments` on them; ``'direct'`` permutes
+each chunk of series and transforms it as `modwt_energies` does, one permutation at a
+time. Chunks of series and of permutations keep every intermediate under about
+``_CHUNK_ELEMENTS`` elements; moments are merged chunk by chunk (Chan, Golub & LeVeque
+1983).""")
+def modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True, method=None,
+                       dtype=None):
+    dtype = _working(dtype)
+    check_method(method)
     x = _series_tensor(x, boundary)
     n_series, n_steps, d = x.shape
     perms = _permutation_tensor(permutations, n_steps, x.device, minimum=2)
     lo, hi = _filters(dec_lo, dec_hi)
-    lo64, hi64 = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
-    tables = [
-        tuple(torch.as_tensor(a, device=x.device) for a in band)
-        for band in _band_tables(lo64.tobytes(), hi64.tobytes(), int(level), n_steps, boundary)
-    ]
-    width = max(t[0].shape[1] for t in tables)
     mean = torch.empty((n_series, n_steps), dtype=dtype, device=x.device)
     std = torch.empty_like(mean)
     if mean.numel() == 0:
         return mean, std
-    s_step = max(1, _CHUNK_ELEMENTS // max(1, n_steps * max(d, n_steps)))
-    for s0 in range(0, n_series, s_step):
-        gram = _gram(x[s0:s0 + s_step], unit, dtype)
-        flat = torch.cat([gram.reshape(gram.shape[0], -1), gram.new_zeros(gram.shape[0], 1)], dim=1)
-        p_step = max(1, _CHUNK_ELEMENTS // max(1, gram.shape[0] * n_steps * width))
-        moments = _Moments()
-        for p0 in range(0, perms.shape[0], p_step):
-            # Permuted indices with the padding index n_steps kept: pi extended by pi(N) = N.
-            block = torch.cat([perms[p0:p0 + p_step], perms.new_full((min(p_step, perms.shape[0] - p0), 1),
-                                                                     n_steps)], dim=1)
-            energies = []
-            for first, second, weight in tables:
-                pm, pn = block[:, first], block[:, second]  # (B, N, M_b)
-                index = torch.where(pm < n_steps, pm * n_steps + pn, n_steps * n_steps)
-                gathered = flat[:, index.reshape(-1)].reshape((flat.shape[0],) + index.shape)
-                energies.append((gathered * weight.to(dtype)).sum(dim=-1))  # (S, B, N)
-            cse = scale_entropy(torch.stack(energies, dim=-1))[0]  # (S, B, N)
-            moments.add(cse.permute(0, 2, 1))
-        mean[s0:s0 + s_step], std[s0:s0 + s_step] = moments.result()
+    if method == "direct":
+        g = [c / math.sqrt(2.0) for c in lo]
+        h = [c / math.sqrt(2.0) for c in hi]
+        step = max(1, _CHUNK_ELEMENTS // max(1, 2 * n_steps * d))
+        for s0 in range(0, n_series, step):
+            moments = _Moments()
+            for perm in perms:
+                energies = _modwt_chunk(x[s0:s0 + step, perm], g, h, int(level), boundary, unit, dtype)
+                moments.add(scale_entropy(energies)[0].unsqueeze(-1))
+            mean[s0:s0 + step], std[s0:s0 + step] = moments.result()
+        return mean, std
+    tables = _device_tables(lo, hi, level, n_steps, boundary, x.device)
+    step = _series_step(n_steps, max(d, max(t[0].shape[1] for t in tables)))
+    for s0 in range(0, n_series, step):
+        gram = gram_matrices(x[s0:s0 + step], dtype)
+        mean[s0:s0 + step], std[s0:s0 + step] = _null_of(gram, perms, tables, unit, dtype)
     return mean, std
 
 
+@shared_doc(ARRAYS)
 def scale_entropy(energies):
-    """Normalized Shannon entropy of the scale distribution.
-
-    Parameters
-    ----------
-    energies : torch.Tensor, shape (..., J + 1)
-        Non-negative band energies, last dimension the bands.
-
-    Returns
-    -------
-    cse : torch.Tensor, shape (...)
-        ``-sum_j p_j ln p_j / ln(J + 1)`` with ``0 ln 0 = 0``, clipped to [0, 1];
-        NaN where the total energy is 0 or any band is not finite.
-    fractions : torch.Tensor, shape (..., J + 1)
-        ``p_j = E_j / sum_k E_k``; NaN where ``cse`` is NaN.
-    """
     e = torch.as_tensor(energies)
+    if e.dim() == 0:
+        raise ValueError("Invalid shape for 'energies': expected (..., J + 1), got a scalar")
     if not e.is_floating_point():
         e = e.to(torch.float64)
     n_bands = e.shape[-1]

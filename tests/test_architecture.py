@@ -24,8 +24,8 @@ LAYERS = [
     {"errors", "schema", "hashing", "docs", "data"},
     {"params", "settings"},
     {"boundary", "nulls"},
-    {"where", "io", "capture", "measure", "layout", "models"},
-    {"stats", "pipeline", "plot", "example"},
+    {"where", "io", "capture", "reduce", "measure", "layout", "models"},
+    {"stats", "pipeline", "plot", "example", "remeasuring"},
     {"commands", "cli"},
 ]
 

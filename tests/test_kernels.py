@@ -76,11 +76,29 @@ class _TorchOnCPU:
 
         return torch_twin.update_norms(self._t(x)).numpy()
 
-    def modwt_null_moments(self, x, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True):
+    def modwt_null_moments(self, x, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True,
+                           method=None):
         from cse_kernels import torch_twin
 
         mean, std = torch_twin.modwt_null_moments(self._t(x), dec_lo, dec_hi, level, self._t(permutations),
-                                                  boundary=boundary, unit=unit)
+                                                  boundary=boundary, unit=unit, method=method)
+        return mean.numpy(), std.numpy()
+
+    def gram_matrices(self, x):
+        from cse_kernels import torch_twin
+
+        return torch_twin.gram_matrices(self._t(x)).numpy()
+
+    def gram_energies(self, gram, dec_lo, dec_hi, level, boundary="reflect", unit=True):
+        from cse_kernels import torch_twin
+
+        return torch_twin.gram_energies(self._t(gram), dec_lo, dec_hi, level, boundary=boundary, unit=unit).numpy()
+
+    def gram_null_moments(self, gram, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True):
+        from cse_kernels import torch_twin
+
+        mean, std = torch_twin.gram_null_moments(self._t(gram), dec_lo, dec_hi, level, self._t(permutations),
+                                                 boundary=boundary, unit=unit)
         return mean.numpy(), std.numpy()
 
     def dwt_null_moments(self, x, dec_lo, dec_hi, level, permutations):
@@ -90,15 +108,16 @@ class _TorchOnCPU:
         return mean.numpy(), std.numpy()
 
 
-class _NumbaNull:
-    """The Numba order null with one of its two fused kernels forced."""
+class _MethodNull:
+    """An implementation's order null with one of its methods forced ('gram' or 'direct')."""
 
-    def __init__(self, method):
-        self.name = f"numba-{method}"
+    def __init__(self, module, method):
+        self.module = module
         self.method = method
 
     def modwt_null_moments(self, x, dec_lo, dec_hi, level, permutations, boundary="reflect", unit=True):
-        return _numba.modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary, unit, method=self.method)
+        return self.module.modwt_null_moments(x, dec_lo, dec_hi, level, permutations, boundary, unit,
+                                              method=self.method)
 
 
 @pytest.fixture(params=["numba", pytest.param("torch", marks=needs_torch)])
@@ -107,13 +126,22 @@ def impl(request):
     return _numba if request.param == "numba" else _TorchOnCPU()
 
 
-@pytest.fixture(params=["numba-gram", "numba-direct", pytest.param("torch", marks=needs_torch)])
+@pytest.fixture(params=["numba-gram", "numba-direct", "reference-gram", pytest.param("torch-gram", marks=needs_torch),
+                        pytest.param("torch-direct", marks=needs_torch)])
 def null_impl(request):
-    """Every implementation of the order null: both fused Numba kernels (the public
-    function picks one of them; `cse.measure`'s tests run that choice) and the torch twin."""
-    if request.param == "torch":
-        return _TorchOnCPU()
-    return _NumbaNull(request.param.split("-")[1])
+    """Every implementation of the order null: both methods of the Numba kernels (the
+    public function picks one of them; `cse.measure`'s tests run that choice), the
+    reference's Gram path (its default is the plain 'direct' one, the specification)
+    and both methods of the torch twin."""
+    module, method = request.param.split("-")
+    module = {"numba": _numba, "reference": reference}.get(module) or _TorchOnCPU()
+    return _MethodNull(module, method)
+
+
+@pytest.fixture(params=["numba", "reference", pytest.param("torch", marks=needs_torch)])
+def gram_impl(request):
+    """Every implementation of the Gram path (compared with the MODWT of the reference)."""
+    return {"numba": _numba, "reference": reference}.get(request.param) or _TorchOnCPU()
 
 
 # --- comparison helpers ----------------------------------------------------------------
@@ -422,6 +450,135 @@ def test_null_method_choice():
     assert _numba._null_method(30, 4096, 576, 8, 3, 100, 4096 * 2839, 49) == "direct"
 
 
+# --- the Gram path: G from the updates, energies and the null from G ------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", MODWT_CASES)
+def test_gram_matrices_match_reference(gram_impl, case, dtype):
+    x, _ = _modwt_input(case, dtype)
+    with np.errstate(all="ignore"):
+        expected = reference.gram_matrices(x)
+        actual = gram_impl.gram_matrices(x)
+    assert actual.shape == x.shape[:2] + (x.shape[1],) and actual.dtype == np.float64
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(np.where(finite, actual, 0), np.where(finite, expected, 0), rtol=1e-12, atol=1e-300)
+    np.testing.assert_array_equal(actual, np.swapaxes(actual, 1, 2))  # exactly symmetric
+
+
+@pytest.mark.parametrize("unit", [True, False])
+@pytest.mark.parametrize("boundary", ["reflect", "periodic"])
+@pytest.mark.parametrize("wavelet", WAVELETS)
+@pytest.mark.parametrize("case", MODWT_CASES)
+def test_gram_energies_match_reference(gram_impl, case, wavelet, boundary, unit):
+    """Energies from G against the reference's Gram identity, every edge case (NaN, inf,
+    overflow, zero vectors, series shorter than the filters, level 0)."""
+    x, level = _modwt_input(case, np.float64)
+    lo, hi = _filters(wavelet)
+    with np.errstate(all="ignore"):
+        gram = reference.gram_matrices(x)
+        expected = reference.gram_energies(gram, lo, hi, level, boundary=boundary, unit=unit)
+        actual = gram_impl.gram_energies(gram, lo, hi, level, boundary=boundary, unit=unit)
+    assert_energies_close(actual, expected, 1e-12)
+    assert not (actual < 0).any()
+
+
+@pytest.mark.parametrize("unit", [True, False])
+@pytest.mark.parametrize("boundary", ["reflect", "periodic"])
+@pytest.mark.parametrize("wavelet", WAVELETS + ["sym4", "db10"])
+@pytest.mark.parametrize("case", ["random", "pow2", "long", "n1", "n2", "d1", "short", "level0", "zeros",
+                                  "zero_vectors", "nan", "inf", "constant"])
+def test_gram_energies_equal_the_modwt(gram_impl, case, wavelet, boundary, unit):
+    """The Gram identity: energies of the Gram matrices equal the MODWT's of the series
+    (to rounding, relative to each cell's total), non-finite in the same cells (inf in
+    the MODWT may be NaN from G: inf - inf); and the CSE, NaN in the same cells."""
+    x, level = _modwt_input(case, np.float32)
+    lo, hi = _filters(wavelet)
+    with np.errstate(all="ignore"):
+        expected = reference.modwt_energies(x, lo, hi, level, boundary=boundary, unit=unit)
+        actual = gram_impl.gram_energies(gram_impl.gram_matrices(x), lo, hi, level, boundary=boundary, unit=unit)
+        np.testing.assert_array_equal(np.isfinite(actual), np.isfinite(expected))
+        finite = np.isfinite(expected).all(axis=-1, keepdims=True)
+        assert_energies_close(np.where(finite, actual, 0.0), np.where(finite, expected, 0.0), 1e-12)
+        assert_cse_close(reference.scale_entropy(actual)[0], reference.scale_entropy(expected)[0], 1e-12)
+
+
+def test_gram_energies_of_overflowing_vectors_are_undefined(gram_impl):
+    """Squares that overflow float64: the MODWT divides by an infinite norm (energies 0),
+    the Gram path leaves NaN on the diagonal; either way the CSE is NaN, never a number."""
+    x, level = np.random.default_rng(44).standard_normal((2, 12, 4)) * 1e160, 3
+    lo, hi = _filters("db2")
+    with np.errstate(all="ignore"):
+        direct = reference.scale_entropy(reference.modwt_energies(x, lo, hi, level))[0]
+        via_gram = reference.scale_entropy(gram_impl.gram_energies(gram_impl.gram_matrices(x), lo, hi, level))[0]
+    assert np.isnan(direct).all() and np.isnan(via_gram).all()
+
+
+@pytest.mark.parametrize("wavelet", ["haar", "db4"])
+def test_gram_energies_round_below_zero_are_clamped(gram_impl, wavelet):
+    """Nearly identical updates from layer to layer: the detail energies are a
+    rounding-level share of the total, where the quadratic form cancels; never below 0."""
+    rng = np.random.default_rng(40)
+    base = rng.standard_normal((50, 1, 64))
+    x = base + 1e-9 * rng.standard_normal((50, 16, 64))
+    lo, hi = _filters(wavelet)
+    energies = gram_impl.gram_energies(gram_impl.gram_matrices(x), lo, hi, 3, unit=False)
+    expected = reference.modwt_energies(x, lo, hi, 3, unit=False)
+    assert (energies >= 0).all()
+    assert_energies_close(energies, expected, 1e-12)
+
+
+@pytest.mark.parametrize("unit", [True, False])
+@pytest.mark.parametrize("boundary", ["reflect", "periodic"])
+@pytest.mark.parametrize("wavelet", WAVELETS)
+@pytest.mark.parametrize("case", ["random", "pow2", "n2", "short", "level0", "zero_vectors", "nan", "inf",
+                                  "constant"])
+def test_gram_null_moments_match_reference(gram_impl, case, wavelet, boundary, unit):
+    x, level = _modwt_input(case, np.float64)
+    perms = np.argsort(np.random.default_rng(zlib.crc32(case.encode()) + 2).random((5, x.shape[1])), axis=1)
+    lo, hi = _filters(wavelet)
+    with np.errstate(all="ignore"):
+        gram = reference.gram_matrices(x)
+        expected = reference.modwt_null_moments(x, lo, hi, level, perms, boundary=boundary, unit=unit)
+        from_gram = reference.gram_null_moments(gram, lo, hi, level, perms, boundary=boundary, unit=unit)
+        actual = gram_impl.gram_null_moments(gram, lo, hi, level, perms, boundary=boundary, unit=unit)
+    assert_moments_close(from_gram, expected, 1e-12)
+    assert_moments_close(actual, expected, 1e-12)
+
+
+def test_gram_path_reads_the_depth_view_in_place():
+    u = np.random.default_rng(41).standard_normal((9, 40, 6)).astype(np.float32)  # (layers, tokens, d)
+    np.testing.assert_array_equal(_numba.gram_matrices(u.transpose(1, 0, 2)),
+                                  _numba.gram_matrices(np.ascontiguousarray(u.transpose(1, 0, 2))))
+
+
+@pytest.mark.parametrize("unit", [True, False])
+def test_fused_gram_null_equals_the_null_of_the_gram_matrices(unit):
+    """`modwt_null_moments` (method 'gram') computes each block's Gram matrices in the
+    block itself; the same helpers as `gram_matrices` then `gram_null_moments`, exactly."""
+    x = np.random.default_rng(42).standard_normal((45, 8, 5)).astype(np.float32)
+    perms = np.argsort(np.random.default_rng(43).random((3, 8)), axis=1)
+    lo, hi = _filters("db2")
+    fused = _numba.modwt_null_moments(x, lo, hi, 2, perms, unit=unit, method="gram")
+    split = _numba.gram_null_moments(_numba.gram_matrices(x), lo, hi, 2, perms, unit=unit)
+    for a, b in zip(fused, split):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_gram_errors_name_the_parameter():
+    lo, hi = _filters("haar")
+    for module in (_numba, reference):
+        with pytest.raises(ValueError, match=r"'gram': expected \(n_series, n_steps, n_steps\), got \(2, 4, 3\)"):
+            module.gram_energies(np.zeros((2, 4, 3)), lo, hi, 1)
+        with pytest.raises(ValueError, match=r"'boundary'"):
+            module.gram_null_moments(np.zeros((2, 4, 4)), lo, hi, 1, np.tile(np.arange(4), (2, 1)), boundary="x")
+        with pytest.raises(ValueError, match=r"'dtype': the NumPy kernels compute in float64 only"):
+            module.gram_matrices(np.zeros((2, 4, 3)), dtype=np.float32)
+        with pytest.raises(ValueError, match=r"'method': expected None, 'gram' or 'direct', got 'fast'"):
+            module.modwt_null_moments(np.zeros((2, 4, 3)), lo, hi, 1, np.tile(np.arange(4), (2, 1)), method="fast")
+
+
 # --- filters: the MODWT as matrices and the Gram identity ----------------------------
 
 
@@ -658,28 +815,65 @@ def test_torch_twin_errors():
 # --- package layout --------------------------------------------------------------------
 
 
-KERNEL_FUNCTIONS = ("modwt_energies", "modwt_null_moments", "dwt_energies", "dwt_null_entropy", "dwt_null_moments",
-                    "scale_entropy", "update_norms")
+KERNEL_FUNCTIONS = ("modwt_energies", "modwt_null_moments", "gram_matrices", "gram_energies", "gram_null_moments",
+                    "dwt_energies", "dwt_null_entropy", "dwt_null_moments", "scale_entropy", "update_norms")
+
+
+def _kernel_modules():
+    modules = [reference, _numba]
+    if torch is not None:
+        from cse_kernels import torch_twin
+
+        modules.append(torch_twin)
+    return modules
 
 
 def test_public_functions_are_the_numba_kernels():
+    from cse_kernels import _docs
+
     for name in KERNEL_FUNCTIONS:
         assert getattr(cse_kernels, name) is getattr(_numba, name)
-        assert callable(getattr(reference, name))
     assert cse_kernels.reference is reference
-    assert set(reference.__all__) == set(_numba.__all__) == set(KERNEL_FUNCTIONS)
+    assert set(_docs.FUNCTIONS) == set(KERNEL_FUNCTIONS)
+    for module in _kernel_modules():
+        assert set(module.__all__) == set(KERNEL_FUNCTIONS), module.__name__
 
 
-@needs_torch
-def test_torch_twin_has_the_same_functions():
+def test_kernel_modules_share_names_and_signatures():
+    """Same parameters (names, order, kinds, defaults) in the three kernel modules; only
+    the array type of the return annotation differs."""
     import inspect
 
-    from cse_kernels import torch_twin
-
-    assert set(torch_twin.__all__) == set(KERNEL_FUNCTIONS)
     for name in KERNEL_FUNCTIONS:
-        ours = list(inspect.signature(getattr(reference, name)).parameters)
-        assert list(inspect.signature(getattr(torch_twin, name)).parameters)[:len(ours)] == ours, name
+        signatures = {}
+        for module in _kernel_modules():
+            params = inspect.signature(getattr(module, name)).parameters.values()
+            signatures[module.__name__] = [(p.name, p.kind, p.default) for p in params]
+        assert len({repr(v) for v in signatures.values()}) == 1, (name, signatures)
+
+
+def test_kernel_docstrings_come_from_one_table():
+    """Every kernel function's docstring is rendered from `cse_kernels._docs` (one entry
+    per function), documents every parameter of the signature, and names the module's
+    array type."""
+    import inspect
+
+    from cse_kernels import _docs
+
+    for module in _kernel_modules():
+        for name in KERNEL_FUNCTIONS:
+            func = getattr(module, name)
+            template = _docs.render(name, module.ARRAYS)
+            doc = func.__doc__
+            # The module may only append notes: the rendered table text (up to Notes) is there verbatim.
+            head = template.split("\nNotes\n")[0].split("\nReferences\n")[0]
+            assert doc.startswith(head), (module.__name__, name)
+            documented = set()
+            for line in doc.split("Parameters\n----------\n")[1].split("\n\n")[0].splitlines():
+                if line and not line.startswith(" "):
+                    documented.update(part.strip() for part in line.split(":")[0].split(","))
+            assert documented == set(inspect.signature(func).parameters), (module.__name__, name, documented)
+            assert ("torch.Tensor" in doc) == (module.ARRAYS == "torch"), (module.__name__, name)
 
 
 def test_importing_the_kernels_does_not_import_torch():

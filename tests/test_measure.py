@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import cse_kernels.reference as ref
 from cse.errors import CSEInputError
-from cse.measure import conditional_scale_entropy, reduce_updates
+from cse.measure import conditional_scale_entropy, reduce_gram, reduce_updates
 from cse.settings import MeasureSettings
 from independent import (
     naive_conditional_scale_entropy,
@@ -581,6 +581,74 @@ def test_batching_does_not_change_the_null(axis):
     parts = [reduce_updates(u[:, idx], settings) for idx in (slice(0, 3), slice(3, 4), slice(4, 10))]
     for name in whole:
         np.testing.assert_allclose(np.concatenate([p[name] for p in parts]), whole[name], rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("backend", ["numba", "reference", "torch"])
+@pytest.mark.parametrize("normalize", ["unit", "none"])
+@pytest.mark.parametrize("wavelet,level,boundary", [("haar", 3, "reflect"), ("db2", 2, "periodic"),
+                                                    ("db4", 3, "reflect")])
+def test_reduce_updates_with_gram_returns_it_and_shares_it(backend, normalize, wavelet, level, boundary):
+    """``gram=True``: the raw Gram matrices summed in float64, and every array computed from
+    them equal to the arrays computed from the updates (to rounding), NaN cells included."""
+    if backend == "torch":
+        pytest.importorskip("torch")
+    rng = np.random.default_rng(24)
+    u = _updates(rng, (12, 9, 16), np.float32)
+    u[4, 2] = 0  # a zero update
+    u[:, 5] = 0  # a token whose updates are all zero: undefined everywhere
+    settings = _settings("depth", null=6, wavelet=wavelet, level=level, boundary=boundary, normalize=normalize)
+    array = __import__("torch").from_numpy(u) if backend == "torch" else u
+    out = reduce_updates(array, settings, backend=backend, gram=True)
+    expected = reduce_updates(u, settings)
+    u64 = u.astype(np.float64)
+    np.testing.assert_allclose(out["gram"], np.einsum("mtd,ntd->tmn", u64, u64), rtol=1e-13, atol=0)
+    assert out["gram"].dtype == np.float64 and out["gram"].shape == (9, 12, 12)
+    assert set(out) == set(expected) | {"gram"}
+    for name in expected:
+        np.testing.assert_array_equal(np.isnan(out[name]), np.isnan(expected[name]))
+        _assert_close(out[name], expected[name], 1e-11)
+    assert np.isnan(out["cse"][5]).all()
+
+
+@pytest.mark.parametrize("null", [0, 7])
+def test_reduce_gram_equals_reduce_updates(null):
+    rng = np.random.default_rng(25)
+    u = _updates(rng, (16, 11, 8), np.float32)
+    gram = reduce_updates(u, _settings("depth"), gram=True)["gram"]
+    for wavelet, level, boundary in [("haar", 4, "reflect"), ("sym4", 2, "periodic"), ("db4", 3, "reflect")]:
+        for normalize in ("unit", "none"):
+            settings = _settings("depth", null=null, wavelet=wavelet, level=level, boundary=boundary,
+                                 normalize=normalize, seed=4)
+            expected = reduce_updates(u, settings)
+            got = reduce_gram(gram, settings)
+            assert set(got) == set(expected)
+            for name in expected:
+                _assert_close(got[name], expected[name], 1e-11)
+
+
+def test_gram_on_cuda_matches_numba():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    u = _updates(np.random.default_rng(27), (12, 9, 16), np.float32)
+    settings = _settings("depth", null=5, wavelet="db2", level=2)
+    expected = reduce_updates(u, settings, gram=True)
+    got = reduce_updates(torch.from_numpy(u).cuda(), settings, backend="torch", gram=True)
+    for name in expected:
+        _assert_close(got[name], expected[name], 1e-10)
+    again = reduce_gram(torch.from_numpy(expected["gram"]).cuda(), settings, backend="torch")
+    for name in again:
+        _assert_close(again[name], expected[name], 1e-10)
+
+
+def test_gram_serves_the_depth_axis_only():
+    u = _updates(np.random.default_rng(26), (8, 9, 16))
+    with pytest.raises(CSEInputError, match=r"'gram'.*depth axis, got axis 'token'.*save the updates"):
+        reduce_updates(u, _settings("token"), gram=True)
+    with pytest.raises(CSEInputError, match=r"depth axis only, got axis 'hidden'.*--save updates"):
+        reduce_gram(np.zeros((3, 8, 8)), _settings("hidden"))
+    with pytest.raises(CSEInputError, match=r"'gram': expected \(n_tokens, n_layers, n_layers\), got \(3, 8, 7\)"):
+        reduce_gram(np.zeros((3, 8, 7)), _settings("depth"))
 
 
 def test_token_null_depends_only_on_the_text_length():

@@ -35,14 +35,15 @@ __all__ = ["ZARR_CODECS", "ZARR_DATA_TYPES", "ZARR_V2_CODECS", "ArrayPlan", "Zar
 ZARR_CODECS = frozenset({"bytes", "transpose", "vlen-utf8"} | set(BYTES_CODECS))
 
 #: Zarr format 3 data types a result may hold, and their bytes per value (None: variable-length strings).
+#: float16: layer updates saved with ``--save updates --save-dtype float16``.
 ZARR_DATA_TYPES = {"bool": 1, "int8": 1, "int16": 2, "int32": 4, "int64": 8, "uint8": 1, "uint16": 2, "uint32": 4,
-                   "uint64": 8, "float32": 4, "float64": 8, "string": None, "fixed_length_utf32": 0}
+                   "uint64": 8, "float16": 2, "float32": 4, "float64": 8, "string": None, "fixed_length_utf32": 0}
 
 #: Zarr format 2 compressors and filters a result may use.
 ZARR_V2_CODECS = frozenset({"blosc", "zstd", "zlib", "gzip", "lz4", "bz2", "lzma", "vlen-utf8"})
 
 #: Zarr format 2 dtypes: booleans, integers, floats, fixed-width unicode; ``|O`` only with vlen-utf8.
-_V2_DTYPE = re.compile(r"[<>|](b1|[iu][1248]|f[48]|U\d{1,6})")
+_V2_DTYPE = re.compile(r"[<>|](b1|[iu][1248]|f[248]|U\d{1,6})")
 _INT_LIMIT = 2**63
 
 

@@ -11,6 +11,7 @@ from cse_studies.common import TARGET_WORD, layer_span, model_line, software_lin
 from . import figures as F
 from .analysis import MAIN, SUBSET
 from .plan import TOKEN_LEVEL
+from .sensitivity import report_lines as sensitivity_lines
 from .report import (
     across_models,
     changes_markdown,
@@ -154,6 +155,7 @@ def model_section(folder, run, corpora) -> tuple[list[str], dict]:
     if run.mixed:
         folder.save_figure(f"{run.slug}/mixed.png", F.mixed_figure(run.mixed))
         lines += [f"![Mixed models]({run.slug}/mixed.png)", ""]
+    lines += sensitivity_lines(folder, run.slug, run.sensitivity)
     if run.notes:
         lines += ["### Tests that could not run", "", *[f"- {n}" for n in run.notes], ""]
     return lines, summary

@@ -21,6 +21,7 @@ from cse.params import check_int
 from cse_studies.common import SEQUENCE, TARGET_WORD, each_model, open_study, sequence_words
 
 from . import analysis as A
+from . import sensitivity as S
 from .coords import add_pair_coords, pairs_depth, prepare_sequence, prepare_target_word
 from .document import write_folder
 from .pairs import build_pairs
@@ -44,6 +45,7 @@ class ModelRun:
     groups: dict  # sequence corpus -> subsets table
     mixed: dict  # main test key -> mixed model Dataset
     main_source: dict  # main test key -> the Dataset it was computed on
+    sensitivity: S.Sensitivity | None = None  # the main tests under other wavelets, levels, boundaries
 
     @property
     def depth_attrs(self) -> dict:
@@ -98,7 +100,7 @@ def run(data=None, out=None, models=(None,), *, corpora=None, loaded=None, seed:
         n_permutations: int = 5000, n_control_permutations: int | None = None, n_bootstrap: int = 2000,
         null_permutations: int = 50, depth_null_permutations: int = DEPTH_NULL_PERMUTATIONS,
         limit: int | None = None, recompute: bool = False, device: str = "cpu", progress: bool = False,
-        command: str | None = None, log=None) -> dict:
+        command: str | None = None, log=None, sensitivity: bool | None = None, sensitivity_grid=S.GRID) -> dict:
     """Run the metaphor study for every model and write its folder.
 
     Parameters
@@ -136,6 +138,13 @@ def run(data=None, out=None, models=(None,), *, corpora=None, loaded=None, seed:
         Recompute CSE even where a cached result matches; device of the models
         loaded here; progress bars; the command line for the report; a callable
         receiving one line per step.
+    sensitivity : bool or None
+        Rerun the main tests under every setting of `sensitivity_grid`, re-measured from
+        the cached Gram matrices (`sensitivity.run_sensitivity`): None (default) when
+        the depth-axis results carry them (else the report says why not), True always
+        (an error without them), False never.
+    sensitivity_grid : sequence of (wavelet, level, boundary)
+        The settings (default: haar, db2, db4, sym4 x J 2, 3, 4 x reflect, periodic).
 
     Returns
     -------
@@ -176,8 +185,11 @@ def run(data=None, out=None, models=(None,), *, corpora=None, loaded=None, seed:
         del model
         results = prepare(computed.results, corpora, pairs, seed)
         tests, notes, groups, mixed, source = analyse(results, corpora, pairs, settings, log)
+        sens = None if sensitivity is False else S.run_sensitivity(
+            results, tests, corpora, pairs, grid=sensitivity_grid, n_permutations=n_control_permutations,
+            null_permutations=depth_null_permutations, seed=seed, required=bool(sensitivity), log=log)
         runs.append(ModelRun(identity, slug, results, computed.paths, computed.dropped_token_axis, tests, notes,
-                             groups, mixed, source))
+                             groups, mixed, source, sens))
 
     # 3. The folder.
     log("writing the report")
