@@ -49,13 +49,17 @@ STUDIES = ("metaphor", "cross-depth")
               help="Deprecated name of --hidden-null-permutations.")
 @click.option("--depth-null-permutations", type=int, default=100, show_default=True,
               help="Layer-order permutations of the depth-axis null (cse_z); 0: none.")
+@click.option("--sensitivity/--no-sensitivity", default=None,
+              help="metaphor: rerun the main tests under 24 wavelet settings (haar, db2, db4, sym4 x J 2-4 x reflect, "
+                   "periodic), re-measured from the stored Gram matrices [default: when the results store them, "
+                   "which they do unless --no-sensitivity].")
 @click.option("--limit", type=int, default=None, help="Use only the first N rows of each corpus.")
 @click.option("--recompute", is_flag=True, help="Recompute CSE even where a cached result matches.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def study_command(name, data, corpora, encodings, columns, models, out, cache, seed, n_pairs, n_permutations,
-                  hidden_null_permutations, old_null_permutations, depth_null_permutations, limit, recompute, device,
-                  quiet):
+                  hidden_null_permutations, old_null_permutations, depth_null_permutations, sensitivity, limit, recompute,
+                  device, quiet):
     """Rerun study NAME (metaphor or cross-depth) and write it into --out.
 
     Corpora: --data DIR adds MOH-X ('mohx') and the VUA test split ('vua'); --corpus
@@ -91,7 +95,7 @@ def study_command(name, data, corpora, encodings, columns, models, out, cache, s
             from cse_studies.metaphor.run import run
 
             result = run(None, out, n_pairs=n_pairs, n_permutations=n_permutations,
-                         null_permutations=hidden_null_permutations, **common)
+                         null_permutations=hidden_null_permutations, sensitivity=sensitivity, **common)
         else:
             from cse_studies.cross_depth.run import run
 
@@ -117,7 +121,7 @@ def _command() -> str:
             continue
         flag = max(param.opts, key=len)
         if param.is_flag:
-            words.append(flag)
+            words.append(flag if value or not param.secondary_opts else max(param.secondary_opts, key=len))
         else:
             for item in value if param.multiple else [value]:
                 words += [flag, str(item)]

@@ -86,39 +86,26 @@ def run_batch(model, sequences, settings: MeasureSettings, pad_id: int = 0, redu
     if reducer == "auto":
         reducer = "torch" if updates.device.type == "cuda" else "numba"
     valid = mask.astype(bool).reshape(-1)
+    gram = "gram" in save or "gram_triangle" in save  # computed once, the energies and null from it
     if settings.axis == "token":
         parts = [reduce_updates(updates[:, b, :n], settings, backend=reducer) for b, n in enumerate(lengths)]
         out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     elif settings.axis == "depth" and not settings.null_permutations:
         # Tokens are independent on the depth axis: reduce the padded batch in place (a view, no
         # copy of the updates), then keep the real tokens' rows of the small results.
-        out = {k: v[valid] for k, v in reduce_updates(updates.flatten(1, 2), settings, backend=reducer).items()}
+        reduced = reduce_updates(updates.flatten(1, 2), settings, backend=reducer, gram=gram)
+        out = {k: v[valid] for k, v in reduced.items()}
     else:
         # Per-cell work is heavier (nulls, hidden-axis DWT): gather the real tokens first.
         flat = updates.flatten(1, 2)
         u = flat if valid.all() else flat[:, torch.from_numpy(valid).to(flat.device)]
-        out = reduce_updates(u, settings, backend=reducer)
-    if save:
-        out.update(_saved(updates, valid, save, save_dtype))
+        out = reduce_updates(u, settings, backend=reducer, gram=gram)
+    if "gram_triangle" in save:
+        rows, cols = np.triu_indices(out["gram"].shape[1])
+        out["gram_triangle"] = np.ascontiguousarray(out.pop("gram")[:, rows, cols])
+    if "updates" in save:
+        real = updates.flatten(1, 2)[:, torch.from_numpy(valid).to(updates.device)]  # (L, n_tokens, d)
+        out["updates"] = real.transpose(0, 1).to(getattr(torch, save_dtype)).cpu().numpy()
     del updates
     out["surprisal"] = surprisal.numpy().reshape(-1)[valid]
-    return out
-
-
-def _saved(updates, valid: np.ndarray, save, save_dtype: str) -> dict:
-    """What the run stores besides CSE, for the batch's real tokens, token-major."""
-    import torch
-
-    flat = updates.flatten(1, 2)[:, torch.from_numpy(valid).to(updates.device)]  # (L, n_tokens, d)
-    out = {}
-    if "gram" in save or "gram_triangle" in save:
-        u = flat.to(torch.float64)
-        gram = torch.einsum("ltd,mtd->tlm", u, u).cpu().numpy()
-        if "gram_triangle" in save:
-            rows, cols = np.triu_indices(gram.shape[1])
-            out["gram_triangle"] = np.ascontiguousarray(gram[:, rows, cols])
-        else:
-            out["gram"] = gram
-    if "updates" in save:
-        out["updates"] = flat.transpose(0, 1).to(getattr(torch, save_dtype)).cpu().numpy()
     return out

@@ -59,8 +59,9 @@ def plan_results(corpora: list, pairs: pd.DataFrame | None) -> dict:
 
 
 def compute_results(corpora: list, pairs, model, tokenizer, identity: dict, slug: str, folder, *, seed: int = 0,
-                    null_permutations: int = 50, depth_null_permutations: int = 0, recompute: bool = False,
-                    progress: bool = False, command: str | None = None, log=None) -> ModelResults:
+                    null_permutations: int = 50, depth_null_permutations: int = 0, save_gram: bool = True,
+                    recompute: bool = False, progress: bool = False, command: str | None = None,
+                    log=None) -> ModelResults:
     """Compute (or reuse) every CSE result of the study for one model.
 
     Parameters
@@ -78,6 +79,10 @@ def compute_results(corpora: list, pairs, model, tokenizer, identity: dict, slug
         Dimension permutations of the hidden-axis null.
     depth_null_permutations : int
         Layer-order permutations of the depth-axis null (0: none; ``cse_z`` tests skipped).
+    save_gram : bool
+        Store each token's Gram matrix of layer updates in the depth-axis results (as the
+        packed triangle, 4 L (L + 1) bytes per token), so that the sensitivity analysis
+        re-measures them under other wavelets, levels and boundaries without the model.
     recompute, progress, command, log
         As in `cse_studies.metaphor.run.run`.
 
@@ -99,5 +104,6 @@ def compute_results(corpora: list, pairs, model, tokenizer, identity: dict, slug
         results[name] = cached_compute(
             by_length(frame, tokenizer), paths[name], model, tokenizer, identity=identity, folder=folder, axis=axis,
             level=TOKEN_LEVEL if axis == "token" else None, null_permutations=nulls, seed=seed,
-            recompute=recompute, progress=progress, command=command, log=log)
+            save=("gram_triangle",) if axis == "depth" and save_gram else (), recompute=recompute, progress=progress,
+            command=command, log=log)
     return ModelResults(identity, slug, results, paths, dropped)

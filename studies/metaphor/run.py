@@ -180,8 +180,9 @@ def run(data=None, out=None, models=(None,), *, corpora=None, loaded=None, seed:
             raise CSEInputError(f"Invalid value for '--model': {identity['model']!r} is given twice")
         computed = compute_results(corpora, pairs, model, tokenizer, identity, slug, folder, seed=seed,
                                    null_permutations=null_permutations,
-                                   depth_null_permutations=depth_null_permutations, recompute=recompute,
-                                   progress=progress, command=command, log=log)
+                                   depth_null_permutations=depth_null_permutations,
+                                   save_gram=sensitivity is not False, recompute=recompute, progress=progress,
+                                   command=command, log=log)
         del model
         results = prepare(computed.results, corpora, pairs, seed)
         tests, notes, groups, mixed, source = analyse(results, corpora, pairs, settings, log)
