@@ -59,9 +59,10 @@ def test_local_cluster_from_workers_option(tmp_path, model_dir, frame, single):
     xr.testing.assert_identical(result.load(), single)
 
 
-def test_distributed_resume_skips_finished_batches(tmp_path, model_dir, frame, single, cluster):
+@pytest.mark.parametrize("name", ["r.zarr", "r.nc"])  # a Zarr staging store, or a journaled netCDF run
+def test_distributed_resume_skips_finished_batches(tmp_path, model_dir, frame, single, cluster, name):
     local, client = cluster
-    output = tmp_path / "r.zarr"
+    output = tmp_path / name
     # Interrupt a single-process run after 4 batches ...
     model, tokenizer = load_model(model_dir, device="cpu")
     calls = {"n": 0}
@@ -178,3 +179,31 @@ def test_real_model_dask_run_is_identical_at_equal_threads(tmp_path, metaphor_di
     distributed = compute(frame, None, device="cpu", batch_size=8, command=COMMAND, output=tmp_path / "r.zarr",
                           workers=2)  # Dask's workers run torch at one thread
     xr.testing.assert_identical(distributed.load(), single)
+
+
+def test_a_journaled_resume_reads_what_a_store_holds(tmp_path, model_dir, frame, single, monkeypatch):
+    """A netCDF run interrupted while it filled a Zarr store is resumed journaled (in memory), and vice versa."""
+    from cse.pipeline import store as store_module
+
+    model, tokenizer = load_model(model_dir, device="cpu")
+    for first, then in ((0, store_module.JOURNAL_BYTES), (store_module.JOURNAL_BYTES, 0)):
+        output = tmp_path / f"r{first}.nc"
+        calls = {"n": 0}
+
+        def fail(module, args, out):
+            calls["n"] += 1
+            if calls["n"] > 3:
+                raise RuntimeError("interrupted")
+
+        monkeypatch.setattr(store_module, "JOURNAL_BYTES", first)  # 0: never journaled
+        handle = find_blocks(model)[1][0].register_forward_hook(fail)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            compute(frame, model, tokenizer, batch_size=3, command=COMMAND, output=output, zarr_chunk=4)
+        handle.remove()
+        staging = Staging(output)
+        assert staging.done_batches() == {0, 1, 2} and staging.has_store == (first == 0)
+        monkeypatch.setattr(store_module, "JOURNAL_BYTES", then)
+        result = compute(frame, model, tokenizer, batch_size=3, command=COMMAND, output=output, resume=True,
+                         zarr_chunk=4)
+        xr.testing.assert_identical(result.load(), single.assign_attrs(command=COMMAND))
+        assert not staging.root.exists()

@@ -34,15 +34,20 @@ MODE = os.environ.get("CSE_TEST_FAULT", "none")
 _setitem = zarr.Array.__setitem__
 
 if MODE.startswith("pending:"):
-    # A disk that fills while the third batch is saved: the batch's own file cannot be written.
+    # A fault while the third batch is saved (a disk that fills, a folder deleted): every run saves each
+    # batch at once, and a journaled run (a small netCDF output) writes nothing else until the end.
     import numpy as np
 
-    _savez, _calls, _code = np.savez, [], getattr(errno, MODE.split(":")[1])
+    _savez, _calls, _fault = np.savez, [], MODE.split(":")[1]
 
     def _full(*args, **kwargs):
         _calls.append(1)
         if len(_calls) == 3:
-            raise OSError(_code, os.strerror(_code), "pending")
+            if _fault == "rmtree":
+                shutil.rmtree(os.environ["CSE_TEST_FOLDER"])
+            else:
+                code = getattr(errno, _fault)
+                raise OSError(code, os.strerror(code), "pending")
         return _savez(*args, **kwargs)
 
     np.savez = _full
@@ -166,25 +171,31 @@ def clean_run(tmp_path_factory, model_dir, wrapper):
     return open_result(folder / "out.nc").load()
 
 
-@pytest.mark.parametrize("fault, words", [("ENOSPC", "space"), ("EROFS", "read-only"), ("EACCES", "ermission"),
-                                          ("pending:ENOSPC", "space")])
-def test_a_file_system_fault_is_one_line_and_resumable(tmp_path, model_dir, wrapper, clean_run, fault, words):
+@pytest.mark.parametrize("fault, words, output", [
+    ("ENOSPC", "space", "out.zarr"), ("EROFS", "read-only", "out.zarr"), ("EACCES", "ermission", "out.zarr"),
+    ("pending:ENOSPC", "space", "out.zarr"),  # a Zarr output: the store's chunks, or a batch's file
+    ("pending:ENOSPC", "space", "out.nc"), ("pending:EROFS", "read-only", "out.nc"),  # journaled: its files
+])
+def test_a_file_system_fault_is_one_line_and_resumable(tmp_path, model_dir, wrapper, clean_run, fault, words, output):
     texts_file(tmp_path)
-    args = ("compute", "in.txt", "-o", "out.nc", "--model", model_dir, "--batch-size", "1", "-q")
+    args = ("compute", "in.txt", "-o", output, "--model", model_dir, "--batch-size", "1", "-q")
     line = one_line(run_cse(wrapper, *args, cwd=tmp_path, fault=fault))
     assert words in line and "--resume" in line, line
-    assert not (tmp_path / "out.nc").exists() and done_batches(tmp_path / "out.nc") >= 1  # the work is kept
+    assert not (tmp_path / output).exists() and done_batches(tmp_path / output) >= 1  # the work is kept
     resumed = run_cse(wrapper, *args, "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    xr.testing.assert_identical(open_result(tmp_path / "out.nc").load(), clean_run)
+    resumed = open_result(tmp_path / output).load()
+    assert resumed.attrs["command"] == clean_run.attrs["command"].replace("out.nc", output)
+    xr.testing.assert_identical(resumed.assign_attrs(command=clean_run.attrs["command"]), clean_run)
 
 
-def test_output_folder_deleted_during_compute_is_one_line(tmp_path, model_dir, wrapper):
+@pytest.mark.parametrize("fault, output", [("rmtree", "out.zarr"), ("pending:rmtree", "out.nc")])
+def test_output_folder_deleted_during_compute_is_one_line(tmp_path, model_dir, wrapper, fault, output):
     folder = tmp_path / "results"
     folder.mkdir()
     texts_file(tmp_path)
-    proc = run_cse(wrapper, "compute", "in.txt", "-o", folder / "out.nc", "--model", model_dir, "--batch-size", "1",
-                   "-q", cwd=tmp_path, fault="rmtree", CSE_TEST_FOLDER=str(folder))
+    proc = run_cse(wrapper, "compute", "in.txt", "-o", folder / output, "--model", model_dir, "--batch-size", "1",
+                   "-q", cwd=tmp_path, fault=fault, CSE_TEST_FOLDER=str(folder))
     line = one_line(proc)
     assert "results" in line and ("no longer exists" in line or "deleted" in line or "not found" in line), line
     assert not folder.exists()

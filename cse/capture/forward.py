@@ -22,6 +22,8 @@ def _as_ids(name: str, value, ndims: tuple[int, ...]) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         tensor = value
     else:
+        if getattr(getattr(value, "flags", None), "writeable", True) is False:
+            value = value.copy()  # a read-only array (e.g. xarray's values): torch wants its own
         try:
             tensor = torch.as_tensor(value)
         except (TypeError, ValueError, RuntimeError) as error:

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-__all__ = ["BackgroundWriter", "ChunkedZarrSink", "MemorySink", "SplitSink", "ZarrSink", "settle_pending"]
+__all__ = ["BackgroundWriter", "ChunkedZarrSink", "JournalSink", "MemorySink", "SplitSink", "ZarrSink", "load_pending",
+           "settle_pending"]
 
 
 class _ImmediateSink:
@@ -199,6 +200,37 @@ class ChunkedZarrSink:
         return self.sink.close()
 
 
+class JournalSink:
+    """Keeps the whole result in memory and every batch durable in `pending` until the output is written.
+
+    The sink of a journaled run (`cse.pipeline.store.StagedStore`): each batch is saved
+    at once, atomically, as ``pending/INDEX.npz`` (so it survives a kill and is read back
+    by `load_pending` on resume) and written into the in-memory result; no Zarr store is
+    written at all, and the output is written once from memory.
+
+    Parameters
+    ----------
+    memory : MemorySink
+        The in-memory result.
+    pending : Path
+        Folder for the saved batches (created if missing).
+    """
+
+    def __init__(self, memory: MemorySink, pending):
+        self.memory = memory
+        self.pending = Path(pending)
+        self.pending.mkdir(exist_ok=True)
+
+    def write_batch(self, index: int, start: int, stop: int, arrays: dict) -> list[int]:
+        """Save batch `index` (durable at once) and keep it in memory; return ``[index]``."""
+        _save_pending(self.pending, index, start, stop, arrays)
+        self.memory.write(start, stop, arrays)
+        return [index]
+
+    def flush(self) -> list[int]:
+        return []
+
+
 class SplitSink:
     """Sends a batch's saved layer updates to their own store and everything else to the result's sink.
 
@@ -255,6 +287,30 @@ def settle_pending(sink: ZarrSink, folder) -> int:
         path.unlink()
     for stray in folder.glob(".*.partial") if folder.is_dir() else ():
         stray.unlink()
+    return len(files)
+
+
+def load_pending(sink, folder) -> int:
+    """Write the batches saved in `folder` into `sink` (an in-memory result), keeping the files.
+
+    Parameters
+    ----------
+    sink : MemorySink
+        The result in memory.
+    folder : Path
+        A ``pending/`` folder (missing is fine).
+
+    Returns
+    -------
+    int
+        The number of batches read.
+    """
+    folder = Path(folder)
+    files = sorted(folder.glob("*.npz"), key=lambda p: int(p.stem)) if folder.is_dir() else []
+    for path in files:
+        with np.load(path) as data:
+            sink.write(int(data["_start"]), int(data["_stop"]),
+                       {name: data[name] for name in data.files if not name.startswith("_")})
     return len(files)
 
 

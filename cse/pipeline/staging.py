@@ -33,18 +33,20 @@ class Staging:
     Layout of ``.NAME.partial/`` (NAME = the output's file name)::
 
         lock            held (flock) by the run writing it
-        store.zarr/     the result's Zarr store, pre-sized, filled chunk by chunk
-        updates.zarr/   the layer updates, with --save updates
         manifest.json   what the run computes (input hash, model, settings, plan)
-        pending/*.npz   batches saved but not yet in the store (a local run writes
-                        each store chunk once, when all its batches are in)
+        pending/*.npz   batches saved at once, atomically, until their values are
+                        in the store (or, journaled, in the output)
         done/*.log      batch indices, one per line, appended after each batch is
                         durable (in pending/ or in the store; one log per process)
+        store.zarr/     the result's Zarr store, pre-sized, filled chunk by chunk
+                        (created whole when first needed; a journaled run has none)
+        updates.zarr/   the layer updates, with --save updates
 
-    The manifest is written after the store is initialized, so a folder with a
-    manifest has a complete (if unfilled) store. The output itself appears only
-    when every batch is done, by an atomic rename (Zarr) or an atomic
-    conversion (netCDF); then the folder is removed.
+    A *journaled* run (a netCDF output small enough for memory, in this process)
+    keeps its result in memory and each batch in ``pending/`` until the output is
+    written; the others write a Zarr store. A resume reads either. The output itself
+    appears only when every batch is done, by an atomic rename (Zarr) or an atomic
+    write (netCDF); then the folder is removed.
 
     Parameters
     ----------
@@ -87,13 +89,18 @@ class Staging:
         return False
 
     def read_manifest(self) -> dict | None:
-        """The manifest of an initialized staging store, or None."""
-        if not (self.manifest_path.is_file() and (self.store / "zarr.json").is_file()):
+        """The manifest of an initialized staging folder, or None."""
+        if not self.manifest_path.is_file():
             return None
         try:
             return json.loads(self.manifest_path.read_text())
         except (OSError, ValueError):
             return None
+
+    @property
+    def has_store(self) -> bool:
+        """Whether the Zarr store exists (it is created whole, by a rename, so it is complete)."""
+        return (self.store / "zarr.json").is_file()
 
     def done_batches(self) -> set[int]:
         """Indices of batches whose results are on disk (complete log lines only)."""
@@ -103,33 +110,47 @@ class Staging:
             done.update(int(line) for line in lines if line.isdigit())
         return done
 
-    def initialize(self, template: xr.Dataset, manifest: dict, updates: xr.Dataset | None = None) -> None:
-        """Discard any previous state and create the store(s), then the manifest.
+    def initialize(self, manifest: dict) -> None:
+        """Discard any previous state, then write the manifest (the stores are created by `create_stores`).
 
         Parameters
         ----------
-        template : xarray.Dataset
-            The result's layout, with lazy variables (written as metadata only).
         manifest : dict
             From `build_manifest`.
-        updates : xarray.Dataset, optional
-            The layout of the layer-updates store (``--save updates``).
         """
         from ..io import remove_path
 
         for path in (self.manifest_path, self.store, self.updates_store, self.done_dir, self.pending_dir):
             remove_path(path)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-            template.to_zarr(self.store, mode="w", compute=False, consolidated=True)
-            if updates is not None:
-                updates.to_zarr(self.updates_store, mode="w", compute=False, consolidated=True)
         self.done_dir.mkdir()
+        self.pending_dir.mkdir()
         tmp = self.manifest_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(manifest, indent=1))
         os.replace(tmp, self.manifest_path)
 
-    def finalize(self, overwrite: bool = False) -> None:
+    def create_stores(self, template: xr.Dataset, updates: xr.Dataset | None = None) -> None:
+        """Create the result's Zarr store (and the updates' store) from their layouts, each whole or not at all.
+
+        Parameters
+        ----------
+        template : xarray.Dataset
+            The result's layout, with lazy variables (written as metadata only).
+        updates : xarray.Dataset, optional
+            The layout of the layer-updates store (``--save updates``).
+        """
+        from ..io import remove_path
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+            for layout, path in ((template, self.store), (updates, self.updates_store)):
+                if layout is None or (path / "zarr.json").is_file():
+                    continue
+                tmp = path.with_name(f".{path.name}.tmp")
+                remove_path(tmp)
+                layout.to_zarr(tmp, mode="w", compute=False, consolidated=True)
+                os.replace(tmp, path)
+
+    def finalize(self, overwrite: bool = False, result: xr.Dataset | None = None) -> None:
         """Move the filled store to the output atomically (converting to netCDF if asked).
 
         The layer updates (``--save updates``) are moved first, to ``NAME.updates.zarr``
@@ -139,6 +160,9 @@ class Staging:
         ----------
         overwrite : bool
             Replace an existing output (checked before the run by `cse.io.check_output`).
+        result : xarray.Dataset, optional
+            The whole result in memory (a journaled run, netCDF output): written to the
+            output directly, without a Zarr store.
         """
         import zarr
 
@@ -153,6 +177,11 @@ class Staging:
                 zarr.consolidate_metadata(str(self.updates_store))
                 with atomic_path(self.output.parent / updates_name(self.output), overwrite=overwrite) as tmp:
                     os.replace(self.updates_store, tmp)
+            if result is not None:
+                with atomic_path(self.output, overwrite=overwrite) as tmp:
+                    write_netcdf(result, tmp)
+                remove_path(self.root)
+                return
             zarr.consolidate_metadata(str(self.store))
             with atomic_path(self.output, overwrite=overwrite) as tmp:
                 if output_format(self.output) == "zarr":

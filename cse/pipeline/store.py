@@ -30,12 +30,36 @@ import xarray as xr
 from ..errors import CSEInputError, RunInterrupted
 from ..layout import result_layout, result_variables, token_chunk
 from .plan import Run
-from .sinks import ChunkedZarrSink, MemorySink, SplitSink, ZarrSink, settle_pending
+from .sinks import ChunkedZarrSink, JournalSink, MemorySink, SplitSink, ZarrSink, load_pending, settle_pending
 from .staging import DoneLog, Staging, build_manifest, check_manifest
 
-__all__ = ["MemoryStore", "StagedStore", "open_store", "run_layout", "updates_layout"]
+__all__ = ["JOURNAL_BYTES", "MemoryStore", "StagedStore", "open_store", "result_bytes", "run_layout",
+           "updates_layout"]
 
 logger = logging.getLogger("cse")
+
+#: Largest result (its data variables, in bytes) that a local run with a netCDF output keeps
+#: in memory and writes once at the end (a journaled run), instead of filling a Zarr store.
+JOURNAL_BYTES = 256 * 2**20
+
+
+def result_bytes(run: Run) -> int:
+    """Bytes of a run's data variables (float64), what a journaled run holds in memory.
+
+    Parameters
+    ----------
+    run : Run
+
+    Returns
+    -------
+    int
+    """
+    per_token = run.n_layers * (run.settings.n_bands + 2 + (3 if run.settings.null_permutations else 0)) + 1
+    if "gram" in run.saved:
+        per_token += run.n_layers**2
+    if "gram_triangle" in run.saved:
+        per_token += run.n_layers * (run.n_layers + 1) // 2
+    return 8 * per_token * run.plan.n_tokens
 
 
 def _bytes_per_token(run: Run) -> int:
@@ -164,6 +188,10 @@ class StagedStore:
         self.staging = Staging(self.path)
         self.manifest = build_manifest(request, run, info)
         self.todo: list[int] = []
+        # Journaled: the result in memory, each batch in pending/, the netCDF written once at the end.
+        self.journal = (self.path.suffix.lower() != ".zarr" and not request.distributed
+                        and "updates" not in run.saved and result_bytes(run) <= JOURNAL_BYTES)
+        self.memory: xr.Dataset | None = None
         self._stack = contextlib.ExitStack()
 
     def __enter__(self):
@@ -184,15 +212,13 @@ class StagedStore:
         return len(self.run.batches)
 
     def _batches_to_do(self) -> list[int]:
-        """All batches, or those an interrupted run did not finish (with resume), settling its pending ones."""
+        """All batches, or those an interrupted run did not finish (with resume), its finished ones read back."""
         staging, out = self.staging, self.output
         previous = None if out.restart else staging.read_manifest()
         done = staging.done_batches() if previous is not None else set()
         if previous is not None and out.resume:
             check_manifest(previous, self.manifest, self.path)
             logger.info("resuming %s: %d of %d batches already done", self.path, len(done), self.n_batches)
-            with self.file_errors():
-                settle_pending(ZarrSink(staging.store), staging.pending_dir)
         elif previous is not None and done:
             raise CSEInputError(
                 f"an interrupted run of {self.path} left {len(done)} of {previous.get('n_batches')} batches in "
@@ -202,14 +228,33 @@ class StagedStore:
             if out.resume:
                 logger.info("no interrupted run of %s to resume; starting from the beginning", self.path)
             done = set()
-            updates = updates_layout(self.run, lazy=True) if "updates" in self.run.saved else None
             with self.file_errors():
-                staging.initialize(run_layout(self.run, lazy=True, chunk=out.zarr_chunk), self.manifest, updates)
+                staging.initialize(self.manifest)
+        with self.file_errors():
+            self._open_results()
         return [i for i in range(self.n_batches) if i not in done]
 
+    def _open_results(self) -> None:
+        """Where the batches go: memory (journaled) or the Zarr store(s); what an interrupted run kept goes there too."""
+        staging = self.staging
+        if self.journal:
+            self.memory = run_layout(self.run, lazy=False)
+            if staging.has_store:  # an interrupted run that wrote a store (e.g. on a cluster)
+                with xr.open_zarr(staging.store) as stored:
+                    for name in self.memory.data_vars:
+                        self.memory[name].values[...] = stored[name].values
+            load_pending(MemorySink(self.memory), staging.pending_dir)
+            return
+        updates = updates_layout(self.run, lazy=True) if "updates" in self.run.saved else None
+        staging.create_stores(run_layout(self.run, lazy=True, chunk=self.output.zarr_chunk), updates)
+        settle_pending(ZarrSink(staging.store), staging.pending_dir)
+
     def sink(self, lock=None):
-        """The sink of this process: each store chunk written once (`ChunkedZarrSink`), or, for the
-        workers of a cluster (`lock` given), each batch's region at once under chunk locks."""
+        """The sink of this process: the result in memory and each batch in pending/ (journaled), each
+        store chunk written once (`ChunkedZarrSink`), or, for the workers of a cluster (`lock` given),
+        each batch's region at once under chunk locks."""
+        if self.journal:
+            return JournalSink(MemorySink(self.memory), self.staging.pending_dir)
         if lock is not None:
             result = ZarrSink(self.staging.store, lock=lock)
         else:
@@ -267,7 +312,7 @@ class StagedStore:
 
         logger.info("computed %d of %d batches", len(self.todo), self.n_batches)
         with self.file_errors():
-            self.staging.finalize(overwrite=self.output.overwrite)
+            self.staging.finalize(overwrite=self.output.overwrite, result=self.memory)
         return open_result(self.path, chunks={})
 
 
