@@ -1,12 +1,13 @@
 """End-to-end cost of CSE: `cse.compute` on MOH-X against a bare forward pass, and memory growth.
 
-1. Overhead: the same batches of the 647 MOH-X sentences (default model, CPU) through
+1. Overhead: the same batches of the first 240 and of all 647 MOH-X sentences (default
+   model, CPU) through
    (a) a bare forward pass (``model(input_ids, attention_mask)``, no hooks),
    (b) `cse.compute(..., output=...nc)`: hooks, surprisal, CSE, streaming writes and the
    final netCDF file, and
    (c) the same with the depth axis' layer-order null (``null_permutations=100``).
-   The model is loaded once, before any is timed; medians of ``--repeats`` runs,
-   alternating the three.
+   The model is loaded once, before any is timed; ``--repeats`` rounds alternate the
+   three, and the overhead is the median of the per-round ratios.
 2. Memory: peak resident memory of ``cse.compute`` in a fresh process on N texts and on
    10 N texts (MOH-X repeated), to show that memory does not grow with the corpus. The
    peak is reset after the model is loaded (``/proc/self/clear_refs``), so the figure is
@@ -34,60 +35,69 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "metaphor"
 
 
-def overhead(data: Path, repeats: int, batch_size: int, null_permutations: int = 100) -> dict:
+def overhead(data: Path, repeats: int, batch_size: int, null_permutations: int = 100,
+             sizes=(240, None)) -> dict:
+    """The rounds of the overhead comparison, for each corpus size (None: all of MOH-X).
+
+    In every round the three runs of each size are timed one after the other (bare
+    forward, cse.compute, cse.compute with the depth null), so that each round's ratio
+    compares runs taken under the same load; the reported overhead is the median of the
+    per-round ratios.
+    """
     import torch
 
     import cse
     from cse.io import read_texts
-    from cse.pipeline import plan_tokens
+    from cse.pipeline import pad_batch, plan_tokens
 
-    frame = read_texts(data / "moh-x.csv", text_column="sentence")
+    full = read_texts(data / "moh-x.csv", text_column="sentence")
     model, tok = cse.load_model(None, device="cpu")
-    plan = plan_tokens(frame, tok, max_length=model.config.max_position_embeddings)
-    batches = plan.batches(batch_size)
-
-    def bare():
-        with torch.inference_mode():
-            for batch in batches:
-                seqs = [plan.sequences[i] for i in batch]
-                width = max(len(s) for s in seqs)
-                ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
-                mask = torch.zeros((len(seqs), width), dtype=torch.long)
-                for b, s in enumerate(seqs):
-                    ids[b, : len(s)] = torch.from_numpy(s)
-                    mask[b, : len(s)] = 1
-                model(input_ids=ids, attention_mask=mask, use_cache=False)
-
     tmp = Path(tempfile.mkdtemp(prefix="cse-bench-"))
+    cases = {}
+    for size in sizes:
+        frame = full if size is None else full.iloc[:size]
+        plan = plan_tokens(frame, tok, max_length=model.config.max_position_embeddings)
+        batches = [pad_batch([plan.sequences[i] for i in b], tok.pad_token_id) for b in plan.batches(batch_size)]
 
-    def with_cse():
-        cse.compute(frame, model, tok, batch_size=batch_size, output=tmp / "moh-x.nc", overwrite=True)
+        def bare(batches=batches):
+            with torch.inference_mode():
+                for ids, mask in batches:
+                    model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), use_cache=False)
 
-    def with_null():
-        cse.compute(frame, model, tok, batch_size=batch_size, output=tmp / "moh-x-null.nc", overwrite=True,
-                    null_permutations=null_permutations)
+        def with_cse(frame=frame, name=f"moh-x-{len(frame)}.nc"):
+            cse.compute(frame, model, tok, batch_size=batch_size, output=tmp / name, overwrite=True)
 
-    runs = {"bare forward": bare, "cse.compute": with_cse, f"cse.compute, depth null P={null_permutations}": with_null}
-    for fn in runs.values():  # warm-up: Numba compilation or cache load, first-touch allocations
-        fn()
-    times = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, fn in runs.items():
-            start = time.perf_counter()
+        def with_null(frame=frame, name=f"moh-x-{len(frame)}-null.nc"):
+            cse.compute(frame, model, tok, batch_size=batch_size, output=tmp / name, overwrite=True,
+                        null_permutations=null_permutations)
+
+        cases[len(frame)] = {"tokens": plan.n_tokens,
+                             "runs": {"bare forward": bare, "cse.compute": with_cse,
+                                      f"cse.compute, depth null P={null_permutations}": with_null}}
+    for case in cases.values():  # warm-up: Numba compilation or cache load, first-touch allocations
+        for fn in case["runs"].values():
             fn()
-            times[name].append(time.perf_counter() - start)
-    medians = {k: statistics.median(v) for k, v in times.items()}
-    return {
-        "texts": len(frame),
-        "tokens": plan.n_tokens,
-        "batch_size": batch_size,
-        "times_s": times,
-        "median_s": medians,
-        "overhead": medians["cse.compute"] / medians["bare forward"] - 1,
-        "overhead_null": medians[f"cse.compute, depth null P={null_permutations}"] / medians["bare forward"] - 1,
-        "null_permutations": null_permutations,
-        "tokens_per_s_cse": plan.n_tokens / medians["cse.compute"],
-    }
+    times = {n: {name: [] for name in case["runs"]} for n, case in cases.items()}
+    for _ in range(repeats):
+        for n, case in cases.items():
+            for name, fn in case["runs"].items():
+                start = time.perf_counter()
+                fn()
+                times[n][name].append(time.perf_counter() - start)
+    out = {}
+    for n, case in cases.items():
+        t = times[n]
+        names = list(t)
+        ratios = {name: [a / b - 1 for a, b in zip(t[name], t[names[0]])] for name in names[1:]}
+        out[str(n)] = {
+            "texts": n, "tokens": case["tokens"], "batch_size": batch_size, "times_s": t,
+            "median_s": {k: statistics.median(v) for k, v in t.items()},
+            "per_round_overhead": ratios,
+            "overhead": statistics.median(ratios["cse.compute"]),
+            "overhead_null": statistics.median(ratios[names[2]]),
+            "null_permutations": null_permutations,
+        }
+    return out
 
 
 PEAK_SCRIPT = textwrap.dedent(
@@ -143,7 +153,7 @@ def memory(data: Path, base_texts: int) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7, help="alternating rounds")
     parser.add_argument("--null-permutations", type=int, default=100, help="P of the depth null row")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--memory-texts", type=int, default=200, help="N for the N vs 10 N memory comparison")
@@ -164,12 +174,15 @@ def main(argv=None):
     results["machine"] = machine()
     if not args.only_memory:
         results["overhead"] = o = overhead(args.data, args.repeats, args.batch_size, args.null_permutations)
-        print(f"MOH-X: {o['texts']} texts, {o['tokens']} tokens, batch size {o['batch_size']}, default model on CPU")
-        rows = [{"run": k, "median s": round(v, 2), "tokens/s": round(o["tokens"] / v)}
-                for k, v in o["median_s"].items()]
-        print(table(rows, ["run", "median s", "tokens/s"]))
-        print(f"CSE overhead over the bare forward pass: {100 * o['overhead']:+.1f}%; with the depth null "
-              f"(P = {o['null_permutations']}): {100 * o['overhead_null']:+.1f}%")
+        for case in o.values():
+            print(f"MOH-X: {case['texts']} texts, {case['tokens']} tokens, batch size {case['batch_size']}, "
+                  f"default model on CPU, {args.repeats} alternating rounds")
+            rows = [{"run": k, "median s": round(v, 2), "tokens/s": round(case["tokens"] / v)}
+                    for k, v in case["median_s"].items()]
+            print(table(rows, ["run", "median s", "tokens/s"]))
+            print(f"CSE overhead over the bare forward pass (median of the per-round ratios): "
+                  f"{100 * case['overhead']:+.1f}%; with the depth null (P = {case['null_permutations']}): "
+                  f"{100 * case['overhead_null']:+.1f}%")
     if not args.skip_memory:
         results["memory"] = m = memory(args.data, args.memory_texts)
         print(f"peak RSS of the computation (after the model load): {m['1x']['texts']} texts "

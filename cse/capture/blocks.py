@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import weakref
 
 import torch
 
@@ -12,6 +13,10 @@ from .wrappers import HeldModel, held_model
 __all__ = ["HookSites", "find_blocks", "hook_sites"]
 
 _LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layer", "num_layers")
+
+
+# model -> (path, blocks, number of blocks) of its last structural search (see `_search_blocks`).
+_FOUND: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def find_blocks(model) -> tuple[str, torch.nn.ModuleList]:
@@ -123,7 +128,29 @@ def hook_sites(held: HeldModel) -> HookSites:
 
 
 def _search_blocks(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
-    """The structural search of `find_blocks` on a torch module."""
+    """The structural search of `find_blocks` on a torch module, remembered while the model keeps that list.
+
+    The search walks every submodule (a few ms for a real model, once per batch
+    otherwise); its answer is reused while the same ModuleList, of the same length, is
+    still at the same path of the model.
+    """
+    cached = _FOUND.get(model)
+    if cached is not None:
+        path, blocks, n_blocks = cached
+        try:
+            if model.get_submodule(path) is blocks and len(blocks) == n_blocks:
+                return path, blocks
+        except AttributeError:
+            pass
+    path, blocks = _search(model)
+    try:
+        _FOUND[model] = (path, blocks, len(blocks))
+    except TypeError:  # not weak-referenceable
+        pass
+    return path, blocks
+
+
+def _search(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
     config = getattr(model, "config", None)
     n_layers = None
     for attr in _LAYER_COUNT_ATTRS:
