@@ -140,6 +140,17 @@ def quadratic_tables(dec_lo, dec_hi, level: int, n_steps: int, boundary: str = "
     m != n), so that ``E_b[t] = sum over the cell's pairs of w * G[m, n]`` for a
     symmetric G.
 
+    Parameters
+    ----------
+    dec_lo, dec_hi : array-like of float, shape (K,)
+        The orthogonal wavelet's decomposition filters (``pywt.Wavelet.dec_lo``, ``dec_hi``).
+    level : int
+        J, the number of detail bands.
+    n_steps : int
+        N, the length of the series.
+    boundary : {'reflect', 'periodic'}
+        The MODWT boundary rule.
+
     Returns
     -------
     starts : ndarray of int64, shape ((J + 1) N + 1,)
