@@ -1,9 +1,11 @@
 """Shared parameter documentation, written once and reused (as MNE's ``docdict`` does).
 
-A public function whose docstring holds ``%(name)s`` on a line of its own is
-decorated with `fill_doc`; the placeholder is replaced by ``docdict[name]``,
-indented like the placeholder. Only ``%(name)s`` placeholders whose name is in
-`docdict` are touched, so other ``%`` signs in docstrings stay as they are.
+A public function whose docstring holds ``name : %(name)s`` (or ``%(name)s``) on a
+line of its own is decorated with `fill_doc`; the line is replaced by
+``docdict[name]``, indented like it. Writing the parameter's name before the
+placeholder keeps it visible to readers and tools that read the source. Only
+``%(name)s`` placeholders whose name is in `docdict` are touched, so other ``%``
+signs in docstrings stay as they are.
 
 Examples
 --------
@@ -13,7 +15,7 @@ Examples
 ...
 ...     Parameters
 ...     ----------
-...     %(seed)s
+...     seed : %(seed)s
 ...     '''
 >>> "numpy.random.Generator" in f.__doc__
 True
@@ -110,7 +112,7 @@ include_special : bool
     Default False: SPEC section 3 excludes them from statistics.
 """
 
-_PLACEHOLDER = re.compile(r"^([ \t]*)%\((\w+)\)s[ \t]*$", re.MULTILINE)
+_PLACEHOLDER = re.compile(r"^([ \t]*)(?:(\w+) : )?%\((\w+)\)s[ \t]*$", re.MULTILINE)
 
 
 def fill_doc(func):
@@ -137,9 +139,11 @@ def fill_doc(func):
         return func
 
     def replace(match: re.Match) -> str:
-        indent, name = match.group(1), match.group(2)
+        indent, named, name = match.group(1), match.group(2), match.group(3)
         if name not in docdict:
             raise KeyError(f"fill_doc: {func.__qualname__} uses %({name})s, which cse.docs.docdict lacks")
+        if named is not None and named != name:
+            raise KeyError(f"fill_doc: {func.__qualname__} documents {named!r} with %({name})s")
         return textwrap.indent(docdict[name].strip("\n"), indent)
 
     func.__doc__ = _PLACEHOLDER.sub(replace, doc)

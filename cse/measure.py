@@ -39,13 +39,13 @@ def conditional_scale_entropy(updates, axis="depth", wavelet=None, level=None, b
         float32 and float64 are kept, bfloat16 and float16 become float32. Torch
         tensors stay on their device with ``backend='torch'``, else move to the CPU.
         Transforms accumulate in float64.
-    %(axis)s
-    %(wavelet)s
-    %(level)s
-    %(boundary)s
-    %(normalize)s
-    %(null_permutations)s
-    %(seed)s
+    axis : %(axis)s
+    wavelet : %(wavelet)s
+    level : %(level)s
+    boundary : %(boundary)s
+    normalize : %(normalize)s
+    null_permutations : %(null_permutations)s
+    seed : %(seed)s
     backend : {None, 'numba', 'reference', 'torch'} or module
         Kernel module (see `reduce_updates`); None is ``'numba'``.
 

@@ -56,13 +56,13 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
     encoding : str
         The encoding of a text, JSON Lines or CSV file (default ``'utf-8'``; a
         byte-order mark decides between UTF encodings).
-    %(axis)s
-    %(wavelet)s
-    %(level)s
-    %(boundary)s
-    %(normalize)s
-    %(null_permutations)s
-    %(seed)s
+    axis : %(axis)s
+    wavelet : %(wavelet)s
+    level : %(level)s
+    boundary : %(boundary)s
+    normalize : %(normalize)s
+    null_permutations : %(null_permutations)s
+    seed : %(seed)s
     batch_size : int
         Sequences per forward pass. Batches are consecutive sequences; a batch
         is the unit of work of resume and of distributed runs.

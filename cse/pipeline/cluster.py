@@ -55,7 +55,7 @@ class ModelSpec:
     ----------
     name : str or None
         A named model, a path or a cached Hugging Face id (None: the default).
-    device, dtype, device_map
+    device, dtype, device_map : str, torch.dtype or dict, optional
         As in `cse.load_model`.
     """
 

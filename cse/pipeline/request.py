@@ -171,11 +171,11 @@ def make_request(texts, model, tokenizer, *, text_column, encoding, columns, spl
 
     Parameters
     ----------
-    texts, model, tokenizer, text_column, encoding, columns, split, batch_size, window
+    texts, model, tokenizer, text_column, encoding, columns, split, batch_size, window : object
         As in `cse.compute`.
-    add_bos, save, save_dtype, output, overwrite, resume, restart, zarr_chunk
+    add_bos, save, save_dtype, output, overwrite, resume, restart, zarr_chunk : object
         As in `cse.compute`.
-    workers, scheduler, threads, device, dtype, device_map, progress, command
+    workers, scheduler, threads, device, dtype, device_map, progress, command : object
         As in `cse.compute`.
     settings : dict
         The measure's parameters of `cse.compute` (axis, wavelet, level, boundary,

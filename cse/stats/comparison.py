@@ -143,7 +143,7 @@ def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str
     by : str or array-like
         Token coordinate holding the groups; after selection it must have exactly two
         distinct values unless `levels` picks two. Missing values (NaN/None) are dropped.
-    %(where)s
+    where : %(where)s
     levels : (a, b), optional
         The two values of `by` to compare, in this order. Default: the two values found,
         sorted. Every reported difference is second minus first (b - a).
@@ -205,8 +205,8 @@ def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str
         each block-by-group cell (the scheme of earlier releases, and the default with
         fewer blocks; too narrow with small blocks) or within each group without
         blocks. Pairs are always resampled whole. ``attrs["bootstrap"]`` says which.
-    %(include_special)s
-    %(seed)s
+    include_special : %(include_special)s
+    seed : %(seed)s
     groups : (a, b), optional
         Deprecated name of `levels` (``DeprecationWarning``; ``groups`` names the
         grouping column in `mixedlm` and statsmodels).

@@ -27,12 +27,12 @@ def group_contrast(ds, by, where=None, *, levels=None, var: str = "cse", include
         As in `cse.stats.compare`.
     by : str or array-like
         Token coordinate holding the groups (or the labels, with a plain array).
-    %(where)s
+    where : %(where)s
     levels : (a, b), optional
         The two values of `by`, in this order (default: the two found, sorted).
     var : str
         Variable of a Dataset (``cse``, ``cse_z`` ...).
-    %(include_special)s
+    include_special : %(include_special)s
 
     Returns
     -------

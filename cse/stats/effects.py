@@ -84,7 +84,7 @@ def bootstrap_interval(design, n_boot: int, rng: np.random.Generator, ci: float,
 
     Parameters
     ----------
-    design
+    design : object
         A design of `cse.stats.statistics`, `cse.stats.linear_model` or
         `cse.stats.robust` (``strata``, ``n_units``, ``effects(weights, block_copies)``;
         ``codes`` for `by_blocks`; ``bootstrap_columns``, the widest matrix per

@@ -218,7 +218,7 @@ def compare_arrays(y_a, y_b, *, paired=False, blocks=None, covariates=None, cova
         Permutations to use instead of random ones (see `null_distribution`), so that
         tests can feed identical permutations to an independent implementation.
     rng : numpy.random.Generator
-    n_permutations, tail, threshold, cluster_alpha, tfce_e, tfce_h, alpha, n_bootstrap, ci
+    n_permutations, tail, threshold, cluster_alpha, tfce_e, tfce_h, alpha, n_bootstrap, ci : int or float
         As in `cse.stats.compare`.
 
     Returns

@@ -45,10 +45,10 @@ def mixedlm(
         wrote (it is an argument of the API, never of the command line).
     groups : str
         Token coordinate of the random-intercept groups (e.g. ``"verb"``).
-    %(where)s
+    where : %(where)s
     re_formula : str, optional
         Random-effects formula (default: random intercept only).
-    %(include_special)s
+    include_special : %(include_special)s
     reml : bool
         REML (default) or maximum likelihood.
     method : str or list of str, optional

@@ -208,7 +208,7 @@ def replicated_bands(results, *, u: int | None = None, alpha: float = 0.05, corr
     ----------
     results : dict of str to xarray.Dataset, or list of xarray.Dataset
         `cse.stats.compare` results, as in `conjunction`.
-    u, alpha, correction, bins
+    u, alpha, correction, bins : int, float, str, int or None
         As in `conjunction`.
 
     Returns

@@ -165,8 +165,8 @@ def select_tokens(ds, where=None, include_special: bool = False, var: str = "cse
     ----------
     ds : xarray.Dataset or xarray.DataArray
         A ``cse compute`` result (or one of its variables).
-    %(where)s
-    %(include_special)s
+    where : %(where)s
+    include_special : %(include_special)s
     var : str
         Variable to take from a Dataset (only its token coordinates are used).
 
@@ -191,7 +191,7 @@ def deprecated_alias(old_name: str, old_value, new_name: str, new_value, stackle
     ----------
     old_name, new_name : str
         The parameter's former and present names.
-    old_value, new_value
+    old_value, new_value : object
         What the caller passed under each (None: not passed).
     stacklevel : int
         Passed to `warnings.warn` (3: the caller of the public function).
