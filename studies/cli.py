@@ -67,6 +67,10 @@ def study_command(name, data, corpora, encodings, columns, models, out, cache, s
     --model, repeatable; the report has one section per model and compares them on
     relative depth.
     """
+    if quiet:  # before torch and transformers are imported: their bars read the environment then
+        from cse.io import silence_progress_bars
+
+        silence_progress_bars()
     from cse_studies.common import corpus_specs
 
     if old_null_permutations is not None:
