@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-__all__ = ["BackgroundWriter", "ChunkedZarrSink", "JournalSink", "MemorySink", "SplitSink", "ZarrSink", "load_pending",
-           "settle_pending"]
+__all__ = ["BackgroundWriter", "ChunkedZarrSink", "JournalSink", "MemorySink", "SplitSink", "ZarrSink", "settle_pending"]
 
 
 class _ImmediateSink:
@@ -205,7 +204,7 @@ class JournalSink:
 
     The sink of a journaled run (`cse.pipeline.store.StagedStore`): each batch is saved
     at once, atomically, as ``pending/INDEX.npz`` (so it survives a kill and is read back
-    by `load_pending` on resume) and written into the in-memory result; no Zarr store is
+    by `settle_pending` on resume) and written into the in-memory result; no Zarr store is
     written at all, and the output is written once from memory.
 
     Parameters
@@ -263,15 +262,18 @@ def _save_pending(folder: Path, index: int, start: int, stop: int, arrays: dict)
     os.replace(tmp, folder / f"{index}.npz")
 
 
-def settle_pending(sink: ZarrSink, folder) -> int:
-    """Write the batches a killed run left in `folder` into the store, then remove them.
+def settle_pending(sink, folder, keep: bool = False) -> int:
+    """Write the batches saved in `folder` (a killed run's, or a journaled run's) into `sink`.
 
     Parameters
     ----------
-    sink : ZarrSink
-        The staging store.
+    sink : ZarrSink or MemorySink
+        The staging store, or the result in memory.
     folder : Path
-        Its ``pending/`` folder (missing is fine).
+        A ``pending/`` folder (missing is fine).
+    keep : bool
+        Keep the files (a journaled run keeps every batch there until its output is
+        written); otherwise each is removed once written, with any torn temporary file.
 
     Returns
     -------
@@ -284,33 +286,11 @@ def settle_pending(sink: ZarrSink, folder) -> int:
         with np.load(path) as data:
             arrays = {name: data[name] for name in data.files if not name.startswith("_")}
             sink.write(int(data["_start"]), int(data["_stop"]), arrays)
-        path.unlink()
-    for stray in folder.glob(".*.partial") if folder.is_dir() else ():
-        stray.unlink()
-    return len(files)
-
-
-def load_pending(sink, folder) -> int:
-    """Write the batches saved in `folder` into `sink` (an in-memory result), keeping the files.
-
-    Parameters
-    ----------
-    sink : MemorySink
-        The result in memory.
-    folder : Path
-        A ``pending/`` folder (missing is fine).
-
-    Returns
-    -------
-    int
-        The number of batches read.
-    """
-    folder = Path(folder)
-    files = sorted(folder.glob("*.npz"), key=lambda p: int(p.stem)) if folder.is_dir() else []
-    for path in files:
-        with np.load(path) as data:
-            sink.write(int(data["_start"]), int(data["_stop"]),
-                       {name: data[name] for name in data.files if not name.startswith("_")})
+        if not keep:
+            path.unlink()
+    if not keep:
+        for stray in folder.glob(".*.partial") if folder.is_dir() else ():
+            stray.unlink()
     return len(files)
 
 

@@ -30,7 +30,7 @@ import xarray as xr
 from ..errors import CSEInputError, RunInterrupted
 from ..layout import result_layout, result_variables, token_chunk
 from .plan import Run
-from .sinks import ChunkedZarrSink, JournalSink, MemorySink, SplitSink, ZarrSink, load_pending, settle_pending
+from .sinks import ChunkedZarrSink, JournalSink, MemorySink, SplitSink, ZarrSink, settle_pending
 from .staging import DoneLog, Staging, build_manifest, check_manifest
 
 __all__ = ["JOURNAL_BYTES", "MemoryStore", "StagedStore", "open_store", "result_bytes", "run_layout",
@@ -243,7 +243,7 @@ class StagedStore:
                 with xr.open_zarr(staging.store) as stored:
                     for name in self.memory.data_vars:
                         self.memory[name].values[...] = stored[name].values
-            load_pending(MemorySink(self.memory), staging.pending_dir)
+            settle_pending(MemorySink(self.memory), staging.pending_dir, keep=True)
             return
         updates = updates_layout(self.run, lazy=True) if "updates" in self.run.saved else None
         staging.create_stores(run_layout(self.run, lazy=True, chunk=self.output.zarr_chunk), updates)
