@@ -240,6 +240,21 @@ def test_cache_key_goes_through_cse_io(tmp_path, monkeypatch):
     assert stored_key(tmp_path / "other.nc") is None
 
 
+def test_a_result_that_saves_more_serves_a_request_for_less():
+    from cse.settings import MeasureSettings
+    from cse_studies.common.cache import compute_key, key_covers
+
+    frame, identity = pd.DataFrame({"text": ["a b", "c"]}), {"model": "m", "n_layers": 4}
+    settings = MeasureSettings.resolve("depth", null_permutations=10, seed=0)
+    plain, with_gram = compute_key(frame, identity, settings), compute_key(frame, identity, settings, ["gram_triangle"])
+    assert key_covers(with_gram, plain) and key_covers(plain, plain)  # the metaphor cache serves cross-depth
+    assert not key_covers(plain, with_gram)  # but a result without Gram matrices cannot serve re-measuring
+    other = compute_key(frame, identity, MeasureSettings.resolve("depth", null_permutations=10, seed=1))
+    assert not key_covers(other, plain) and not key_covers(with_gram, other)
+    for stored in (None, "not json", "[1]", '{"save": "gram"}'):
+        assert not key_covers(stored, plain)
+
+
 def test_token_counts_match_the_compute_plan():
     from cse.pipeline import plan_tokens  # tests may read the implementation; the studies do not
     from cse_studies.common import token_counts

@@ -136,6 +136,37 @@ def stored_key(path) -> str | None:
         return None
 
 
+def key_covers(stored: str | None, key: str) -> bool:
+    """Whether a cached result computed for `stored` serves a request for `key`.
+
+    The two keys must agree on everything (input, model, settings, batch size, package
+    version) except what the result saves besides CSE: a result that saves more (the
+    metaphor study's depth results carry Gram matrices) serves a request for less (the
+    cross-depth study reads only CSE), so a shared ``--cache`` is reused, not rewritten.
+
+    Parameters
+    ----------
+    stored : str or None
+        From `stored_key`.
+    key : str
+        From `compute_key`.
+
+    Returns
+    -------
+    bool
+    """
+    if stored is None:
+        return False
+    try:
+        have, want = json.loads(stored), json.loads(key)
+    except ValueError:
+        return False
+    if not isinstance(have, dict) or not isinstance(have.get("save"), list):
+        return False
+    saved, asked = set(map(str, have.pop("save"))), set(want.pop("save"))
+    return have == want and asked <= saved
+
+
 def save_result(ds: xr.Dataset, path, key: str, folder) -> xr.Dataset:
     """Write a computed result with its key into a study folder; the one writer of cache files.
 
@@ -205,7 +236,7 @@ def cached_compute(frame: pd.DataFrame, path, model, tokenizer, *, identity: dic
     log = log or (lambda line: None)
     settings = MeasureSettings.resolve(axis, level=level, null_permutations=null_permutations, seed=seed)
     key = compute_key(frame, identity, settings, save)
-    if not recompute and stored_key(path) == key:
+    if not recompute and key_covers(stored_key(path), key):
         log(f"reusing {path.name} (same input, model and settings)")
         with cse.io.open_result(path) as ds:
             ds = ds.load()
