@@ -185,15 +185,16 @@ class MeasureSettings:
         Returns
         -------
         int
-            ``8 * P * n_steps`` for the int64 set (`null_permutations`), plus the
-            float64 keys of the at most `PERMUTATION_BLOCK` rows drawn at once; 0
-            without a null. The kernels add nothing that grows with P: they keep each
+            ``8 * P * n_steps`` for the int64 set (`null_permutations`), plus, for
+            the at most `PERMUTATION_BLOCK` rows drawn at once, their float64 keys and
+            the int64 argsort of the keys before it is copied into the set; 0 without a
+            null (checked against the traced peak in tests/test_measure.py). The kernels add nothing that grows with P: they keep each
             cell's running mean and spread, not every permutation's CSE.
         """
         n_steps = check_int("n_steps", n_steps, 0)
         if not self.null_permutations:
             return 0
-        return 8 * n_steps * (self.null_permutations + min(self.null_permutations, PERMUTATION_BLOCK))
+        return 8 * n_steps * (self.null_permutations + 2 * min(self.null_permutations, PERMUTATION_BLOCK))
 
     def check_memory(self, n_steps: int) -> None:
         """Refuse a null whose working memory would exceed `MEMORY_LIMIT_BYTES`, before any work.

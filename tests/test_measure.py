@@ -540,11 +540,32 @@ def test_null_memory_is_checked_before_work(monkeypatch):
     from cse import params
 
     settings = MeasureSettings.resolve("depth", null_permutations=1000, n_steps=30)
-    assert settings.null_memory_bytes(30) == 8 * 1000 * 30 * 2  # the int64 set and the float64 keys drawn for it
-    monkeypatch.setattr(params, "MEMORY_LIMIT_BYTES", 2 * 8 * 100 * 8)
+    assert settings.null_memory_bytes(30) == 8 * 1000 * 30 * 3  # the int64 set, the keys and their argsort
+    monkeypatch.setattr(params, "MEMORY_LIMIT_BYTES", 3 * 8 * 100 * 8)
     with pytest.raises(CSEInputError, match="'null_permutations': 101 would need.*permutation set"):
         conditional_scale_entropy(np.ones((8, 4, 4)), null_permutations=101)
     conditional_scale_entropy(np.ones((8, 4, 4)), null_permutations=100)
+
+
+@pytest.mark.parametrize("n_permutations", [100, 9000])
+def test_null_memory_estimate_covers_the_traced_peak(n_permutations):
+    import tracemalloc
+
+    from cse.settings import null_permutations
+
+    n_steps = 30
+    estimate = MeasureSettings.resolve("depth", null_permutations=n_permutations,
+                                       n_steps=n_steps).null_memory_bytes(n_steps)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        perms = null_permutations(1, n_permutations, n_steps)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert perms.shape == (n_permutations, n_steps)
+    assert 0.9 * estimate <= peak <= estimate + 2**16  # counts every array the draw allocates, not far above
 
 
 # --- reduce_updates: the one reduction path ----------------------------------------------
