@@ -53,6 +53,22 @@ def test_two_workers_equal_single_process(tmp_path, model_dir, frame, single, cl
     assert sorted(loads.values()) == [1, 1]
 
 
+@pytest.mark.parametrize("name", ["r.zarr", "r.nc"])
+def test_saved_gram_matrices_and_updates_on_a_cluster(tmp_path, model_dir, frame, cluster, name):
+    local, _ = cluster
+    kwargs = {"batch_size": 3, "device": "cpu", "command": COMMAND, "save": ["gram", "updates"]}
+    (tmp_path / "alone").mkdir()
+    alone = compute(frame, model_dir, output=tmp_path / "alone" / name, **kwargs)
+    sharded = compute(frame, model_dir, output=tmp_path / name, scheduler=local.scheduler_address, zarr_chunk=16,
+                      **kwargs)
+    xr.testing.assert_identical(sharded.load(), alone.load())
+    assert sharded["gram"].dims == ("token", "layer", "layer2")
+    stores = [xr.open_zarr(p / res.attrs["updates_store"]) for p, res in ((tmp_path / "alone", alone),
+                                                                            (tmp_path, sharded))]
+    xr.testing.assert_identical(stores[1].load(), stores[0].load())
+    np.testing.assert_array_equal(stores[1]["text"].values, sharded["text"].values)
+
+
 def test_local_cluster_from_workers_option(tmp_path, model_dir, frame, single):
     result = compute(frame, model_dir, batch_size=3, device="cpu", command=COMMAND, output=tmp_path / "r.nc",
                      workers=2)

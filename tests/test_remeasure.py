@@ -16,8 +16,6 @@ import xarray as xr
 
 import cse
 from cse.errors import CSEInputError
-from cse.measure import reduce_updates
-from cse.settings import MeasureSettings
 from cse.remeasuring import sequence_starts
 
 WAVELETS = ["haar", "db2", "db4", "sym4"]
@@ -52,45 +50,35 @@ def texts():
 def fresh(**settings) -> xr.Dataset:
     """`cse.compute` of the test texts with these settings.
 
-    One text per batch: the Gram matrices of these tests come from `cse.layer_updates`
-    on each text alone, and a padded batch can round a short text's float32 updates
-    differently (about 1e-7); a result computed with ``save=["gram"]`` stores the
-    Gram matrices of its own batches.
+    One text per batch, so that every run of these texts sees the same float32 updates
+    (a padded batch can round a short text's updates differently, about 1e-7): the
+    stored Gram matrices and updates (``save=...``) are those of the fresh runs they
+    are compared with.
     """
     model, tokenizer = deep_model()
     return cse.compute(texts(), model, tokenizer, progress=False, batch_size=1, **settings)
 
 
-def token_updates(ds: xr.Dataset) -> np.ndarray:
-    """The layer updates of every token of `ds`, (token, layer, hidden) float32, text by text."""
-    import torch
-
-    model, _ = deep_model()
-    parts = []
-    for text in np.unique(ds["text"].values):
-        ids = torch.as_tensor(ds["token_id"].values[ds["text"].values == text])
-        parts.append(cse.layer_updates(model, ids).numpy().transpose(1, 0, 2))
-    return np.concatenate(parts)
+@functools.lru_cache(maxsize=None)
+def _stored() -> tuple:
+    """The default result with the null, its Gram matrices and its updates, as `cse.compute` saves them."""
+    full = fresh(null_permutations=5, seed=3, save=["gram", "updates"])
+    ds = full.drop_vars(["gram", "updates", "layer2"])
+    del ds.attrs["saved"]
+    return ds, full["updates"].values, full
 
 
 @functools.lru_cache(maxsize=None)
-def _stored() -> tuple:
-    ds = fresh(null_permutations=5, seed=3)
-    u = token_updates(ds)
-    gram = reduce_updates(u.transpose(1, 0, 2), MeasureSettings.resolve("depth", "haar", 3),
-                          gram=True)["gram"]
-    return ds, u, gram
+def _triangle() -> xr.Dataset:
+    return fresh(null_permutations=5, seed=3, save=["gram_triangle"])
 
 
 def with_gram(kind: str = "gram") -> xr.Dataset:
-    """The default result with the Gram matrices stored as `save=["gram"]` (or the triangle) stores them."""
-    ds, _, gram = _stored()
-    ds = ds.copy()
+    """The default result with the Gram matrices stored by ``save=["gram"]`` (or ``["gram_triangle"]``)."""
+    full = _stored()[2]
     if kind == "gram":
-        return ds.assign(gram=(("token", "layer", "layer2"), gram)).assign_coords(layer2=ds["layer"].values)
-    rows, cols = np.triu_indices(N_LAYERS)
-    return ds.assign(gram_triangle=(("token", "layer_pair"), gram[:, rows, cols])).assign_coords(
-        layer_row=("layer_pair", rows), layer_col=("layer_pair", cols))
+        return full.drop_vars("updates").assign_attrs(saved="gram")
+    return _triangle().copy()
 
 
 def with_updates(dtype=np.float32) -> xr.Dataset:

@@ -110,7 +110,7 @@ def updates_layout(run: Run, *, lazy: bool, chunk: int | None = None) -> xr.Data
         The variable in ``run.save_dtype``, NaN-filled; coordinates ``text``,
         ``position``, ``is_special`` on ``token`` and ``layer``; the run's attributes.
     """
-    from ..schema import variable_attrs
+    from ..schema import COORD_ATTRS, variable_attrs
 
     n_tokens, shape = run.plan.n_tokens, (run.plan.n_tokens, run.n_layers, run.d_model)
     itemsize = np.dtype(run.save_dtype).itemsize
@@ -121,8 +121,9 @@ def updates_layout(run: Run, *, lazy: bool, chunk: int | None = None) -> xr.Data
         data = da.full(shape, np.nan, dtype=run.save_dtype, chunks=(chunk, run.n_layers, run.d_model))
     else:
         data = np.full(shape, np.nan, dtype=run.save_dtype)
-    coords = {name: ("token", run.plan.coords[name].to_numpy()) for name in ("text", "position", "is_special")}
-    coords["layer"] = ("layer", np.arange(run.n_layers, dtype=np.int64))
+    coords = {name: ("token", run.plan.coords[name].to_numpy(), COORD_ATTRS[name])
+              for name in ("text", "position", "is_special")}
+    coords["layer"] = ("layer", np.arange(run.n_layers, dtype=np.int64), COORD_ATTRS["layer"])
     return xr.Dataset({"updates": (("token", "layer", "hidden"), data, variable_attrs("updates"))}, coords=coords,
                       attrs={**run.attrs, "title": "Layer updates of transformer blocks (cse compute --save updates)"})
 
