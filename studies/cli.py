@@ -24,8 +24,8 @@ STUDIES = ("metaphor", "cross-depth")
               help="Folder holding moh-x.csv and vua-seq-test.csv (e.g. ../shared/data/metaphor): adds the corpora "
                    "'mohx' and 'vua'.")
 @click.option("--corpus", "corpora", multiple=True, metavar="NAME=PATH",
-              help="A labelled corpus (CSV/TSV), target-word (like MOH-X) or sequence (like VUA) format, detected "
-                   "from its columns. Repeatable.")
+              help="A labelled corpus (CSV/TSV, Parquet, or a Hugging Face datasets folder of one split), "
+                   "target-word (like MOH-X) or sequence (like VUA) format, detected from its columns. Repeatable.")
 @click.option("--encoding", "encodings", multiple=True, metavar="NAME=ENCODING",
               help="Encoding of corpus NAME (default: detected: byte-order mark, else UTF-8, else cp1252).")
 @click.option("--column", "columns", multiple=True, metavar="NAME.ROLE=COLUMN",
