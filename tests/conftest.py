@@ -1,11 +1,19 @@
 """Shared fixtures: the real default model (loaded once, slow tests only) and the metaphor data."""
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# A shell starts a background job (`pytest &`, nohup, some CI runners) with SIGINT ignored,
+# and the command-line processes these tests start would inherit that, so the tests of
+# Ctrl-C would time out. A handled signal is reset to its default in a child, so handling
+# it here gives every child Python's own KeyboardInterrupt, as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 METAPHOR_DIR = Path(os.environ.get("CSE_METAPHOR_DATA", Path(__file__).resolve().parents[2] / "shared/data/metaphor"))
 
