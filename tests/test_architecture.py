@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"cse": ROOT / "cse", "cse_kernels": ROOT / "kernels", "cse_studies": ROOT / "studies"}
+PACKAGES = {"cse": ROOT / "cse", "cse_kernels": ROOT / "kernels" / "cse_kernels",
+            "cse_studies": ROOT / "studies" / "cse_studies"}
 MAX_MODULE_LINES = 460  # "about 450"; kernels/ is exempt (issue 9)
 MAX_FUNCTION_BODY = 80
 

@@ -18,7 +18,7 @@ import pytest
 numpydoc = pytest.importorskip("numpydoc.docscrape")
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"cse": ROOT / "cse", "cse_kernels": ROOT / "kernels"}
+PACKAGES = {"cse": ROOT / "cse", "cse_kernels": ROOT / "kernels" / "cse_kernels"}
 
 
 def _modules() -> list[str]:

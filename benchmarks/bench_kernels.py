@@ -18,7 +18,7 @@ of another version of the kernels side by side with this one, alternating call b
 ``DIR`` holds that version's package folder named ``cse_kernels_old``, e.g.
 ``git archive REV kernels | tar -x -C DIR && mv DIR/kernels DIR/cse_kernels_old``.
 
-Run: ``.venv/bin/python benchmarks/kernels.py [--quick] [--only kernels|null|gram] [--baseline DIR]
+Run: ``.venv/bin/python benchmarks/bench_kernels.py [--quick] [--only kernels|null|gram] [--baseline DIR]
 [--out benchmarks/results/kernels.json]`` (timings are only meaningful on an otherwise idle machine: the load
 average is recorded).
 """
