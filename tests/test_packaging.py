@@ -182,3 +182,19 @@ def test_the_wheel_runs_without_the_source_tree(wheel, tmp_path):
 
     proc = _run([str(cse), "study", "--help"], cwd=work)
     assert proc.returncode == 0 and "metaphor" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_")))
+def test_benchmarks_start_from_their_own_folder(script):
+    """A script's folder comes first on sys.path: from there each benchmark starts and prints its help."""
+    proc = _run([sys.executable, script, "--help"], cwd=ROOT / "benchmarks", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "usage" in proc.stdout.lower()
+
+
+def test_transformers_models_import_with_the_benchmarks_folder_first_on_the_path():
+    """What a benchmark script sees (its folder first on sys.path): transformers' model modules,
+    which import Hugging Face's kernels, import."""
+    proc = _run([sys.executable, "-c", "import transformers.models.llama.modeling_llama"], cwd=ROOT / "benchmarks",
+                timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
