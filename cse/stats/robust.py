@@ -111,7 +111,7 @@ class RobustBlockT(BlockT):
         super().__init__(y, group, blocks)
         self.kind = kind
         within = "within-block" if self.n_blocks > 1 else "two-sample"
-        self.statistic = f"{within} z: label effect over its {_WORDS[kind]}, referred to N(0, 1)"
+        self.statistic = f"{within} z: label effect over its {_WORDS[kind]}"
         self.extras = [self._extra(pat) for pat in self.patterns]
         widest = max([e["columns"] for e in self.extras], default=1)
         self.batch_columns = max(len(y), widest)
@@ -222,8 +222,7 @@ class RobustFreedmanLaneT(FreedmanLaneT):
         self.kind = kind
         words = ", ".join(names)
         fe = "; block fixed effects" if blocks is not None else ""
-        self.statistic = (f"Freedman–Lane z (covariates: {words}{fe}): label effect over its {_WORDS[kind]}, "
-                          f"referred to N(0, 1)")  # fmt: skip
+        self.statistic = (f"Freedman–Lane z (covariates: {words}{fe}): label effect over its {_WORDS[kind]}")
         counts = np.bincount(self.codes, minlength=self.n_blocks).astype(np.float64)
         h = 1.0 / counts[self.codes] + (self.q**2).sum(axis=1) + self.x**2 / self.sxx
         x2 = self.x**2
