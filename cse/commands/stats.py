@@ -118,11 +118,14 @@ def describe_test(res) -> list[str]:
     """Header lines: the statistic, the permutation scheme, the corrections, the effect size, the tokens."""
     at = res.attrs
     a, b = at["group_a"], at["group_b"]
-    scheme = f"{at['n_permutations']} permutations"
+    wild = at.get("null") == "wild"
+    scheme = f"{at['n_permutations']} " + ("restricted wild cluster bootstrap draws (Webb weights)" if wild else
+                                          "permutations")  # fmt: skip
     if at["paired_by"]:
         scheme = f"{at['n_permutations']} sign flips of pairs by {at['paired_by']!r}"
     elif at["exchangeability_blocks"]:
-        scheme += f" within {at['exchangeability_blocks']!r} blocks ({at['n_blocks']} blocks"
+        scheme += (f" {'by' if wild else 'within'} {at['exchangeability_blocks']!r} blocks "
+                   f"(n_blocks = {at['n_blocks']}")
         if at["n_blocks_single_label"]:
             scheme += (f"; {at['n_blocks_single_label']} holding one label left out "
                        f"({at['n_tokens_single_label_blocks']} tokens): {at['blocks_single_label']}")  # fmt: skip
@@ -130,13 +133,20 @@ def describe_test(res) -> list[str]:
     corrections = at["corrections"].split(", ")
     lines = [
         f"{at['var']} by {at['by']}: {at['difference']}",
-        f"statistic: {at['statistic']}; {scheme}; corrections: {corrections[0]} (primary)"
+        f"statistic: {at['statistic']} ({at.get('reference', 'p-values from its permutation distribution')}); "
+        f"{scheme}; corrections: {corrections[0]} (primary)"
         + "".join(f", {c}" for c in corrections[1:]) + f"; tail {at['tail']}, seed {at['seed']}",
-        ("permutation space: " + (f"all {at['n_permutations']} elements enumerated, exact p" if at.get("exact") else
-         f"{at.get('permutation_space', np.nan):.3g} elements, {at['n_permutations']} drawn at random")
-         + f"; smallest attainable p {at.get('p_min', np.nan):.3g}"),
-        f"effect size: {at['effect_size']}; intervals: percentile bootstrap ({at.get('bootstrap', '')}), "
-        f"{at.get('ci', 0.95):.0%}; corrections on the {at.get('scale', 't')} scale",
+        (f"null: {at.get('null', 'permutation')}; space: "
+         + (f"all {at['n_permutations']} elements enumerated, exact p" if at.get("exact") else
+            f"{at.get('permutation_space', np.nan):.3g} elements, {at['n_permutations']} drawn at random")
+         + f"; smallest attainable p {at.get('p_min', np.nan):.3g}"
+         + (f"; cluster-forming threshold {at['threshold']:.3g} ({at['threshold_rule']})"
+            if at.get("threshold_rule") else "")),
+        f"effect size: {at['effect_size']}; intervals: "
+        + ("t(G - 1) on the block-clustered SE" if at.get("bootstrap") == "t" else
+           f"percentile bootstrap ({at.get('bootstrap', '')})")
+        + f", {at.get('ci', 0.95):.0%}" + (f" -- {at['interval_note']}" if at.get("interval_note") else "")
+        + f"; corrections on the {at.get('scale', 't')} scale",
         f"tokens: {at['n_tokens_a']} {a}, {at['n_tokens_b']} {b}"
         + (f"; where {at['where']}" if at["where"] else "")
         + (f"; {at['n_special_excluded']} special tokens excluded" if at["n_special_excluded"] else "")

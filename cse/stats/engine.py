@@ -343,7 +343,7 @@ def compare_arrays(y_a, y_b, *, paired=False, blocks=None, covariates=None, cova
         Per-layer arrays (see `compare`), ``clusters``, ``cluster_p``, the design's
         ``statistic`` and ``effect_size`` words, ``statistic_name``, ``scale``,
         ``null``, ``n_blocks``, ``n_clusters``, ``threshold``, ``threshold_rule``,
-        ``threshold_df``, ``n_permutations``, ``exact``, ``space_size``,
+        ``threshold_df``, ``reference``, ``n_permutations``, ``exact``, ``space_size``,
         ``space_log10``, ``p_min``, ``bootstrap``, ``interval_note``.
     """
     rng = np.random.default_rng() if rng is None else rng
@@ -377,7 +377,7 @@ def compare_arrays(y_a, y_b, *, paired=False, blocks=None, covariates=None, cova
     out["p_corrected"] = out[f"p_{corrections[0]}"]
     out["significant"] = np.where(np.isfinite(out["p_corrected"]), out["p_corrected"] <= alpha, False)
     out.update(threshold=float(threshold), threshold_rule=rule, n_permutations=int(len(t_null)), null=null,
-               statistic=f"{design.statistic}; p from its {_NULL_WORDS[null]}", statistic_name=statistic,
+               statistic=design.statistic, reference=_NULL_WORDS[null], statistic_name=statistic,
                n_blocks=n_blocks, n_clusters=n_clusters, p_min=p_min(tail_stat(s_null, tail), space["exact"]),
                effect_size=design.effect_size, scale=scale, exact=space["exact"], space_size=space["size"],
                space_log10=space["log10"], space_total=space["total"], n_layers_undefined=int(np.sum(~np.isfinite(t_obs))),
