@@ -4,11 +4,13 @@ Everything here takes plain arrays and computes; `cse.stats.compare` validates a
 selects. Steps of `compare_arrays`:
 
 1. the design (`make_design`): which statistic, from `STATISTICS`;
-2. the permutations: the whole space when it is no larger than asked (exact p-values),
-   random ones otherwise (`null_distribution`);
-3. one scale across layers (`common_scale`): studentized statistics are referred to
-   N(0, 1); a model-based t whose degrees of freedom differ across layers (NaN
-   patterns) is turned into the z with the same tail probability; Welch's t stays t;
+2. the null (`resolve_null`): label permutations (`null_distribution`) or the
+   restricted wild cluster bootstrap (`cse.stats.wild`), the whole space when it is no
+   larger than asked (exact p-values), random draws otherwise;
+3. one scale across layers (`common_scale`): studentized statistics are on the z scale
+   (a name: their p-values come from the null distribution, never from N(0, 1)); a
+   model-based t whose degrees of freedom differ across layers (NaN patterns) is turned
+   into the z with the same tail probability; Welch's t stays t;
 4. every correction from that one matrix (`cse.stats.corrections.correct`);
 5. the intervals of g and of the effect estimate: t(G - 1) on the block-clustered
    standard error with blocks (`cse.stats.wild`), else the bootstrap (`cse.stats.effects`).

@@ -16,8 +16,9 @@ not assume one residual variance:
   e_i)^2 / (sum x~^2)^2`` over the G blocks holding both labels; it also allows
   dependent tokens within a block (tokens of one text).
 
-The statistic z = beta / SE is recomputed for every within-block permutation by the same
-arithmetic and referred to N(0, 1) on one scale across layers. Studentizing makes the
+The statistic z = beta / SE is recomputed for every within-block permutation (or wild
+bootstrap draw, `cse.stats.wild`) by the same arithmetic; its p-values come from that
+null distribution (with G blocks it is near t(G - 1), not N(0, 1)). Studentizing makes the
 permutation distribution of the statistic and its sampling distribution under equal
 means agree asymptotically, so that a permutation test of equal means stays valid when
 the variances differ (Janssen 1997; Chung & Romano 2013; DiCiccio & Romano 2017);

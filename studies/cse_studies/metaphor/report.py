@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cse import stats
+from cse.stats.engine import FEW_BLOCKS
 from cse_studies.common import TARGET_WORD, md_table, p_text
 
 from .analysis import CONTENT, CONTROL_TEST, MAIN, PAIR, TARGET
@@ -71,6 +72,13 @@ def cluster_markdown(test) -> str:
     return md_table(table[cols], {"mass": "{:+.2f}", "peak_g": "{:+.3f}"})
 
 
+def _null_words(attrs) -> str:
+    """The null a statistic is referred to, and the blocks (few blocks: weak inference, compare warns)."""
+    words = {"wild": "wild cluster bootstrap", "permutation": "permutations"}.get(attrs.get("null", ""), "permutations")
+    blocks = int(attrs.get("n_blocks", 0))
+    return words + (f" ({blocks} blocks{', few' if blocks < FEW_BLOCKS else ''})" if blocks else "")
+
+
 def summary_markdown(tests: list) -> str:
     """One row per test: corpus, what, sizes, test type, permutations, largest |t|, significant clusters."""
     rows = []
@@ -82,7 +90,8 @@ def summary_markdown(tests: list) -> str:
         tt = np.abs(t.result["t"].values)
         k = int(np.nanargmax(tt)) if np.isfinite(tt).any() else 0
         rows.append({"test": t.key, "what": t.label, "n (met / lit)": n,
-                     "statistic": a.get("statistic") or a.get("test", ""), "P": a["n_permutations"],
+                     "statistic": a.get("statistic") or a.get("test", ""), "null (blocks)": _null_words(a),
+                     "P": a["n_permutations"],
                      "largest |t| (layer)": f"{t.result['t'].values[k]:+.2f} ({int(t.result['layer'].values[k])})",
                      f"clusters with p <= {ALPHA}": clusters_phrase(t)})
     return md_table(pd.DataFrame(rows))
@@ -100,7 +109,8 @@ def groups_markdown(groups: pd.DataFrame, tests: dict) -> str:
             res = t.result
             t_abs = np.abs(res["t"].values)
             k = int(np.nanargmax(t_abs)) if np.isfinite(t_abs).any() else 0
-            row.update({"mean diff": f"{np.nanmean(res['diff'].values):+.4f}",
+            row.update({"blocks": int(res.attrs.get("n_blocks", 0)) or "",
+                        "mean diff": f"{np.nanmean(res['diff'].values):+.4f}",
                         "largest |t| (layer)": f"{res['t'].values[k]:+.2f} ({int(res['layer'].values[k])})",
                         f"clusters with p <= {ALPHA}": clusters_phrase(t)})
         rows.append(row)
