@@ -136,8 +136,9 @@ def _warn_few_blocks(res: dict, blocks) -> None:
 @fill_doc
 def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str | None = None,
             exchangeability_blocks: str | None = None, covariates=None, statistic: str = "auto",
-            null: str = "auto", n_permutations: int = 10000, correction: str = "cluster", corrections=None, tail: int = 0,
-            threshold: float | None = None, cluster_alpha: float = 0.05, tfce_e: float = 0.5, tfce_h: float = 2.0,
+            null: str = "auto", n_permutations: int = 10000, correction: str = "cluster", corrections=None,
+            tail: int = 0, threshold: float | None = None, cluster_alpha: float = 0.05, tfce_e: float = 0.5,
+            tfce_h: float = 2.0,
             alpha: float = 0.05, n_bootstrap: int = 2000, ci: float = 0.95, bootstrap: str = "auto",
             include_special: bool = False, seed=0, groups=None, blocks: str | None = None):  # fmt: skip
     """Compare two groups of tokens at every layer with a permutation test.

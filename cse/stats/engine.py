@@ -393,7 +393,8 @@ def compare_arrays(y_a, y_b, *, paired=False, blocks=None, covariates=None, cova
                n_blocks=n_blocks, n_clusters=n_clusters, p_min=p_min(tail_stat(s_null, tail), space["exact"]),
                effect_size=design.effect_size, scale=scale, exact=space["exact"], space_size=space["size"],
                space_log10=space["log10"], space_total=space["total"], n_layers_undefined=int(np.sum(~np.isfinite(t_obs))),
-               threshold_df=rule_df if rule != "given" else (np.inf if scale == "z" else out["threshold_df"]))  # fmt: skip
+               threshold_df=rule_df if rule != "given" else np.inf if scale == "z" else out["threshold_df"],
+               )  # fmt: skip
     # 4. Intervals of Hedges' g and of the effect estimate.
     _intervals(design, out, blocks=blocks, paired=paired, bootstrap=bootstrap, n_bootstrap=n_bootstrap, rng=rng,
                ci=ci, L=t_obs.size)  # fmt: skip

@@ -25,8 +25,9 @@ covariate basis), ``beta* = sum_k w_k S_k / Sxx``, the block scores
 statistic. When 6**K draws are no more than asked, every weight vector is enumerated
 (the identity among them) and p = b / 6**K.
 
-The same sums give the default interval with blocks (`cse.stats.engine.AUTO_INTERVAL`): ``beta +- t_{G-1}((1 + ci) / 2) SE_CR1`` (Cameron & Miller 2015, section VI),
-whose coverage is measured in ``scripts/stats_coverage.py``.
+The same sums give the default interval with blocks (`cse.stats.engine.AUTO_INTERVAL`):
+``beta +- t_{G-1}((1 + ci) / 2) SE_CR1`` (Cameron & Miller 2015, section VI), whose
+coverage ``scripts/stats_coverage.py`` measures.
 
 References
 ----------
