@@ -514,6 +514,7 @@ def test_small_within_block_spaces_are_enumerated_exactly():
     bl = np.r_[blocks[~group], blocks[group]]
     for statistic in ("cr", "hc2", "pooled"):
         res = compare_arrays(y_a, y_b, blocks=bl, statistic=statistic, corrections=["maxT"], n_permutations=999,
+                             null="permutation",
                              rng=np.random.default_rng(0))  # fmt: skip
         assert res["exact"] and res["n_permutations"] == 64 and res["space_size"] == 64
         design_y = np.concatenate([y_a, y_b])
@@ -537,7 +538,8 @@ def test_small_within_block_spaces_are_enumerated_exactly():
             assert res["p_uncorrected"][layer] == pytest.approx(brute_force_p(stat, relabel)), statistic
     public = stats.compare(y, by=np.where(group, "b", "a"), n_permutations=999, n_bootstrap=0)
     assert public.attrs["exact"] == 1 and public.attrs["permutation_space"] == 924.0  # C(12, 6) <= 999
-    assert public.attrs["n_permutations"] == 924 and public.attrs["p_min"] == pytest.approx(1 / 924)
+    # two-sided: t and -t pair up, so no p below 2 / 924 (issue 26)
+    assert public.attrs["n_permutations"] == 924 and public.attrs["p_min"] == pytest.approx(2 / 924)
     assert public.attrs["p_value"].startswith("b / P")
 
 

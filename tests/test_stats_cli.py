@@ -64,12 +64,21 @@ def test_stats_command_options_reach_compare(result_file):
     assert run.exit_code == 0, run.output
     # the default with blocks is the studentized (block-clustered) statistic (issue 18)
     assert "effect of literal against metaphor (within-block z: label effect over its block-clustered" in run.output
-    assert "99 permutations within 'genre' blocks (2 blocks)" in run.output
-    assert "corrections on the z scale" in run.output and "permutation space: " in run.output
+    # ... referred to the restricted wild cluster bootstrap (issue 26): 6**2 = 36 weight vectors, enumerated
+    assert "36 restricted wild cluster bootstrap draws (Webb weights) by 'genre' blocks (2 blocks)" in run.output
+    assert "null: wild; space: all 36 elements enumerated" in run.output and "N(0, 1)" not in run.output
+    assert "corrections on the z scale" in run.output
     assert "corrections: maxT (primary), tfce, maxT_stepdown; tail -1" in run.output
     for column in ("p_maxT", "p_tfce", "p_maxT_stepdown", "tfce"):
         assert column in run.output
     assert "clusters" not in run.output  # the cluster correction was not asked for
+    run = invoke("stats", result_file, "--by", "label", "--n-permutations", 99, "--n-bootstrap", 0, "--blocks",
+                 "genre", "--null", "permutation")  # fmt: skip
+    assert run.exit_code == 0, run.output
+    assert "99 permutations within 'genre' blocks (2 blocks)" in run.output and "null: permutation" in run.output
+    assert "cluster-forming threshold 12.7 (t(G - 1) = t(1))" in run.output
+    run = invoke("stats", result_file, "--by", "label", "--null", "wild")
+    assert isinstance(run.exception, CSEInputError) and "Invalid value for 'null'" in str(run.exception)
 
 
 def test_stats_command_statistic_levels_and_bootstrap(result_file, tmp_path):
@@ -93,7 +102,8 @@ def test_stats_command_statistic_levels_and_bootstrap(result_file, tmp_path):
     write_result(ds, small)
     run = invoke("stats", small, "--by", "label", "--n-permutations", 999, "--n-bootstrap", 0)
     assert run.exit_code == 0, run.output
-    assert "permutation space: all 20 elements enumerated, exact p; smallest attainable p 0.05" in run.output
+    # two-sided: t and -t pair up in the 20 relabellings, so no p below 2 / 20 (issue 26)
+    assert "null: permutation; space: all 20 elements enumerated, exact p; smallest attainable p 0.1" in run.output
 
 
 def test_stats_command_covariates_and_cse_z(result_file, tmp_path):

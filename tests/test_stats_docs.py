@@ -17,7 +17,8 @@ numpydoc = pytest.importorskip("numpydoc.docscrape")
 MODULES = ["cse.stats", "cse.stats.comparison", "cse.stats.corrections", "cse.stats.depth", "cse.stats.describe",
            "cse.stats.effects", "cse.stats.engine", "cse.stats.frequency", "cse.stats.layers",
            "cse.stats.linear_model", "cse.stats.mixed", "cse.stats.permutation", "cse.stats.replication",
-           "cse.stats.result", "cse.stats.robust", "cse.stats.selection", "cse.stats.statistics", "cse.plot"]
+           "cse.stats.result", "cse.stats.robust", "cse.stats.selection", "cse.stats.statistics", "cse.stats.wild",
+           "cse.plot"]
 
 
 def _exported():

@@ -229,7 +229,7 @@ def test_main_tests_keep_the_previous_default_beside_and_say_what_changed():
                         blocks="exchangeability_block")  # fmt: skip
     test = tests[0]
     assert test.previous is not None and test.previous.attrs["statistic_name"] == "pooled"
-    assert test.previous.attrs["bootstrap"] == "cells" and test.result.attrs["bootstrap"] == "blocks"
+    assert test.previous.attrs["bootstrap"] == "cells" and test.result.attrs["bootstrap"] == "t"
     assert test.result.attrs["statistic_name"] == "cr"
     row = change_row(test)
     new, old = test.result, test.previous
@@ -264,6 +264,14 @@ def test_replication_table_runs_a_conjunction_per_model_and_per_corpus():
     lines = "\n".join(replication_lines([run_a, run_b]))
     assert "| models | corpus mohx | cse | a, b |" in lines and "relative depth" in lines
     assert "`b`: significant clusters of opposite sign in different corpora at layers" in lines
+    run_c = type("Run", (), {})()
+    run_c.slug = "c"
+    run_c.tests = [A.Test(k, k, "w", res[k]) for k in ("up", "same", "down")]
+    lines = "\n".join(replication_lines([run_c]))
+    assert "in at least 2 (u = 2, Simes" in lines  # the partial conjunction beside the full one
+    two = stats.replicated_bands({k: res[k] for k in ("up", "same", "down")}, u=2)
+    assert len(two) and f"layers {two['first'].iloc[0]}-{two['last'].iloc[0]} (+" in lines
+    assert stats.replicated_bands({k: res[k] for k in ("up", "same", "down")}).empty  # one opposite result vetoes all
 
 
 # --------------------------------------------------------------------------- cross-depth

@@ -8,7 +8,7 @@ import click
 import numpy as np
 
 from ..errors import CSEInputError
-from ..stats import BOOTSTRAPS, CORRECTIONS, STATISTICS, boundary_layers, layer_span
+from ..stats import BOOTSTRAPS, CORRECTIONS, NULLS, STATISTICS, boundary_layers, layer_span
 
 TAIL_NAMES = {"two-sided": 0, "0": 0, "greater": 1, "1": 1, "less": -1, "-1": -1}
 
@@ -59,14 +59,20 @@ def permutation_options(func):
                      help="auto: Welch t without blocks, cr (label coefficient over its block-clustered SE, valid "
                           "when the labels differ in variance) with --exchangeability-blocks, hc2 with covariates "
                           "only, paired with --paired-by; pooled: the pooled-variance t of earlier releases."),
+        click.option("--null", type=click.Choice(NULLS), default="auto", show_default=True,
+                     help="Null distribution of the statistic, for every p-value and correction. auto: wild (the "
+                          "restricted wild cluster bootstrap, one Webb weight per block at every layer; holds "
+                          "cluster mass when the effect varies between blocks) for cr, permutation otherwise."),
         click.option("--correction", "corrections", type=click.Choice(CORRECTIONS), multiple=True,
                      help="Correction across layers; repeat to compute several from the same permutations, "
                           "the first is the primary [default: cluster]."),
-        click.option("--n-permutations", type=int, default=10000, show_default=True),
+        click.option("--n-permutations", type=int, default=10000, show_default=True,
+                     help="Random permutations (or wild bootstrap draws); a smaller space is enumerated."),
         click.option("--tail", type=click.Choice(list(TAIL_NAMES)), default="two-sided", show_default=True,
                      help="greater: B > A; less: B < A."),
         click.option("--threshold", type=float, default=None,
-                     help="Cluster-forming |t| [default: t critical value at --cluster-alpha]."),
+                     help="Cluster-forming |t| [default: critical value at --cluster-alpha of t(G - 1) for cr "
+                          "with G blocks, of N(0, 1) for other z statistics, else of t(df)]."),
         click.option("--cluster-alpha", type=float, default=0.05, show_default=True),
         click.option("--tfce-e", type=float, default=0.5, show_default=True, help="TFCE extent exponent E."),
         click.option("--tfce-h", type=float, default=2.0, show_default=True, help="TFCE height exponent H."),
@@ -74,9 +80,9 @@ def permutation_options(func):
         click.option("--n-bootstrap", type=int, default=2000, show_default=True,
                      help="Bootstrap replicates for the intervals of Hedges' g and of the difference."),
         click.option("--bootstrap", type=click.Choice(BOOTSTRAPS), default="auto", show_default=True,
-                     help="auto: whole exchangeability blocks with 10 or more blocks, tokens within block-by-group "
-                          "cells with fewer, within groups without blocks; cells: always within cells (earlier "
-                          "releases; too narrow with small blocks)."),
+                     help="auto: t(G - 1) on the block-clustered SE with exchangeability blocks (t), tokens within "
+                          "groups without blocks; blocks: resample whole blocks; cells: tokens within block-by-group "
+                          "cells (earlier releases; too narrow with small blocks)."),
         click.option("--seed", type=int, default=0, show_default=True),
     ]  # fmt: skip
     for option in reversed(options):
@@ -91,7 +97,7 @@ def run_compare(ds, options: dict, n_bootstrap: int | None = None):
     corrections = list(options["corrections"]) or ["cluster"]
     return compare(
         ds, options["by"], options["where"], levels=options["levels"] or None, var=options["var"],
-        statistic=options["statistic"], bootstrap=options["bootstrap"],
+        statistic=options["statistic"], bootstrap=options["bootstrap"], null=options["null"],
         paired_by=options["paired_by"], exchangeability_blocks=options["exchangeability_blocks"],
         covariates=list(options["covariates"]) or None, n_permutations=options["n_permutations"],
         correction=corrections[0], corrections=corrections, tail=TAIL_NAMES[options["tail"]],
@@ -118,11 +124,13 @@ def describe_test(res) -> list[str]:
     """Header lines: the statistic, the permutation scheme, the corrections, the effect size, the tokens."""
     at = res.attrs
     a, b = at["group_a"], at["group_b"]
-    scheme = f"{at['n_permutations']} permutations"
+    wild = at.get("null") == "wild"
+    scheme = f"{at['n_permutations']} " + ("restricted wild cluster bootstrap draws (Webb weights)" if wild else
+                                          "permutations")  # fmt: skip
     if at["paired_by"]:
         scheme = f"{at['n_permutations']} sign flips of pairs by {at['paired_by']!r}"
     elif at["exchangeability_blocks"]:
-        scheme += f" within {at['exchangeability_blocks']!r} blocks ({at['n_blocks']} blocks"
+        scheme += f" {'by' if wild else 'within'} {at['exchangeability_blocks']!r} blocks ({at['n_blocks']} blocks"
         if at["n_blocks_single_label"]:
             scheme += (f"; {at['n_blocks_single_label']} holding one label left out "
                        f"({at['n_tokens_single_label_blocks']} tokens): {at['blocks_single_label']}")  # fmt: skip
@@ -132,11 +140,17 @@ def describe_test(res) -> list[str]:
         f"{at['var']} by {at['by']}: {at['difference']}",
         f"statistic: {at['statistic']}; {scheme}; corrections: {corrections[0]} (primary)"
         + "".join(f", {c}" for c in corrections[1:]) + f"; tail {at['tail']}, seed {at['seed']}",
-        ("permutation space: " + (f"all {at['n_permutations']} elements enumerated, exact p" if at.get("exact") else
-         f"{at.get('permutation_space', np.nan):.3g} elements, {at['n_permutations']} drawn at random")
-         + f"; smallest attainable p {at.get('p_min', np.nan):.3g}"),
-        f"effect size: {at['effect_size']}; intervals: percentile bootstrap ({at.get('bootstrap', '')}), "
-        f"{at.get('ci', 0.95):.0%}; corrections on the {at.get('scale', 't')} scale",
+        (f"null: {at.get('null', 'permutation')}; space: "
+         + (f"all {at['n_permutations']} elements enumerated, exact p" if at.get("exact") else
+            f"{at.get('permutation_space', np.nan):.3g} elements, {at['n_permutations']} drawn at random")
+         + f"; smallest attainable p {at.get('p_min', np.nan):.3g}"
+         + (f"; cluster-forming threshold {at['threshold']:.3g} ({at['threshold_rule']})"
+            if at.get("threshold_rule") else "")),
+        f"effect size: {at['effect_size']}; intervals: "
+        + ("t(G - 1) on the block-clustered SE" if at.get("bootstrap") == "t" else
+           f"percentile bootstrap ({at.get('bootstrap', '')})")
+        + f", {at.get('ci', 0.95):.0%}" + (f" -- {at['interval_note']}" if at.get("interval_note") else "")
+        + f"; corrections on the {at.get('scale', 't')} scale",
         f"tokens: {at['n_tokens_a']} {a}, {at['n_tokens_b']} {b}"
         + (f"; where {at['where']}" if at["where"] else "")
         + (f"; {at['n_special_excluded']} special tokens excluded" if at["n_special_excluded"] else "")

@@ -18,6 +18,8 @@ Modules, one per concept (dependencies point down the list):
   Freedman-Lane t (covariates);
 - `robust`: the studentized statistics (block-clustered CR, HC2) that stay valid when
   the labels differ in variance;
+- `wild`: the restricted wild cluster bootstrap of the block-clustered statistic
+  (Webb weights, one per block) and the t(G - 1) interval;
 - `corrections`: cluster mass, TFCE, max-T (single step and step-down),
   Benjamini-Hochberg, all from one permutation distribution;
 - `engine`, `result`, `comparison`: the public `compare`;
@@ -30,17 +32,20 @@ from .comparison import compare
 from .corrections import CORRECTIONS
 from .depth import relative_depth
 from .describe import group_contrast
-from .engine import BOOTSTRAPS, STATISTICS
+from .engine import BOOTSTRAPS, NULLS, STATISTICS
 from .frequency import add_log_frequency, log_frequency
 from .layers import boundary_layers, layer_span
 from .mixed import mixedlm
 from .replication import conjunction, replicated_bands
 from .selection import select_tokens
+from .wild import WildCluster, webb_weights
 
 __all__ = [
     "BOOTSTRAPS",
     "CORRECTIONS",
+    "NULLS",
     "STATISTICS",
+    "WildCluster",
     "add_log_frequency",
     "boundary_layers",
     "compare",
@@ -52,4 +57,5 @@ __all__ = [
     "relative_depth",
     "replicated_bands",
     "select_tokens",
+    "webb_weights",
 ]

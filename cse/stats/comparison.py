@@ -9,13 +9,15 @@ distribution, every correction from it, the bootstrap intervals).
 from __future__ import annotations
 
 
+import warnings
+
 import numpy as np
 
 from ..docs import fill_doc
 from ..errors import CSEInputError
 from ..params import check_choice, check_int, check_memory, check_number, draw_seed
 from .corrections import CORRECTIONS
-from .engine import BOOTSTRAPS, STATISTICS, compare_arrays
+from .engine import BOOTSTRAPS, FEW_BLOCKS, NULLS, STATISTICS, compare_arrays
 from .result import assemble
 from .selection import (
     align_pairs,
@@ -33,7 +35,7 @@ TAILS = (0, 1, -1)
 
 
 def _check_parameters(tail, correction, corrections, n_permutations, n_bootstrap, alpha, cluster_alpha, ci,
-                      threshold, tfce_e, tfce_h, covariates, statistic, bootstrap) -> dict:  # fmt: skip
+                      threshold, tfce_e, tfce_h, covariates, statistic, bootstrap, null="auto") -> dict:  # fmt: skip
     """Validate the numeric and choice parameters of `compare`; return them resolved."""
     if isinstance(tail, bool) or tail not in TAILS:
         raise CSEInputError(f"Invalid value for 'tail': expected 0 (two-sided), 1 (b > a) or -1 (b < a), got {tail!r}")
@@ -61,6 +63,7 @@ def _check_parameters(tail, correction, corrections, n_permutations, n_bootstrap
         "covariates": list(dict.fromkeys(covariates)),
         "statistic": check_choice("statistic", statistic, STATISTICS),
         "bootstrap": check_choice("bootstrap", bootstrap, BOOTSTRAPS),
+        "null": check_choice("null", null, NULLS),
     }
 
 
@@ -117,11 +120,25 @@ def _comparison_data(sel, paired_by, blocks, covariates) -> dict:
     return out
 
 
+def _warn_few_blocks(res: dict, blocks) -> None:
+    """One warning when fewer than `cse.stats.engine.FEW_BLOCKS` blocks hold both labels."""
+    if blocks is None or res["n_clusters"] >= FEW_BLOCKS:
+        return
+    warnings.warn(
+        f"Only {res['n_clusters']} exchangeability blocks ({blocks!r}) hold both labels (fewer than {FEW_BLOCKS}): "
+        f"inference is weak -- the statistic's null is near t({max(res['n_clusters'] - 1, 1)}), few distinct "
+        f"permutations or bootstrap weights exist and the interval is {res['bootstrap']!r}"
+        + (f" ({res['interval_note']})" if res["interval_note"] else ""),
+        UserWarning, stacklevel=3,
+    )  # fmt: skip
+
+
 @fill_doc
 def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str | None = None,
             exchangeability_blocks: str | None = None, covariates=None, statistic: str = "auto",
-            n_permutations: int = 10000, correction: str = "cluster", corrections=None, tail: int = 0,
-            threshold: float | None = None, cluster_alpha: float = 0.05, tfce_e: float = 0.5, tfce_h: float = 2.0,
+            null: str = "auto", n_permutations: int = 10000, correction: str = "cluster", corrections=None,
+            tail: int = 0, threshold: float | None = None, cluster_alpha: float = 0.05, tfce_e: float = 0.5,
+            tfce_h: float = 2.0,
             alpha: float = 0.05, n_bootstrap: int = 2000, ci: float = 0.95, bootstrap: str = "auto",
             include_special: bool = False, seed=0, groups=None, blocks: str | None = None):  # fmt: skip
     """Compare two groups of tokens at every layer with a permutation test.
@@ -167,10 +184,26 @@ def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str
         The statistic (see Notes). ``auto`` (default): ``welch`` without blocks and
         covariates, ``cr`` with at least two blocks (``hc2`` with one), ``hc2`` with
         covariates but no blocks, ``paired`` for pairs.
+    null : {"auto", "permutation", "wild"}
+        The null distribution of the statistic, from which the per-layer p-values and
+        every correction come. ``permutation``: labels permuted within blocks
+        (residuals with covariates, sign flips for pairs). ``wild``: the restricted
+        wild cluster bootstrap of the block-clustered statistic (needs ``cr``; one
+        Webb six-point weight per block multiplies that block's residuals under H0 at
+        every layer; `cse.stats.wild`). ``auto`` (default): ``wild`` for ``cr`` with
+        at least two blocks holding both labels, else ``permutation`` -- chosen by
+        measured size: when the label effect varies between blocks (mean 0), the
+        permutation null's cluster-mass FWER was 0.086 with 5 blocks and 0.066 with
+        25, the wild bootstrap's 0.054 and 0.047 (TFCE, max-T and per layer
+        0.039-0.057 under both), and in the other designs the two agree within 0.007
+        (2,000 data sets per design, ``scripts/stats_null_size.py``,
+        ``benchmarks/results/stats_null_size.txt``, `cse.stats.engine.resolve_null`).
+        ``attrs["null"]`` records the one used.
     n_permutations : int
-        Number of random permutations P >= 1 (the observed labelling is not among
+        Number of random permutations (or wild bootstrap draws) P >= 1 (the observed labelling is not among
         them), so that p = (b + 1) / (P + 1); when the permutation space holds at most
-        P elements it is enumerated instead and p = b / (its size), exact. Bounded by
+        P elements it is enumerated instead and p = b / (its size), exact (6**K weight
+        vectors of K blocks for ``wild``). Bounded by
         the memory of the stored permutation distribution, P x n_layers float64
         (`cse.params.MEMORY_LIMIT_BYTES`).
     correction : {"cluster", "tfce", "maxT", "maxT_stepdown", "fdr_bh"}
@@ -184,9 +217,11 @@ def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str
     threshold : float, optional
         Cluster-forming threshold on the statistic (on its absolute value when
         two-sided), on the scale of ``attrs["scale"]``. Default: the critical value at
-        `cluster_alpha` (two-sided when ``tail == 0``) of N(0, 1) on the z scale, else
-        of Student's t with the smallest degrees of freedom over layers
-        (n_a + n_b - 2 for Welch's t).
+        `cluster_alpha` (two-sided when ``tail == 0``) of t(G - 1) for ``cr`` with G
+        blocks holding both labels (the statistic's null is near t(G - 1), not N(0, 1):
+        2.78 at G = 5), of N(0, 1) for the other studentized statistics, else of
+        Student's t with the smallest degrees of freedom over layers (n_a + n_b - 2 for
+        Welch's t). ``attrs["threshold_rule"]`` records which.
     cluster_alpha : float
         Level of the default cluster-forming threshold, in (0, 1).
     tfce_e, tfce_h : float
@@ -199,12 +234,17 @@ def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str
         them: NaN bounds).
     ci : float
         Coverage of the bootstrap intervals, in (0, 1).
-    bootstrap : {"auto", "blocks", "cells"}
-        What the bootstrap resamples: ``blocks`` whole exchangeability blocks (the
-        default with at least 10 blocks holding both labels); ``cells`` tokens within
-        each block-by-group cell (the scheme of earlier releases, and the default with
-        fewer blocks; too narrow with small blocks) or within each group without
-        blocks. Pairs are always resampled whole. ``attrs["bootstrap"]`` says which.
+    bootstrap : {"auto", "blocks", "t", "cells"}
+        The interval. ``t`` (the default with blocks): ``diff +- t(G - 1) SE_CR1``
+        with G blocks holding both labels, g's bounds scaled by J(df) / SD; NaN with
+        the reason in ``attrs["interval_note"]`` below 2 blocks. ``blocks``: percentile
+        bootstrap resampling whole blocks; ``cells``: tokens within each
+        block-by-group cell (far too narrow with small blocks), or within each group
+        without blocks. Pairs are always resampled whole. ``attrs["bootstrap"]`` says
+        which. Measured coverage of 95 % intervals of diff (600 data sets per cell,
+        ``scripts/stats_coverage.py``): ``t`` 0.93-0.96 at 5, 8, 10, 15, 30 and 60
+        blocks, ``blocks`` 0.82-0.84 at 5 and 0.88-0.90 at 8-10 blocks, ``cells``
+        0.50-0.79 (`cse.stats.engine.AUTO_INTERVAL`).
     include_special : %(include_special)s
     seed : %(seed)s
     groups : (a, b), optional
@@ -231,9 +271,14 @@ def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str
         cluster_sign``. Attributes record every setting and the seed,
         ``statistic`` (which statistic, in words) and ``statistic_name``,
         ``scale`` (``t`` or ``z``: what the corrections combined), ``effect_size``,
-        ``bootstrap``, ``corrections`` (the primary first), the permutation space
+        ``bootstrap`` and ``interval_note`` (why an interval is NaN, else ''),
+        ``null``, ``corrections`` (the primary first), ``threshold`` with
+        ``threshold_rule`` and ``threshold_df``, the null's space
         (``permutation_space``, its ``permutation_space_log10``, ``exact`` 1 when
-        enumerated, ``p_min`` the smallest attainable p), the token counts, the
+        enumerated, ``p_min`` the smallest attainable p: 1 / (P + 1) for random
+        draws, the fewest elements at a layer's largest value over the size when
+        enumerated, 2 / size two-sided for sign-symmetric spaces), the token counts,
+        ``n_clusters`` (blocks holding both labels, G), the
         exchangeability blocks (``n_blocks``, ``n_blocks_single_label``,
         ``blocks_single_label``), the covariates, ``n_nonfinite`` and
         ``n_layers_undefined`` (layers where the statistic is NaN).
@@ -241,7 +286,8 @@ def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str
     Raises
     ------
     CSEInputError
-        If a coordinate is missing, `where` is refused or cannot be evaluated, `by`
+        If ``null="wild"`` is asked without ``cr`` and two blocks holding both labels,
+        a coordinate is missing, `where` is refused or cannot be evaluated, `by`
         does not give two groups, pairs are incomplete, no block holds both groups,
         covariates are collinear, the statistic does not fit the design, a parameter
         is out of range, or a count would need more memory than the limit (the
@@ -257,10 +303,16 @@ def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str
       v_b / n_b)`` over the tokens finite at the layer; t scale.
     - ``cr`` (default with blocks): the label coefficient beta of the OLS model
       ``y = beta label (+ gamma' covariates) + alpha_block + e`` over its
-      block-clustered (CR1) standard error, referred to N(0, 1) (`cse.stats.robust`):
-      a studentized permutation test, valid when the labels differ in variance
-      (Chung & Romano 2013; DiCiccio & Romano 2017) and when tokens of a block are
-      dependent. Chosen over ``hc2`` by its measured size (README; `cse.stats.robust`).
+      block-clustered (CR1) standard error (`cse.stats.robust`), referred to its
+      null distribution (`null`): studentized, so valid when the labels differ in
+      variance (Chung & Romano 2013; DiCiccio & Romano 2017) and, per layer, when
+      tokens of a block are dependent. Corrections that sum over layers (cluster
+      mass) also need the dependence across layers that a block-specific label
+      effect adds, which label permutations do not reproduce and the wild bootstrap
+      does (the default `null`). Chosen over ``hc2`` by its measured size (README;
+      `cse.stats.robust`). With few blocks its null is near t(G - 1); below
+      `cse.stats.engine.FEW_BLOCKS` (10) blocks a ``UserWarning`` says inference is
+      weak.
     - ``hc2``: the same coefficient over the HC2 standard error with the full
       fixed-effects leverage (default with covariates but no blocks).
     - ``pooled``: the model's t with one pooled residual variance (df = n - n_blocks -
@@ -273,7 +325,8 @@ def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str
 
     ``diff`` is beta with blocks or covariates (the label effect within blocks, not
     mean_b - mean_a, which mixes in differences between blocks), else mean_b - mean_a.
-    One scale across layers: studentized statistics are z; a model-based t whose
+    One scale across layers: studentized statistics are z (a name, not a reference:
+    their p-values come from the null distribution); a model-based t whose
     degrees of freedom differ across layers (NaN patterns) is converted to the z with
     the same tail probability before the corrections (``z``); Welch's t stays t.
 
@@ -319,7 +372,7 @@ def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str
     levels = deprecated_alias("groups", groups, "levels", levels)
     exchangeability_blocks = deprecated_alias("blocks", blocks, "exchangeability_blocks", exchangeability_blocks)
     settings = _check_parameters(tail, correction, corrections, n_permutations, n_bootstrap, alpha, cluster_alpha,
-                                 ci, threshold, tfce_e, tfce_h, covariates, statistic, bootstrap)  # fmt: skip
+                                 ci, threshold, tfce_e, tfce_h, covariates, statistic, bootstrap, null)  # fmt: skip
     if paired_by is not None and (exchangeability_blocks is not None or settings["covariates"]):
         raise CSEInputError(
             "Invalid combination: 'paired_by' (sign flips of pairs) excludes 'exchangeability_blocks' and "
@@ -341,8 +394,9 @@ def compare(ds, by, where=None, *, levels=None, var: str = "cse", paired_by: str
         n_permutations=settings["n_permutations"], corrections=settings["corrections"], tail=settings["tail"],
         threshold=settings["threshold"], cluster_alpha=settings["cluster_alpha"], tfce_e=settings["tfce_e"],
         tfce_h=settings["tfce_h"], alpha=settings["alpha"], n_bootstrap=settings["n_bootstrap"], ci=settings["ci"],
-        rng=rng,
+        rng=rng, null=settings["null"],
     )  # fmt: skip
+    _warn_few_blocks(res, exchangeability_blocks)
 
     # 4. Assemble the Dataset.
     return assemble(res, sel, data, settings, var=var, where=where, paired_by=paired_by,

@@ -13,7 +13,10 @@ the degrees of freedom of the SD in the denominator:
 
 The interval is the percentile bootstrap (Efron & Tibshirani 1993, ch. 13) of g and of
 the effect estimate ``diff``, the design's effects recomputed from the resampling
-counts. With exchangeability blocks the default resamples whole blocks (the cluster
+counts. With exchangeability blocks the default interval is not a bootstrap but
+t(G - 1) on the block-clustered standard error (`cse.stats.wild`; it covered 0.93-0.96
+from 5 to 60 blocks where the block bootstrap covered 0.82-0.90 below 15); asked for by
+name (``blocks``), whole blocks are resampled (the cluster
 bootstrap; Field & Welsh 2007; Cameron, Gelbach & Miller 2008): each resampled copy of
 a block is a distinct block in the degrees of freedom, so tokens of one block vary
 together and a block of few tokens varies at all. The previous scheme, tokens within

@@ -8,9 +8,13 @@ the n results show an effect of the same sign:
 1. per result and direction s (+ or -), the layer's permutation p-value when the
    statistic has sign s, else 1 (a valid p-value of "no effect of sign s");
 2. per layer and direction, the partial conjunction p-value of Benjamini & Heller
-   (2008), Bonferroni form, ``p = min(1, (n - u + 1) p_(u))`` with p_(u) the u-th
-   smallest; for u = n this is the largest p, the minimum-statistic conjunction test of
-   Nichols et al. (2005), valid under the conjunction null (some result has no effect);
+   (2008): a combination of the n - u + 1 largest p-values p_(u) <= ... <= p_(n) --
+   Simes (default), ``min_j (n - u + 1) / j p_(u - 1 + j)``, Fisher, the chi2(2 (n -
+   u + 1)) tail of ``-2 sum log p_(i)``, both for independent results (separate corpora;
+   Simes also under positive dependence), or Bonferroni, ``min(1, (n - u + 1) p_(u))``,
+   under any dependence; for u = n all three are the largest p, the minimum-statistic
+   conjunction test of Nichols et al. (2005), valid under the conjunction null (some
+   result has no effect);
 3. per layer the smaller of the two directions (only one can hold u results when
    u > n / 2), then a correction across layers: Holm (FWER, any dependence; default) or
    Benjamini-Hochberg (FDR, as Heller et al. 2007).
@@ -40,12 +44,18 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import CSEInputError
+import warnings
+
+from scipy import stats as sps
+
 from ..params import check_choice, check_int, check_number
 from .corrections import benjamini_hochberg, holm
 
-__all__ = ["CONJUNCTION_CORRECTIONS", "conjunction", "replicated_bands"]
+__all__ = ["COMBINATIONS", "CONJUNCTION_CORRECTIONS", "conjunction", "replicated_bands"]
 
 CONJUNCTION_CORRECTIONS = ("holm", "fdr_bh")
+#: How the partial conjunction combines the n - u + 1 largest p-values.
+COMBINATIONS = ("simes", "fisher", "bonferroni")
 
 
 def _named(results) -> dict:
@@ -97,14 +107,40 @@ def _binned(p: np.ndarray, depth: np.ndarray, bins: int) -> np.ndarray:
     return out
 
 
-def _partial(p: np.ndarray, u: int) -> np.ndarray:
-    """Partial conjunction p of u out of n (rows), Bonferroni form: min(1, (n - u + 1) p_(u)) per column."""
+def _partial(p: np.ndarray, u: int, combination: str = "bonferroni") -> np.ndarray:
+    """Partial conjunction p of u out of n (rows) per column, from the n - u + 1 largest p (Benjamini & Heller 2008)."""
     n = p.shape[0]
-    return np.minimum(1.0, (n - u + 1) * np.sort(p, axis=0)[u - 1])
+    largest = np.sort(p, axis=0)[u - 1 :]  # p_(u) .. p_(n)
+    m = n - u + 1
+    if combination == "simes":
+        return np.minimum(1.0, (m / np.arange(1, m + 1)[:, None] * largest).min(axis=0))
+    if combination == "fisher":
+        with np.errstate(divide="ignore"):
+            return sps.chi2.sf(-2.0 * np.log(largest).sum(axis=0), 2 * m)
+    return np.minimum(1.0, m * largest[0])
+
+
+def _reachable(named: dict, u: int, correction: str, n_tests: int, bins: int | None, combination: str) -> float:
+    """The smallest corrected conjunction p that the results' permutation counts allow (from their ``p_min``).
+
+    Every combination is increasing in each p, so its smallest value is at the results'
+    floors (times the Bonferroni factor of the fewest layers in a bin); Holm's first step
+    multiplies it by the number of tests, Benjamini-Hochberg's smallest adjusted p can
+    equal it.
+    """
+    floors = []
+    for res in named.values():
+        factor = 1
+        if bins is not None:
+            index = np.clip(np.ceil(_depth(res) * bins - 1e-9).astype(np.int64) - 1, 0, bins - 1)
+            factor = int(np.bincount(index, minlength=bins)[np.bincount(index, minlength=bins) > 0].min())
+        floors.append(min(1.0, factor * float(res.attrs.get("p_min", 0.0))))
+    smallest = float(_partial(np.array(floors)[:, None], u, combination)[0])
+    return min(1.0, smallest * (max(n_tests, 1) if correction == "holm" else 1))
 
 
 def conjunction(results, *, u: int | None = None, alpha: float = 0.05, correction: str = "holm",
-                bins: int | None = None) -> xr.Dataset:  # fmt: skip
+                bins: int | None = None, combination: str = "simes") -> xr.Dataset:  # fmt: skip
     """Where do at least u of several `cse.stats.compare` results agree on an effect of the same sign?
 
     Parameters
@@ -123,6 +159,9 @@ def conjunction(results, *, u: int | None = None, alpha: float = 0.05, correctio
     bins : int, optional
         Compare on this many equal bins of relative depth (``depth`` coordinate, or
         (i + 1) / L) instead of layers; required when the results' layers differ.
+    combination : {"simes", "fisher", "bonferroni"}
+        How the n - u + 1 largest p-values are combined (see the module docstring);
+        irrelevant for u = n.
 
     Returns
     -------
@@ -133,7 +172,10 @@ def conjunction(results, *, u: int | None = None, alpha: float = 0.05, correctio
         direction has u results below 1), ``replicated`` (bool, p_corrected <= alpha);
         over (``result``, layer): ``p_positive``, ``p_negative`` (the directional
         p-values entering the test) and ``direction`` (int64, sign of t). Attributes:
-        ``u``, ``n_results``, ``alpha``, ``correction``, ``method``.
+        ``u``, ``n_results``, ``alpha``, ``correction``, ``combination``, ``method``,
+        ``p_min_corrected`` (the smallest corrected p the results' permutation counts
+        allow, from their ``p_min``) and ``alpha_reachable`` (1 or 0; a
+        ``UserWarning`` says when 0: nothing can replicate whatever the data).
 
     Raises
     ------
@@ -158,6 +200,7 @@ def conjunction(results, *, u: int | None = None, alpha: float = 0.05, correctio
     u = n if u is None else check_int("u", u, 1, n)
     alpha = check_number("alpha", alpha, 0, 1)
     correction = check_choice("correction", correction, CONJUNCTION_CORRECTIONS)
+    combination = check_choice("combination", combination, COMBINATIONS)
     first = next(iter(named.values()))
     same = all(np.array_equal(r["layer"].values, first["layer"].values) for r in named.values())
     if bins is None and not same:
@@ -175,7 +218,7 @@ def conjunction(results, *, u: int | None = None, alpha: float = 0.05, correctio
             sign_t.append(np.sign(np.nan_to_num(np.asarray(res["t"].values, dtype=np.float64))).astype(np.int64))
         pos.append(p_pos)
         neg.append(p_neg)
-    conj_pos, conj_neg = _partial(np.array(pos), u), _partial(np.array(neg), u)
+    conj_pos, conj_neg = _partial(np.array(pos), u, combination), _partial(np.array(neg), u, combination)
     p_conj = np.minimum(conj_pos, conj_neg)
     sign = np.where(p_conj >= 1.0, 0, np.where(conj_pos <= conj_neg, 1, -1))
     p_corr = holm(p_conj) if correction == "holm" else benjamini_hochberg(p_conj)
@@ -194,22 +237,29 @@ def conjunction(results, *, u: int | None = None, alpha: float = 0.05, correctio
         "p_positive": (("result", dim), np.array(pos)), "p_negative": (("result", dim), np.array(neg)),
         "direction": (("result", dim), np.array(sign_t, dtype=np.int64)),
     }, coords=coords)  # fmt: skip
-    out.attrs = {"u": int(u), "n_results": n, "alpha": alpha, "correction": correction,
-                 "method": f"partial conjunction ({u} of {n}), Bonferroni form, on per-layer permutation p-values "
-                           f"restricted to one sign; {correction} across {dim.replace('_', ' ')}s"}  # fmt: skip
+    floor = _reachable(named, u, correction, int(np.sum(np.isfinite(p_conj))), bins, combination)
+    out.attrs = {"u": int(u), "n_results": n, "alpha": alpha, "correction": correction, "combination": combination,
+                 "method": f"partial conjunction ({u} of {n}), {combination} combination of the {n - u + 1} largest "
+                           f"per-layer permutation p-values restricted to one sign; {correction} across "
+                           f"{dim.replace('_', ' ')}s",
+                 "p_min_corrected": floor, "alpha_reachable": int(floor <= alpha)}  # fmt: skip
+    if floor > alpha:
+        warnings.warn(f"The results' permutations cannot reach alpha = {alpha} after the {correction} correction "
+                      f"(smallest attainable corrected p {floor:.3g}): nothing can replicate; use more permutations",
+                      UserWarning, stacklevel=2)  # fmt: skip
     return out
 
 
 def replicated_bands(results, *, u: int | None = None, alpha: float = 0.05, correction: str = "holm",
-                     bins: int | None = None) -> pd.DataFrame:  # fmt: skip
+                     bins: int | None = None, combination: str = "simes") -> pd.DataFrame:  # fmt: skip
     """The runs of consecutive layers (or bins) where `conjunction` finds a replicated effect, with its sign.
 
     Parameters
     ----------
     results : dict of str to xarray.Dataset, or list of xarray.Dataset
         `cse.stats.compare` results, as in `conjunction`.
-    u, alpha, correction, bins : int, float, str, int or None
-        As in `conjunction`.
+    u, alpha, correction, bins, combination : int, float, str, int or None, str
+        As in `conjunction` (e.g. ``u=2``: at least two results show the effect).
 
     Returns
     -------
@@ -218,14 +268,15 @@ def replicated_bands(results, *, u: int | None = None, alpha: float = 0.05, corr
         relative depth, inclusive), ``depth_low``, ``depth_high`` (relative depth of
         the first and last layer, or the bin edges; NaN where unknown), ``sign``
         (+1 / -1), ``n`` (layers or bins in the band), ``p`` (the smallest corrected
-        p in the band). Empty when nothing replicates.
+        p in the band). Empty when nothing replicates. ``attrs`` holds the
+        conjunction's attributes (``alpha_reachable``, ``p_min_corrected`` ...).
 
     Raises
     ------
     CSEInputError, TypeError
         As `conjunction`.
     """
-    res = conjunction(results, u=u, alpha=alpha, correction=correction, bins=bins)
+    res = conjunction(results, u=u, alpha=alpha, correction=correction, bins=bins, combination=combination)
     dim = "layer" if "layer" in res.dims else "relative_depth"
     labels = np.asarray(res[dim].values)
     low = res["depth_low"].values if "depth_low" in res.coords else (
@@ -241,4 +292,6 @@ def replicated_bands(results, *, u: int | None = None, alpha: float = 0.05, corr
             start = None
         if k < labels.size and key[k] != 0 and start is None:
             start = k
-    return pd.DataFrame(rows, columns=["first", "last", "depth_low", "depth_high", "sign", "n", "p"])
+    frame = pd.DataFrame(rows, columns=["first", "last", "depth_low", "depth_high", "sign", "n", "p"])
+    frame.attrs.update(res.attrs)
+    return frame

@@ -14,18 +14,18 @@ LONG_NAMES = {
     "mean_a": ("mean of the first group", "1"),
     "mean_b": ("mean of the second group", "1"),
     "diff": ("effect of the second group against the first (see the statistic attribute)", "1"),
-    "diff_ci_low": ("lower bound of the percentile bootstrap interval of diff", "1"),
-    "diff_ci_high": ("upper bound of the percentile bootstrap interval of diff", "1"),
+    "diff_ci_low": ("lower bound of the interval of diff (see the bootstrap attribute)", "1"),
+    "diff_ci_high": ("upper bound of the interval of diff (see the bootstrap attribute)", "1"),
     "t": ("test statistic (see the statistic attribute)", "1"),
     "z": ("the model-based t on the z scale: the N(0, 1) quantile with its t(df) tail probability", "1"),
     "df": ("degrees of freedom of t", "1"),
-    "p_uncorrected": ("permutation p-value per layer, (b + 1) / (P + 1)", "1"),
+    "p_uncorrected": ("p-value per layer from the null distribution (see the null and p_value attributes)", "1"),
     "p_corrected": ("p-value of the primary correction across layers", "1"),
     "significant": ("p_corrected <= alpha", "1"),
     "cohens_d": ("Cohen's d (see the effect_size attribute)", "1"),
     "hedges_g": ("Hedges' g (see the effect_size attribute)", "1"),
-    "g_ci_low": ("lower bound of the percentile bootstrap interval of Hedges' g", "1"),
-    "g_ci_high": ("upper bound of the percentile bootstrap interval of Hedges' g", "1"),
+    "g_ci_low": ("lower bound of the interval of Hedges' g (see the bootstrap attribute)", "1"),
+    "g_ci_high": ("upper bound of the interval of Hedges' g (see the bootstrap attribute)", "1"),
     "n_a": ("tokens (pairs when paired) of the first group used at the layer", "1"),
     "n_b": ("tokens (pairs when paired) of the second group used at the layer", "1"),
     "cluster_id": ("index of the cluster holding the layer, -1 if none", "1"),
@@ -69,7 +69,10 @@ def _cluster_vars(res: dict, layer_values: np.ndarray) -> dict:
     }
 
 
-def _test_name(paired_by, blocks, covariates) -> str:
+def _test_name(paired_by, blocks, covariates, null="permutation") -> str:
+    if null == "wild":
+        return "restricted wild cluster bootstrap (Webb weights, one per exchangeability block)" + (
+            " after the covariates" if covariates else "")
     if paired_by:
         return "sign-flip"
     if covariates:
@@ -97,10 +100,11 @@ def assemble(res: dict, sel, data: dict, settings: dict, *, var, where, paired_b
         "title": f"CSE group comparison per layer: {var} by {sel.by}",
         "statistic": res["statistic"],
         "statistic_name": res["statistic_name"],
+        "reference": f"p-values from its {res['reference']}",
         "scale": res["scale"],
         "effect_size": res["effect_size"],
         "bootstrap": res["bootstrap"],
-        "test": _test_name(paired_by, blocks, settings["covariates"]),
+        "test": _test_name(paired_by, blocks, settings["covariates"], res["null"]),
         "var": var,
         "by": sel.by,
         "groups": [a, b],
@@ -124,7 +128,11 @@ def assemble(res: dict, sel, data: dict, settings: dict, *, var, where, paired_b
         "exact": int(res["exact"]),
         "permutation_space": res["space_total"],
         "permutation_space_log10": res["space_log10"],
-        "p_min": (1.0 / res["n_permutations"]) if res["exact"] else 1.0 / (res["n_permutations"] + 1.0),
+        "p_min": float(res["p_min"]),
+        "null": res["null"],
+        "n_clusters": int(res["n_clusters"]),
+        "threshold_rule": res["threshold_rule"] if "cluster" in settings["corrections"] else "",
+        "interval_note": res["interval_note"],
         "n_nonfinite": int(data.get("n_nonfinite", 0)),
         "n_layers_undefined": int(res["n_layers_undefined"]),
         "tail": settings["tail"],
@@ -140,7 +148,8 @@ def assemble(res: dict, sel, data: dict, settings: dict, *, var, where, paired_b
         "n_tokens": int(len(data["y_a"]) + len(data["y_b"])),
         "n_tokens_a": int(len(data["y_a"])),
         "n_tokens_b": int(len(data["y_b"])),
-        "p_value": "b / P over the whole permutation space (exact)" if res["exact"] else "(b + 1) / (P + 1)",
+        "p_value": (f"b / P over the whole {'space of wild weights' if res['null'] == 'wild' else 'permutation space'}"
+                    " (exact)") if res["exact"] else "(b + 1) / (P + 1)",
     }
     src_attrs = sel.source.attrs if sel.source is not None else sel.da.attrs
     for key in _SOURCE_ATTRS:

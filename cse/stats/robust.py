@@ -16,8 +16,9 @@ not assume one residual variance:
   e_i)^2 / (sum x~^2)^2`` over the G blocks holding both labels; it also allows
   dependent tokens within a block (tokens of one text).
 
-The statistic z = beta / SE is recomputed for every within-block permutation by the same
-arithmetic and referred to N(0, 1) on one scale across layers. Studentizing makes the
+The statistic z = beta / SE is recomputed for every within-block permutation (or wild
+bootstrap draw, `cse.stats.wild`) by the same arithmetic; its p-values come from that
+null distribution (with G blocks it is near t(G - 1), not N(0, 1)). Studentizing makes the
 permutation distribution of the statistic and its sampling distribution under equal
 means agree asymptotically, so that a permutation test of equal means stays valid when
 the variances differ (Janssen 1997; Chung & Romano 2013; DiCiccio & Romano 2017);
@@ -111,7 +112,7 @@ class RobustBlockT(BlockT):
         super().__init__(y, group, blocks)
         self.kind = kind
         within = "within-block" if self.n_blocks > 1 else "two-sample"
-        self.statistic = f"{within} z: label effect over its {_WORDS[kind]}, referred to N(0, 1)"
+        self.statistic = f"{within} z: label effect over its {_WORDS[kind]}"
         self.extras = [self._extra(pat) for pat in self.patterns]
         widest = max([e["columns"] for e in self.extras], default=1)
         self.batch_columns = max(len(y), widest)
@@ -222,8 +223,7 @@ class RobustFreedmanLaneT(FreedmanLaneT):
         self.kind = kind
         words = ", ".join(names)
         fe = "; block fixed effects" if blocks is not None else ""
-        self.statistic = (f"Freedman–Lane z (covariates: {words}{fe}): label effect over its {_WORDS[kind]}, "
-                          f"referred to N(0, 1)")  # fmt: skip
+        self.statistic = (f"Freedman–Lane z (covariates: {words}{fe}): label effect over its {_WORDS[kind]}")
         counts = np.bincount(self.codes, minlength=self.n_blocks).astype(np.float64)
         h = 1.0 / counts[self.codes] + (self.q**2).sum(axis=1) + self.x**2 / self.sxx
         x2 = self.x**2

@@ -115,8 +115,8 @@ def compare_layers(ds, by, where, settings: dict, *, corrections=CORRECTIONS, bl
     covariates : sequence of str, optional
         Nuisance regressors (Freedman-Lane).
     statistic, bootstrap : str
-        As in `cse.stats.compare` (``auto``: the block-clustered statistic and the
-        block bootstrap with blocks).
+        As in `cse.stats.compare` (``auto``: the block-clustered statistic, its wild
+        bootstrap null and the t(G - 1) interval with blocks).
 
     Returns
     -------

@@ -60,9 +60,11 @@ def write_folder(folder, *, runs, corpora, pairs, settings, options: dict, comma
     lines += ["", *across_models(runs), "", "### Replication across corpora and models", "",
               *replication_lines(runs), "", "### What the robust statistics changed", "",
               "Every main test with exchangeability blocks, computed both ways on the same tokens: the default "
-              "(the within-block effect over its block-clustered standard error; intervals resampling whole blocks "
-              "where there are 10 or more) and the previous default (the pooled-variance within-block t; intervals "
-              "resampling tokens within block-by-label cells). The per-model sections say the same in words.", "",
+              "(the within-block effect over its block-clustered standard error, referred to its restricted wild "
+              "cluster bootstrap, one weight per block at every layer; intervals t(G - 1) on that standard error) "
+              "and the previous default (the pooled-variance within-block t, labels permuted within blocks; "
+              "intervals resampling tokens within block-by-label cells). The per-model sections say the same in "
+              "words.", "",
               changes_markdown(runs), "",
               *sections, *method_notes(runs, corpora)]
     path = folder.write_text("report.md", "\n".join(lines) + "\n")
@@ -137,9 +139,10 @@ def model_section(folder, run, corpora) -> tuple[list[str], dict]:
     finding, summary = finding_lines(run)
     lines = [f"## Model `{run.slug}`", "", "### Does the published finding hold for this model?", "", *finding, "",
              "### All tests", "",
-             "Differences are metaphorical minus literal. Target-word corpora: labels permuted within their "
-             "exchangeability blocks; sequence corpora: within texts; pairs: sign flips. The statistic column says "
-             "which t was computed.", "", summary_markdown(run.tests), ""]
+             "Differences are metaphorical minus literal. With exchangeability blocks (target-word corpora: their "
+             "blocks; sequence corpora: texts) the block-clustered statistic is referred to its restricted wild "
+             "cluster bootstrap (the null column; fewer than 10 blocks are flagged: inference is weak); pairs: sign "
+             "flips. The statistic column says which statistic was computed.", "", summary_markdown(run.tests), ""]
     for corpus in corpora:
         lines += corpus_section(folder, run, corpus.name, corpus_heading(corpus))
     if any(t.key == "pairs" for t in run.tests):
@@ -202,8 +205,9 @@ def method_notes(runs, corpora) -> list[str]:
         "- Content words: words with a letter or digit that are not tagged PUNCT.",
         f"- Token axis: J = {TOKEN_LEVEL} because target-word sentences are short; texts shorter than "
         f"{2 ** TOKEN_LEVEL} tokens are dropped{dropped}.",
-        "- Hidden axis: computed on each sentence up to its last target word only (the model is causal, so the "
-        "target's updates do not depend on later words)." if has_target else
+        "- Depth and hidden axes of target-word corpora: computed on each sentence up to its target word only (the "
+        "model is causal, so the updates of the target and of the word before it do not depend on later words)."
+        if has_target else
         "- Hidden axis: computed on the pair sentences up to their last paired word.",
         "- The token and hidden axes of sequence corpora are computed on the pair sentences only.",
         f"- Early-to-mid depth for the verdict: a significant cluster that starts at relative depth <= "

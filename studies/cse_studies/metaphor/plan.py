@@ -2,7 +2,7 @@
 
 | result | texts | axis |
 | --- | --- | --- |
-| ``C-depth`` | every sentence of corpus C | depth (defaults; layer-order null when asked) |
+| ``C-depth`` | every sentence of corpus C (target-word: up to its target) | depth |
 | ``C-token`` | every sentence of a target-word corpus C | token, J = `TOKEN_LEVEL` |
 | ``C-hidden`` | every sentence of a target-word corpus C, up to its target | hidden, dimension null |
 | ``pairs-token`` | the sentences of the matched pairs (every sequence corpus) | token, J = `TOKEN_LEVEL` |
@@ -13,7 +13,11 @@ the model's forward pass is the cost (about 60,000 tokens per axis for the VUA t
 split). The ``hidden`` results cover each sentence up to its last target word only:
 the model is causal, so a token's layer updates do not depend on later words, and the
 dimension-permutation null (P transforms per token and layer) is the most expensive
-step. The ``token`` axis runs along the whole sentence and cannot be cut.
+step. The ``depth`` results of a target-word corpus are cut there too: its tests read
+the target token and the word before it (the control token), whose layer updates,
+surprisal and position a causal model computes from the words up to them alone
+(``tests/test_study_plan.py`` checks equality with the whole sentence on a tiny
+model). The ``token`` axis runs along the whole sentence and cannot be cut.
 """
 
 from __future__ import annotations
@@ -47,10 +51,13 @@ def plan_results(corpora: list, pairs: pd.DataFrame | None) -> dict:
     """What to compute: name -> (input frame, axis), in the order of the module docstring."""
     plan = {}
     for corpus in corpora:
-        plan[f"{corpus.name}-depth"] = (corpus.frame, "depth")
         if corpus.kind == TARGET_WORD:
+            up_to_target = truncate_after(corpus.frame, corpus.frame["target"].to_numpy())
+            plan[f"{corpus.name}-depth"] = (up_to_target, "depth")
             plan[f"{corpus.name}-token"] = (corpus.frame, "token")
-            plan[f"{corpus.name}-hidden"] = (truncate_after(corpus.frame, corpus.frame["target"].to_numpy()), "hidden")
+            plan[f"{corpus.name}-hidden"] = (up_to_target, "hidden")
+        else:
+            plan[f"{corpus.name}-depth"] = (corpus.frame, "depth")
     if pairs is not None and len(pairs):
         sentences = pair_sentences([c for c in corpora if c.kind != TARGET_WORD], pairs)
         plan["pairs-token"] = (sentences, "token")

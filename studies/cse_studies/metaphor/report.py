@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cse import stats
+from cse.stats.engine import FEW_BLOCKS
 from cse_studies.common import TARGET_WORD, md_table, p_text
 
 from .analysis import CONTENT, CONTROL_TEST, MAIN, PAIR, TARGET
@@ -71,6 +72,13 @@ def cluster_markdown(test) -> str:
     return md_table(table[cols], {"mass": "{:+.2f}", "peak_g": "{:+.3f}"})
 
 
+def _null_words(attrs) -> str:
+    """The null a statistic is referred to, and the blocks (few blocks: weak inference, compare warns)."""
+    words = {"wild": "wild cluster bootstrap", "permutation": "permutations"}.get(attrs.get("null", ""), "permutations")
+    blocks = int(attrs.get("n_blocks", 0))
+    return words + (f" ({blocks} blocks{', few' if blocks < FEW_BLOCKS else ''})" if blocks else "")
+
+
 def summary_markdown(tests: list) -> str:
     """One row per test: corpus, what, sizes, test type, permutations, largest |t|, significant clusters."""
     rows = []
@@ -82,7 +90,8 @@ def summary_markdown(tests: list) -> str:
         tt = np.abs(t.result["t"].values)
         k = int(np.nanargmax(tt)) if np.isfinite(tt).any() else 0
         rows.append({"test": t.key, "what": t.label, "n (met / lit)": n,
-                     "statistic": a.get("statistic") or a.get("test", ""), "P": a["n_permutations"],
+                     "statistic": a.get("statistic") or a.get("test", ""), "null (blocks)": _null_words(a),
+                     "P": a["n_permutations"],
                      "largest |t| (layer)": f"{t.result['t'].values[k]:+.2f} ({int(t.result['layer'].values[k])})",
                      f"clusters with p <= {ALPHA}": clusters_phrase(t)})
     return md_table(pd.DataFrame(rows))
@@ -100,7 +109,8 @@ def groups_markdown(groups: pd.DataFrame, tests: dict) -> str:
             res = t.result
             t_abs = np.abs(res["t"].values)
             k = int(np.nanargmax(t_abs)) if np.isfinite(t_abs).any() else 0
-            row.update({"mean diff": f"{np.nanmean(res['diff'].values):+.4f}",
+            row.update({"blocks": int(res.attrs.get("n_blocks", 0)) or "",
+                        "mean diff": f"{np.nanmean(res['diff'].values):+.4f}",
                         "largest |t| (layer)": f"{res['t'].values[k]:+.2f} ({int(res['layer'].values[k])})",
                         f"clusters with p <= {ALPHA}": clusters_phrase(t)})
         rows.append(row)
@@ -268,37 +278,46 @@ def _corpus_tests(run, var: str) -> dict:
     return {t.corpus: t.result for t in run.tests if t.role == MAIN and t.var == var and t.corpus != "pairs"}
 
 
+def _replication_row(tests: dict, across: str, within: str, var: str, bins) -> dict:
+    """One row: every result (full conjunction) and, with 3 or more results, at least 2 of them (u = 2)."""
+    depth = bins is not None
+    row = {"across": across, "within": within, "variable": var, "results": ", ".join(tests),
+           f"replicated in all (p <= {ALPHA}, Holm)": _bands_text(stats.replicated_bands(tests, bins=bins), depth)}
+    row[f"in at least 2 (u = 2, Simes; p <= {ALPHA}, Holm)"] = (
+        _bands_text(stats.replicated_bands(tests, u=2, bins=bins), depth) if len(tests) >= 3 else "= all")
+    return row
+
+
 def replication_lines(runs: list) -> list[str]:
     """The replication table: per model, layers where the corpora agree in sign; per corpus, where models agree.
 
-    Conjunction tests over the per-layer permutation p-values (`cse.stats.conjunction`,
-    every result must show the effect, Holm across layers or bins); models of different
-    depth on `DEPTH_BINS` bins of relative depth.
+    Conjunction tests over the per-layer permutation p-values (`cse.stats.conjunction`):
+    every result must show the effect (the full conjunction) and, beside it, at least
+    2 of them (the partial conjunction, u = 2, Simes combination; one dissimilar corpus
+    cannot veto it); Holm across layers or bins; models of different depth on
+    `DEPTH_BINS` bins of relative depth.
     """
     rows = []
     for r in runs:
         for var in ("cse", "cse_z"):
             tests = _corpus_tests(r, var)
             if len(tests) >= 2:
-                rows.append({"across": "corpora", "within": f"model {r.slug}", "variable": var,
-                             "results": ", ".join(tests),
-                             f"replicated (p <= {ALPHA}, Holm)": _bands_text(stats.replicated_bands(tests), False)})
+                rows.append(_replication_row(tests, "corpora", f"model {r.slug}", var, None))
     corpora = list(dict.fromkeys(c for r in runs for c in _corpus_tests(r, "cse")))
     for corpus in corpora:
         for var in ("cse", "cse_z"):
             tests = {r.slug: _corpus_tests(r, var)[corpus] for r in runs if corpus in _corpus_tests(r, var)}
             if len(tests) >= 2:
-                bands = stats.replicated_bands(tests, bins=DEPTH_BINS)
-                rows.append({"across": "models", "within": f"corpus {corpus}", "variable": var,
-                             "results": ", ".join(tests),
-                             f"replicated (p <= {ALPHA}, Holm)": _bands_text(bands, True)})
+                rows.append(_replication_row(tests, "models", f"corpus {corpus}", var, DEPTH_BINS))
     if not rows:
         return ["One corpus and one model: nothing to replicate across."]
     lines = ["A layer replicates when every result shows an effect of the same sign there: a conjunction test "
              "(minimum statistic; Nichols et al. 2005) on the per-layer permutation p-values, Holm-corrected across "
              f"layers; models of different depth on {DEPTH_BINS} bins of relative depth (a bin's p-value: the "
-             "Bonferroni-adjusted smallest p of its layers). Clusters found in each corpus separately cannot say "
-             "this.", "", md_table(pd.DataFrame(rows))]
+             "Bonferroni-adjusted smallest p of its layers). Beside it, with three or more results, the partial "
+             "conjunction asks for at least 2 of them (u = 2; Benjamini & Heller 2008, Simes combination of the "
+             "n - 1 largest p-values), so that one dissimilar corpus does not veto a replication. Clusters found in "
+             "each corpus separately cannot say this.", "", md_table(pd.DataFrame(rows))]
     return lines + opposite_lines(runs)
 
 
