@@ -48,8 +48,6 @@ from cse_kernels.filters import equivalent_width, modwt_operator
 
 from .params import BOUNDARIES, as_wavelet, check_choice, check_int
 
-__all__ = ["boundary_affected", "boundary_width", "dependence"]
-
 
 def _taps_and_level(wavelet, level) -> tuple[int, int]:
     return as_wavelet(wavelet).dec_len, check_int("level", level, 1)

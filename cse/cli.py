@@ -196,9 +196,6 @@ def main(argv=None) -> None:
     sys.exit(status)
 
 
-__all__ = ["COMMANDS", "INTERRUPTED", "PLUGIN_GROUP", "cli", "install_signal_handlers", "interrupt_status", "main",
-           "one_line", "plugin_commands", "run"]
-
 
 if __name__ == "__main__":
     main()

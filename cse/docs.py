@@ -26,8 +26,6 @@ from __future__ import annotations
 import re
 import textwrap
 
-__all__ = ["docdict", "fill_doc"]
-
 docdict: dict[str, str] = {}
 
 docdict["seed"] = """

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import signal
 
-__all__ = ["CSEInputError", "RunInterrupted", "Terminated"]
-
 
 class CSEInputError(ValueError):
     """Bad user input: a file, a column, a parameter value, a model name.

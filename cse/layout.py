@@ -18,8 +18,6 @@ from .boundary import boundary_affected
 from .settings import MeasureSettings
 from .schema import COORD_ATTRS, NULL_VARIABLES, VARIABLES, band_labels, variable_attrs
 
-__all__ = ["ZARR_CHUNK_BYTES", "measure_coords", "result_layout", "result_variables", "token_chunk"]
-
 #: Bytes of one token chunk of the largest variable (scale_fraction) in a Zarr store.
 ZARR_CHUNK_BYTES = 4 * 2**20
 

@@ -19,14 +19,6 @@ from .layout import result_layout
 from .reduce import BACKENDS, as_updates, reduce_gram, reduce_updates, resolve_backend
 from .settings import MeasureSettings
 
-__all__ = [
-    "BACKENDS",
-    "conditional_scale_entropy",
-    "reduce_gram",
-    "reduce_updates",
-    "resolve_backend",
-]
-
 @fill_doc
 def conditional_scale_entropy(updates, axis="depth", wavelet=None, level=None, boundary="reflect", normalize=None,
                               null_permutations=0, seed=0, backend=None) -> xr.Dataset:

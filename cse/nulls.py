@@ -24,13 +24,6 @@ from .params import check_int, check_seed
 from .settings import NULL_KINDS
 from .settings import null_permutations as draw_permutations
 
-__all__ = [
-    "NULL_KINDS",
-    "NULL_STD_FLOOR",
-    "null_z",
-    "permutation_set",
-]
-
 #: Below this null standard deviation, CSE differences are rounding noise (CSE is in
 #: [0, 1] and computed in float64), so ``cse_z`` is NaN rather than a huge number.
 NULL_STD_FLOOR = 1e-12

@@ -18,27 +18,6 @@ import pywt
 
 from .errors import CSEInputError
 
-__all__ = [
-    "AXES",
-    "BOUNDARIES",
-    "NORMALIZATIONS",
-    "DEFAULT_WAVELET",
-    "DEFAULT_LEVEL",
-    "DEFAULT_NORMALIZE",
-    "MAX_SEED",
-    "MEMORY_LIMIT_BYTES",
-    "as_wavelet",
-    "check_choice",
-    "check_int",
-    "check_memory",
-    "check_number",
-    "check_seed",
-    "draw_seed",
-    "resolve_level",
-    "resolve_normalize",
-    "resolve_seed",
-]
-
 AXES = ("depth", "token", "hidden")
 BOUNDARIES = ("reflect", "periodic")
 NORMALIZATIONS = ("unit", "none")

@@ -20,8 +20,6 @@ from .errors import CSEInputError
 from .nulls import null_z, permutation_set
 from .settings import MeasureSettings
 
-__all__ = ["BACKENDS", "as_updates", "reduce_gram", "reduce_updates", "resolve_backend"]
-
 #: Kernel modules by name (``backend=`` of `reduce_updates`).
 BACKENDS = {"numba": "cse_kernels", "reference": "cse_kernels.reference", "torch": "cse_kernels.torch_twin"}
 

@@ -11,20 +11,6 @@ Dimension order is ``(token, layer, scale)`` everywhere.
 
 from __future__ import annotations
 
-__all__ = [
-    "DIMS",
-    "SAVE_DIMS",
-    "SAVED",
-    "VARIABLES",
-    "NULL_VARIABLES",
-    "TOKEN_COORDS",
-    "LAYER_COORDS",
-    "COORD_ATTRS",
-    "band_labels",
-    "reserved_names",
-    "variable_attrs",
-]
-
 #: Dimension names, in storage order.
 DIMS = ("token", "layer", "scale")
 

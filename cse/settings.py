@@ -21,8 +21,6 @@ from .errors import CSEInputError
 from .params import (AXES, BOUNDARIES, DEFAULT_WAVELET, as_wavelet, check_choice, check_int, check_memory, draw_seed,
                      resolve_level, resolve_normalize)
 
-__all__ = ["NULL_KINDS", "PERMUTATION_BLOCK", "MeasureSettings", "null_permutations"]
-
 
 #: What the order null of each axis permutes (the result attribute ``null``).
 NULL_KINDS = {"depth": "layer order", "token": "token order", "hidden": "hidden dimension"}

@@ -31,12 +31,3 @@ from .forward import forward_with_updates, layer_updates
 from .recorder import LayerUpdateRecorder, capture_layer_updates
 from .wrappers import HeldModel, held_model
 
-__all__ = [
-    "HeldModel",
-    "LayerUpdateRecorder",
-    "capture_layer_updates",
-    "find_blocks",
-    "forward_with_updates",
-    "held_model",
-    "layer_updates",
-]

@@ -8,8 +8,6 @@ from ..errors import CSEInputError
 from .recorder import capture_layer_updates
 from .wrappers import held_model
 
-__all__ = ["forward_with_updates", "layer_updates"]
-
 
 def _input_device(model: torch.nn.Module) -> torch.device:
     embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None

@@ -9,8 +9,6 @@ import torch
 from .blocks import hook_sites
 from .wrappers import held_model
 
-__all__ = ["LayerUpdateRecorder", "capture_layer_updates"]
-
 
 class LayerUpdateRecorder:
     """Holds the per-block layer updates of the last forward pass.

@@ -24,8 +24,6 @@ from pathlib import Path
 
 from ..errors import CSEInputError
 
-__all__ = ["BOMS", "decode_text", "is_utf8"]
-
 #: (mark, name in messages, codec that reads it). UTF-32 LE first: its mark starts with UTF-16 LE's.
 BOMS = (
     (codecs.BOM_UTF32_LE, "UTF-32 LE", "utf-32"),

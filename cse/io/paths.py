@@ -21,16 +21,6 @@ from pathlib import Path
 
 from ..errors import CSEInputError
 
-__all__ = [
-    "RESULT_MARKER",
-    "atomic_path",
-    "check_file_kind",
-    "check_output",
-    "is_package_result",
-    "output_format",
-    "remove_path",
-]
-
 #: Attribute that marks a file or store as a result written by this package (its version).
 RESULT_MARKER = "cse_version"
 

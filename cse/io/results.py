@@ -36,17 +36,6 @@ from .paths import (
     read_metadata,
 )
 
-__all__ = [
-    "NUL_ESCAPE_ATTR",
-    "escape_nul",
-    "open_result",
-    "result_attrs",
-    "set_result_attrs",
-    "unescape_nul",
-    "write_netcdf",
-    "write_result",
-]
-
 #: The escape character for NUL in netCDF strings: U+2400 SYMBOL FOR NULL.
 NUL_ESCAPE = "\u2400"
 

@@ -30,8 +30,6 @@ from ..hashing import file_sha256
 from .limits import ResultLimits, format_bytes
 from .paths import first_line
 
-__all__ = ["DATASETS_FILES", "TABLE_SUFFIXES", "datasets_files", "input_sha256", "read_table", "table_format"]
-
 #: File suffixes read as Parquet.
 TABLE_SUFFIXES = (".parquet", ".pq")
 

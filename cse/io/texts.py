@@ -27,8 +27,6 @@ from .encoding import decode_text, is_utf8
 from .paths import check_file_kind
 from .tables import TABLE_SUFFIXES, read_table, table_format
 
-__all__ = ["MAX_FIELD_CHARS", "MAX_INPUT_COLUMNS", "TEXT_FORMATS", "read_texts", "split_lines", "texts_frame"]
-
 TEXT_FORMATS = ("txt", "jsonl", "csv", "parquet", "datasets")
 
 #: Longest cell of an input column other than the text (characters, or items of a list):

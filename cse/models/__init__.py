@@ -17,16 +17,3 @@ from .identity import ModelInfo, model_identity, model_info
 from .loading import load_model, model_source
 from .named import DEFAULT_MODEL, NAMED_MODELS, NamedModel, cache_dir, list_models, named_model_file
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "NAMED_MODELS",
-    "NamedModel",
-    "ModelInfo",
-    "cache_dir",
-    "list_models",
-    "load_model",
-    "model_identity",
-    "model_info",
-    "model_source",
-    "named_model_file",
-]

@@ -10,8 +10,6 @@ from ..hashing import file_sha256
 from .loading import model_source
 from .named import WIDTH_ATTRS
 
-__all__ = ["ModelInfo", "model_identity", "model_info"]
-
 
 def _config_int(config, names) -> int | None:
     for attr in names:

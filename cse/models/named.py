@@ -18,8 +18,6 @@ from pathlib import Path
 from ..errors import CSEInputError
 from ..hashing import file_sha256
 
-__all__ = ["DEFAULT_MODEL", "NAMED_MODELS", "NamedModel", "cache_dir", "list_models", "named_model_file"]
-
 LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layer", "num_layers")
 WIDTH_ATTRS = ("hidden_size", "n_embd", "d_model")
 

@@ -26,16 +26,3 @@ from .plan import Plan, Run, plan_run, plan_tokens
 from .staging import MANIFEST_FIELDS, Staging
 from .tokenize import token_lengths
 
-__all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "MANIFEST_FIELDS",
-    "Plan",
-    "Run",
-    "Staging",
-    "compute",
-    "pad_batch",
-    "plan_run",
-    "plan_tokens",
-    "run_batch",
-    "token_lengths",
-]

@@ -23,8 +23,6 @@ from .plan import plan_run
 from .request import make_request
 from .store import open_store
 
-__all__ = ["DEFAULT_BATCH_SIZE", "compute"]
-
 DEFAULT_BATCH_SIZE = 16
 
 

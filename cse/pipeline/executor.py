@@ -22,8 +22,6 @@ from .batch import run_batch
 from .plan import Run
 from .sinks import BackgroundWriter
 
-__all__ = ["LocalExecutor", "open_executor", "run_batches", "torch_threads"]
-
 
 @contextlib.contextmanager
 def torch_threads(threads: int | None):

@@ -21,8 +21,6 @@ from ..io import per_word_columns, word_spans
 from ..settings import MeasureSettings
 from .tokenize import check_text_lengths, encode_texts
 
-__all__ = ["Plan", "Run", "check_token_axis", "plan_run", "plan_tokens", "run_attributes"]
-
 
 @dataclasses.dataclass
 class Plan:

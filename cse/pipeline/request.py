@@ -20,9 +20,6 @@ from ..io import check_output, read_texts, texts_frame
 from ..params import check_choice, check_int
 from ..settings import MeasureSettings
 
-__all__ = ["MAX_BATCH_SIZE", "SAVE_CHOICES", "SAVE_DTYPES", "ModelRequest", "OutputRequest", "Request", "Source",
-           "make_request", "updates_name"]
-
 #: Largest batch (sequences per forward pass) accepted.
 MAX_BATCH_SIZE = 65536
 #: What a run may store besides CSE (``save=``): the Gram matrices (full or packed), the updates.

@@ -24,8 +24,6 @@ from ..hashing import arrays_sha256, bytes_sha256
 from ..io import input_sha256 as hash_input
 from .request import updates_name
 
-__all__ = ["MANIFEST_FIELDS", "DoneLog", "Staging", "build_manifest", "check_manifest"]
-
 
 class Staging:
     """The on-disk state of a run that writes ``output``: a hidden folder beside it.

@@ -33,9 +33,6 @@ from .plan import Run
 from .sinks import ChunkedZarrSink, JournalSink, MemorySink, SplitSink, ZarrSink, settle_pending
 from .staging import DoneLog, Staging, build_manifest, check_manifest
 
-__all__ = ["JOURNAL_BYTES", "MemoryStore", "StagedStore", "open_store", "result_bytes", "run_layout",
-           "updates_layout"]
-
 logger = logging.getLogger("cse")
 
 #: Largest result (its data variables, in bytes) that a local run with a netCDF output keeps

@@ -24,8 +24,6 @@ import numpy as np
 
 from ..errors import CSEInputError
 
-__all__ = ["PIECE_CHARS", "Encoded", "check_text_lengths", "encode_texts", "max_token_chars", "token_lengths"]
-
 #: Characters tokenized at once in a long text (and the width of a seam's check).
 PIECE_CHARS = 1 << 16
 _SEAM_CHARS = 512

@@ -18,8 +18,6 @@ from ..stats.result import layer_coords
 from ..stats.selection import deprecated_alias, finite_values, select_groups
 from .style import BOUNDARY_COLOUR, integer_ticks, runs, var_attrs
 
-__all__ = ["group_profiles", "plot_depth_profile"]
-
 _COLOURS = ("#1f77b4", "#d62728")
 #: Short legend names of the statistics of `cse.stats.compare` (the full text is in its attrs["statistic"]).
 _SHORT = {"cr": "within-block z, block-clustered SE", "hc2": "z, HC2 SE", "pooled": "pooled-variance t",

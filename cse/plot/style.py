@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-__all__ = ["BOUNDARY_COLOUR", "integer_ticks", "runs", "var_attrs"]
-
 #: Hatching and shading of boundary-affected layers (and token positions).
 BOUNDARY_COLOUR = "#8c564b"
 

@@ -12,8 +12,6 @@ import xarray as xr
 from ..errors import CSEInputError
 from .style import BOUNDARY_COLOUR, integer_ticks, runs, var_attrs
 
-__all__ = ["TOKENS_PER_ROW", "plot_tokens"]
-
 #: Most tokens drawn in one row of `plot_tokens`; longer texts are split into rows.
 TOKENS_PER_ROW = 60
 #: Longest token label drawn, in characters (longer ones end in an ellipsis).

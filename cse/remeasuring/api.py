@@ -16,8 +16,6 @@ from ..schema import COORD_ATTRS, NULL_VARIABLES, VARIABLES, variable_attrs
 from ..settings import MeasureSettings
 from .sources import open_source
 
-__all__ = ["MEASURE_VARIABLES", "remeasure"]
-
 #: Variables that depend on the measure's settings: replaced by `remeasure`.
 MEASURE_VARIABLES = ("cse", "scale_fraction") + NULL_VARIABLES
 

@@ -21,8 +21,6 @@ from ..measure import reduce_gram, reduce_updates
 from ..settings import MeasureSettings
 from ..schema import NULL_VARIABLES, VARIABLES
 
-__all__ = ["GramSource", "UpdatesSource", "open_source", "sequence_starts"]
-
 #: Bytes of Gram matrices or updates read (and reduced) at a time.
 CHUNK_BYTES = 64 * 2**20
 

@@ -10,8 +10,6 @@ import xarray as xr
 from ..errors import CSEInputError
 from ..params import check_choice, check_int
 
-__all__ = ["RELATIVE_DEPTH_METHODS", "relative_depth"]
-
 RELATIVE_DEPTH_METHODS = ("mean", "interpolate")
 #: Most bins of relative depth (a bound on the memory of the binned result).
 MAX_BINS = 10_000

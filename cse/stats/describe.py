@@ -10,8 +10,6 @@ from .result import LONG_NAMES, layer_coords
 from .selection import finite_values, select_groups
 from .statistics import WelchT
 
-__all__ = ["group_contrast"]
-
 
 @fill_doc
 def group_contrast(ds, by, where=None, *, levels=None, var: str = "cse", include_special: bool = False):

@@ -27,14 +27,6 @@ from .permutation import batch_size
 from .robust import DEFAULT_ROBUST, RobustBlockT, RobustFreedmanLaneT
 from .statistics import PairedT, WelchT
 
-__all__ = [
-    "BOOTSTRAPS",
-    "MIN_BOOTSTRAP_BLOCKS",
-    "STATISTICS",
-    "compare_arrays",
-    "t_to_z",
-]
-
 #: Statistics of `compare` by name ("auto": the default of the design, see `resolve_statistic`).
 STATISTICS = ("auto", "cr", "hc2", "pooled", "welch", "paired")
 #: Bootstrap schemes of the intervals ("auto": whole blocks with at least `MIN_BOOTSTRAP_BLOCKS` blocks, else

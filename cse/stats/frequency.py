@@ -9,8 +9,6 @@ import xarray as xr
 from ..errors import CSEInputError
 from .selection import deprecated_alias
 
-__all__ = ["add_log_frequency", "log_frequency", "word_text"]
-
 _SUBWORD_MARKS = "\u0120\u2581\u010a "  # GPT-2 'Ġ', SentencePiece '▁', 'Ċ', space
 
 

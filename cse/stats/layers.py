@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["boundary_layers", "layer_span"]
-
 
 def layer_span(layers) -> str:
     """Layer numbers as runs of consecutive layers, e.g. ``"0-6, 9"``; ``"none"`` when empty.

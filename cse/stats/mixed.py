@@ -11,8 +11,6 @@ from ..docs import fill_doc
 from ..errors import CSEInputError
 from .selection import as_dataarray, describe_where, finite_values, token_frame, token_mask
 
-__all__ = ["mixedlm"]
-
 
 @fill_doc
 def mixedlm(

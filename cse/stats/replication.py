@@ -43,8 +43,6 @@ from ..errors import CSEInputError
 from ..params import check_choice, check_int, check_number
 from .corrections import benjamini_hochberg, holm
 
-__all__ = ["CONJUNCTION_CORRECTIONS", "conjunction", "replicated_bands"]
-
 CONJUNCTION_CORRECTIONS = ("holm", "fdr_bh")
 
 

@@ -18,13 +18,6 @@ from ..docs import fill_doc
 from ..errors import CSEInputError
 from ..where import evaluate
 
-__all__ = [
-    "block_design",
-    "deprecated_alias",
-    "finite_values",
-    "select_tokens",
-]
-
 
 def as_dataarray(data, var: str, by=None) -> tuple[xr.DataArray, str | None, xr.Dataset | None]:
     """Return the (token, layer) DataArray to test, the `by` name and the source Dataset.

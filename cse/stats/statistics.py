@@ -31,8 +31,6 @@ import numpy as np
 from .effects import effect_paired, effect_two_sample
 from .permutation import PermutationScheme
 
-__all__ = ["PairedT", "WelchT", "welch_t_batch"]
-
 
 def center(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Masked values centred per layer (exact shift invariance, better conditioning) and the mask.

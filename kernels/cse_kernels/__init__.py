@@ -56,14 +56,16 @@ __all__ = [
     "dwt_null_moments",
     "scale_entropy",
     "update_norms",
-    "filters",
-    "reference",
-    "torch_twin",
 ]
+_SUBMODULES = ("filters", "reference", "torch_twin")
 
 
 def __getattr__(name):
     # `torch_twin` imports torch (seconds); `reference` and `filters` are cheap but loaded on demand too.
-    if name in ("filters", "reference", "torch_twin"):
+    if name in _SUBMODULES:
         return import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(__all__) | set(_SUBMODULES))

@@ -26,8 +26,6 @@ from __future__ import annotations
 import re
 import textwrap
 
-__all__ = ["DOCS", "FUNCTIONS", "KINDS", "render", "shared_doc", "summary"]
-
 #: What the placeholders of `DOCS` become for each kind of array (a module's ``ARRAYS``).
 KINDS = {
     "numpy": {

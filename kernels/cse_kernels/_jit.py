@@ -34,8 +34,6 @@ from __future__ import annotations
 import numba
 from numba import prange
 
-__all__ = ["jit", "prange"]
-
 _FASTMATH = frozenset({"reassoc"})
 
 

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["equivalent_filters", "equivalent_width", "modwt_operator", "quadratic_tables"]
-
 
 def equivalent_width(n_taps: int, level: int) -> int:
     """Width L_j = (2^j - 1)(K - 1) + 1 of the level-j MODWT equivalent filter.
