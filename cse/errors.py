@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 
 
@@ -55,3 +56,43 @@ class RunInterrupted(KeyboardInterrupt):
 
     def __str__(self) -> str:
         return self.message
+
+
+#: Keyword arguments that messages name in Python (``resume=True``, ``window=N``); the
+#: command line shows them as its flags (``--resume``, ``--window N``) through `as_flags`.
+FLAG_PARAMETERS = ("resume", "restart", "overwrite", "window", "text_column", "columns", "split", "encoding",
+                   "null_permutations", "save", "wide")
+_KEYWORD = re.compile(r"\b(" + "|".join(FLAG_PARAMETERS) + r")=(True\b|[A-Z]+\b)")
+_NAMED = re.compile(r"(Invalid value for )'(" + "|".join(FLAG_PARAMETERS) + r")'")
+
+
+def as_flags(message: str) -> str:
+    """A message of the Python API, with its keyword arguments spelled as command-line flags.
+
+    The Python API names its own parameters (``"pass resume=True"``); the command line
+    prints the same message through this one translation (``"pass --resume"``), so
+    each error is written once and reads right in both places.
+
+    Parameters
+    ----------
+    message : str
+        An error message naming parameters as ``name=True``, ``name=VALUE`` (an
+        upper-case placeholder) or ``Invalid value for 'name'``.
+
+    Returns
+    -------
+    str
+        The message with ``--name`` (underscores as hyphens) and ``--name VALUE``.
+
+    Examples
+    --------
+    >>> as_flags("add resume=True to continue it or restart=True to discard it")
+    'add --resume to continue it or --restart to discard it'
+    >>> as_flags("shorten it or pass window=N; Invalid value for 'text_column': 'x'")
+    "shorten it or pass --window N; Invalid value for '--text-column': 'x'"
+    """
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    message = _KEYWORD.sub(lambda m: flag(m[1]) + ("" if m[2] == "True" else f" {m[2]}"), str(message))
+    return _NAMED.sub(lambda m: f"{m[1]}'{flag(m[2])}'", message)

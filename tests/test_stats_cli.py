@@ -45,7 +45,7 @@ def test_stats_command_prints_table_and_writes_netcdf(result_file, tmp_path):
     assert saved.attrs["cse_version"]  # written through cse.io.write_result: a package result
     assert not list(tmp_path.glob(".*partial"))  # the atomic write left nothing behind
     run = invoke("stats", result_file, "--by", "label", "--n-permutations", 9, "-o", out)
-    assert isinstance(run.exception, CSEInputError) and "exists; pass --overwrite" in str(run.exception)
+    assert isinstance(run.exception, CSEInputError) and "exists; pass overwrite=True" in str(run.exception)
     assert invoke("stats", result_file, "--by", "label", "--n-permutations", 9, "-o", out, "--overwrite").exit_code == 0
 
 

@@ -147,7 +147,7 @@ def read_texts(path, text_column=None, encoding="utf-8", format=None, *, columns
         raise CSEInputError(f"Input file {str(path)!r} is empty")
     if fmt == "txt":
         if text_column is not None or columns is not None:
-            raise CSEInputError("--text-column and --columns apply to CSV and JSON Lines input, not to plain text")
+            raise CSEInputError("text_column=NAME and columns=NAMES apply to CSV and JSON Lines input, not to plain text")
         return drop_empty(pd.DataFrame({"text": split_lines(content)}), str(path))
     frame = _json_frame(content, path, text_column) if fmt == "jsonl" else _csv_frame(content, path, text_column)
     return _texts(frame, str(path), text_column, columns)
@@ -200,10 +200,10 @@ def _text_column(available, path, text_column) -> str:
     if column is None:
         column = next((c for c in ("text", "sentence") if c in available), None)
         if column is None:
-            raise CSEInputError(f"{path}: no 'text' or 'sentence' column; name the text column with --text-column "
+            raise CSEInputError(f"{path}: no 'text' or 'sentence' column; name the text column with text_column=NAME "
                                 f"(columns: {column_list(available)})")
     if column not in available:
-        raise CSEInputError(f"Invalid value for '--text-column': {column!r} is not a column of {path} "
+        raise CSEInputError(f"Invalid value for 'text_column': {column!r} is not a column of {path} "
                             f"(columns: {column_list(available)})")
     return column
 

@@ -229,7 +229,7 @@ def plan_tokens(frame: pd.DataFrame, tokenizer, *, max_length: int | None, windo
         if limit is not None and n > limit and window is None:
             raise CSEInputError(
                 f"text {row} has {n} tokens, more than the model's context of {max_length}; "
-                f"shorten it or pass --window N to split long texts into windows"
+                f"shorten it or pass window=N to split long texts into windows"
             )
         for piece in _windows(n, bool(special[0]) if n else False, limit, add_bos and tokenizer.bos_token_id is not None):
             sequences.append(ids[piece])

@@ -247,7 +247,7 @@ def _check_execution(model, workers, scheduler, output, resume, restart) -> None
         flag = "resume" if resume else "restart" if restart else "workers/scheduler"
         raise CSEInputError(f"Invalid value for 'output': {flag} needs an output file (.nc or .zarr)")
     if resume and restart:
-        raise CSEInputError("give either --resume (continue an interrupted run) or --restart (discard it), not both")
+        raise CSEInputError("give either resume=True (continue an interrupted run) or restart=True (discard it), not both")
     if distributed and not (model is None or isinstance(model, (str, Path))):
         raise TypeError("Invalid type for 'model': a distributed run needs the model's name or path, "
                         "so that every worker loads it itself")

@@ -243,7 +243,7 @@ def check_manifest(previous: dict, current: dict, output) -> None:
         if previous.get(key) != current.get(key):
             raise CSEInputError(
                 f"cannot resume {output}: the interrupted run has {key} = {previous.get(key)!r}, this run "
-                f"{current.get(key)!r}; rerun with the same input, model and options, or pass --restart to discard it"
+                f"{current.get(key)!r}; rerun with the same input, model and options, or pass restart=True to discard it"
             )
 
 
