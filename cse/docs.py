@@ -88,7 +88,7 @@ null_permutations : int
 """
 
 docdict["where"] = """
-where : None, str, dict or boolean DataArray over ``token``
+where : None, str, dict or bool DataArray over ``token``
     Token selection applied before grouping. A string is an expression over the
     token coordinates (and 1-D token variables such as ``surprisal``), parsed with
     `ast` by `cse.where.evaluate` and never evaluated as Python: it may use only

@@ -17,6 +17,15 @@ class CSEInputError(ValueError):
 
     The message is one line that names the input and, where possible, the fix.
     `cse.cli` prints it without a traceback and exits with status 2.
+
+    Examples
+    --------
+    >>> import cse
+    >>> try:
+    ...     cse.compute(["a text"], output="r.nc", resume=True, restart=True)
+    ... except cse.CSEInputError as err:
+    ...     print(err)
+    give either resume=True (continue an interrupted run) or restart=True (discard it), not both
     """
 
 
@@ -61,8 +70,8 @@ class RunInterrupted(KeyboardInterrupt):
 #: Keyword arguments that messages name in Python (``resume=True``, ``window=N``); the
 #: command line shows them as its flags (``--resume``, ``--window N``) through `as_flags`.
 FLAG_PARAMETERS = ("resume", "restart", "overwrite", "window", "text_column", "columns", "split", "encoding",
-                   "null_permutations", "save", "wide")
-_KEYWORD = re.compile(r"\b(" + "|".join(FLAG_PARAMETERS) + r")=(True\b|[A-Z]+\b)")
+                   "null_permutations", "save", "wide", "level")
+_KEYWORD = re.compile(r"\b(" + "|".join(FLAG_PARAMETERS) + r")=(True\b|[A-Z]+\b|\d+\b)")
 _NAMED = re.compile(r"(Invalid value for )'(" + "|".join(FLAG_PARAMETERS) + r")'")
 
 
@@ -77,7 +86,7 @@ def as_flags(message: str) -> str:
     ----------
     message : str
         An error message naming parameters as ``name=True``, ``name=VALUE`` (an
-        upper-case placeholder) or ``Invalid value for 'name'``.
+        upper-case placeholder or an integer) or ``Invalid value for 'name'``.
 
     Returns
     -------
@@ -90,6 +99,8 @@ def as_flags(message: str) -> str:
     'add --resume to continue it or --restart to discard it'
     >>> as_flags("shorten it or pass window=N; Invalid value for 'text_column': 'x'")
     "shorten it or pass --window N; Invalid value for '--text-column': 'x'"
+    >>> as_flags("use level=2 or lower")
+    'use --level 2 or lower'
     """
     def flag(name: str) -> str:
         return "--" + name.replace("_", "-")

@@ -253,8 +253,8 @@ def resolve_level(axis: str, level, n_steps: int, wavelet: pywt.Wavelet) -> int:
     if 2**level > n_steps:
         raise CSEInputError(
             f"Invalid value for 'level': level {level} needs 2**{level} = {2**level} steps along the "
-            f"{axis!r} axis but it has {n_steps}; use level {max(1, int(np.floor(np.log2(max(n_steps, 1)))))} "
-            f"(--level) or lower"
+            f"{axis!r} axis but it has {n_steps}; use level={max(1, int(np.floor(np.log2(max(n_steps, 1)))))} "
+            f"or lower"
         )
     if axis == "token" and (wavelet.dec_len - 1) * (2 ** (level - 1)) + 1 > 2 * n_steps:
         warnings.warn(

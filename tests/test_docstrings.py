@@ -115,7 +115,8 @@ def test_public_name_passes_numpydoc_validation(name, obj):
     errors = [f"{code} {message}" for code, message in result["errors"] if code not in ERROR_IGNORES]
     assert not errors, f"{name}: " + "; ".join(errors)
     assert not _undocumented(obj), f"{name}: parameters missing from the Parameters section: {_undocumented(obj)}"
-    assert result["examples"], f"{name}: no Examples section"
+    doc = numpydoc.ClassDoc(obj) if inspect.isclass(obj) else numpydoc.FunctionDoc(obj)
+    assert doc["Examples"], f"{name}: no Examples section"
 
 
 @pytest.mark.parametrize("module_name", _modules())
@@ -154,3 +155,17 @@ def test_the_check_sees_the_package():
     assert "cse.pipeline.api" in modules and "cse.stats.comparison" in modules and "cse_kernels" in modules
     defined = {name for m in modules for name, _ in _defined(m)}
     assert {"compute", "conditional_scale_entropy", "compare", "open_result", "modwt_energies"} <= defined
+
+
+@pytest.mark.parametrize("name, obj", _documented_objects(), ids=lambda v: v if isinstance(v, str) else "")
+def test_public_examples_run(name, obj):
+    """The Examples of every public name run as doctests (lines that need a model carry ``+SKIP``)."""
+    import doctest
+    import sys
+
+    module = sys.modules[obj.__module__]
+    finder = doctest.DocTestFinder(recurse=False)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for test in finder.find(obj, name, module=module, globs=dict(vars(module))):
+        runner.run(test, out=lambda text: None)
+    assert runner.failures == 0, f"{name}: {runner.failures} failing example(s); run python -m doctest on it"

@@ -219,6 +219,12 @@ def open_result(path, chunks=None, *, require=("cse",), max_bytes=None) -> xr.Da
         read, or a required variable is missing. Lazy reads later raise it too.
     TypeError
         `max_bytes` is not an int.
+
+    Examples
+    --------
+    >>> import cse
+    >>> ds = cse.open_result("cse-example.nc")  # from: cse compute --example -o cse-example.nc  # doctest: +SKIP
+    >>> ds.cse.sel(layer=12).groupby("label").mean()  # doctest: +SKIP
     """
     from .bounded import open_guarded
 

@@ -124,6 +124,14 @@ def read_texts(path, text_column=None, encoding="utf-8", format=None, *, columns
     UserWarning
         When empty or whitespace-only texts are skipped (their rows keep their
         indices; they produce no tokens), and when columns are renamed.
+
+    Examples
+    --------
+    >>> import cse, tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "texts.csv"
+    >>> _ = path.write_text("sentence,label\\nThe senator attacked the plan .,metaphorical\\n")
+    >>> cse.io.read_texts(path, text_column="sentence").columns.tolist()
+    ['text', 'label']
     """
     path = Path(path)
     fmt = format or table_format(path) or _SUFFIX_FORMAT.get(path.suffix.lower(), "txt")
@@ -347,6 +355,12 @@ def texts_frame(texts, text_column=None, *, columns=None) -> pd.DataFrame:
         One str instead of a sequence, or an item (a text cell) that is not str.
     CSEInputError
         No texts, a missing text column, an unpaired surrogate, too many columns.
+
+    Examples
+    --------
+    >>> import cse
+    >>> cse.io.texts_frame(["One text.", "Another text."]).text.tolist()
+    ['One text.', 'Another text.']
     """
     if isinstance(texts, str):
         raise TypeError("Invalid type for 'texts': expected a sequence of str or a DataFrame, got one str; "

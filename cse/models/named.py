@@ -159,6 +159,13 @@ def list_models() -> list[dict]:
         ``installed`` (bool), ``n_layers`` and ``d_model`` (int, 0 if unknown),
         ``sha256`` (the GGUF file's, where known, else ``''``) and ``install`` (the pip
         command for a named model that is missing).
+
+    Examples
+    --------
+    >>> import cse
+    >>> names = [m["name"] for m in cse.list_models() if m["source"] == "named"]
+    >>> "smollm2-135m" in names
+    True
     """
     rows = []
     for entry in NAMED_MODELS.values():

@@ -34,7 +34,7 @@ def group_profiles(ds, by, where=None, *, levels=None, var: str = "cse", include
         As in `cse.stats.compare`.
     by : str or array-like
         Token coordinate holding the groups (or the labels, with a plain array).
-    where : None, str, dict or boolean DataArray over ``token``
+    where : None, str, dict or bool DataArray over ``token``
         Token selection, as in `cse.stats.compare`.
     levels : (a, b), optional
         The two values of `by`, in this order (default: the two found, sorted).
@@ -59,6 +59,12 @@ def group_profiles(ds, by, where=None, *, levels=None, var: str = "cse", include
     ``mean ± t_{(1 + ci) / 2, n - 1} · sd / sqrt(n)``, over the tokens whose value is
     finite at that layer (NaN where n < 2); infinite values count as undefined (one
     warning, ``n_nonfinite`` in the attributes).
+
+    Examples
+    --------
+    >>> import cse
+    >>> ds = cse.open_result("cse-example.nc")  # doctest: +SKIP
+    >>> prof = cse.plot.group_profiles(ds, by="label", where="word == target_idx and is_word_start")  # doctest: +SKIP
     """
     levels = deprecated_alias("groups", groups, "levels", levels)
     if not 0 < float(ci) < 1:
@@ -116,7 +122,7 @@ def plot_depth_profile(
         As in `cse.stats.compare`.
     by : str or array-like
         Token coordinate holding the groups.
-    where : None, str, dict or boolean DataArray over ``token``
+    where : None, str, dict or bool DataArray over ``token``
         Token selection, as in `cse.stats.compare`.
     stats : xarray.Dataset, optional
         A `cse.stats.compare` result for the same layers: runs of layers with
@@ -153,6 +159,13 @@ def plot_depth_profile(
     CSEInputError
         For a bad selection (as `cse.stats.compare`) or a `stats` Dataset whose layers,
         ``by`` or ``var`` differ from the profile's.
+
+    Examples
+    --------
+    >>> import cse
+    >>> ds = cse.open_result("cse-example.nc")  # doctest: +SKIP
+    >>> fig = cse.plot.plot_depth_profile(ds, by="label", where="word == target_idx and is_word_start")  # doctest: +SKIP
+    >>> fig.savefig("profile.png")  # doctest: +SKIP
     """
     from matplotlib.figure import Figure
 

@@ -74,6 +74,12 @@ def plot_tokens(ds, text, var: str = "cse", where=None, *, label: str | None = N
         If `var` is not a (token, layer) variable, `text` is not in the result,
         `label` is not a token coordinate, `where` is refused, or `tokens_per_row`
         is not a positive int.
+
+    Examples
+    --------
+    >>> import cse
+    >>> ds = cse.open_result("cse-example.nc")  # doctest: +SKIP
+    >>> fig = cse.plot.plot_tokens(ds, text=0)  # doctest: +SKIP
     """
     tokens, idx = _text_tokens(ds, text, var, label, tokens_per_row)
     if isinstance(where, (np.ndarray, xr.DataArray)) and np.shape(where) == (ds.sizes["token"],):

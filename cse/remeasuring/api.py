@@ -42,13 +42,15 @@ def remeasure(ds, *, axis=None, wavelet=None, level=None, boundary=None, normali
         (result files from others are untrusted).
     axis : {None, 'depth', 'token', 'hidden'}
         None: the result's axis.
-    wavelet, level, normalize : optional
+    wavelet, level : optional
         As in `cse.conditional_scale_entropy`. None: the result's value on the
         result's axis, else that axis' default (haar and J = 3 for depth and token,
         db4 at the maximum level for hidden).
     boundary : {None, 'reflect', 'periodic'}
         MODWT boundary rule (depth and token axes); None: the result's, else
         ``'reflect'`` (PyWavelets calls this extension ``symmetric``).
+    normalize : {None, 'unit', 'none'}
+        As in `cse.conditional_scale_entropy`; None: the result's, else the axis' default.
     null_permutations : int, optional
         P of the order null (0: none; >= 2: adds ``cse_null_mean``, ``cse_null_std``
         and ``cse_z``). None: the result's.
@@ -91,8 +93,7 @@ def remeasure(ds, *, axis=None, wavelet=None, level=None, boundary=None, normali
 
     See Also
     --------
-    cse.measure.reduce_gram : the depth-axis arrays from Gram matrices.
-    cse.compute : ``save=["gram"]`` and ``save=["updates"]``.
+    cse.compute : Stores them with ``save=["gram"]`` or ``save=["updates"]``.
 
     Notes
     -----

@@ -89,6 +89,13 @@ def relative_depth(ds, bins: int = 10, method: str = "mean"):
         If there is no ``layer`` dim, or `bins`/`method` are invalid.
     TypeError
         If `bins` is not an integer, or `ds` is not an xarray object.
+
+    Examples
+    --------
+    >>> import cse, numpy as np
+    >>> ds = cse.conditional_scale_entropy(np.random.default_rng(0).standard_normal((12, 4, 16)))  # 12 layers
+    >>> cse.stats.relative_depth(ds.cse, bins=4).sizes["relative_depth"]
+    4
     """
     method = check_choice("method", method, RELATIVE_DEPTH_METHODS)
     bins = check_int("bins", bins, 1, MAX_BINS)

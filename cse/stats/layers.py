@@ -21,6 +21,7 @@ def layer_span(layers) -> str:
     Returns
     -------
     str
+        The layers as comma-separated runs, or ``'none'``.
 
     Examples
     --------
@@ -55,6 +56,13 @@ def boundary_layers(obj) -> np.ndarray | None:
         True at the layers whose MODWT coefficients depend on the boundary rule; None
         when `obj` has no ``boundary_affected`` over ``layer`` (another axis, or a
         result that does not mark them).
+
+    Examples
+    --------
+    >>> import cse, numpy as np
+    >>> ds = cse.conditional_scale_entropy(np.random.default_rng(0).standard_normal((8, 4, 16)))  # (layer, token, d_model)
+    >>> cse.stats.boundary_layers(ds).nonzero()[0].tolist()  # layers whose coefficients read the boundary rule
+    [0, 1, 2, 3, 4, 5, 6]
     """
     holder = getattr(obj, "variables", None)
     if holder is None:

@@ -103,7 +103,7 @@ def _partial(p: np.ndarray, u: int) -> np.ndarray:
 
 def conjunction(results, *, u: int | None = None, alpha: float = 0.05, correction: str = "holm",
                 bins: int | None = None) -> xr.Dataset:  # fmt: skip
-    """Where do at least u of several `cse.stats.compare` results agree on an effect of the same sign?
+    """Find where at least u of several `cse.stats.compare` results agree on an effect of the same sign.
 
     Parameters
     ----------
@@ -150,6 +150,17 @@ def conjunction(results, *, u: int | None = None, alpha: float = 0.05, correctio
     corpus has an effect and the other none). Directional p-values are the two-sided
     permutation p-values restricted to one sign of t, so the test is conservative by
     up to a factor of 2.
+
+    Examples
+    --------
+    >>> import cse, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> runs = []
+    >>> for seed in (1, 2):
+    ...     y = rng.normal(size=(40, 6)); y[20:, 2:4] += 1.5
+    ...     runs.append(cse.stats.compare(y, by=np.repeat(["a", "b"], 20), n_permutations=199, seed=seed))
+    >>> cse.stats.conjunction(runs).replicated.values.tolist()  # doctest: +SKIP
+    [False, False, True, True, False, False]
     """
     named = _named(results)
     n = len(named)
@@ -222,6 +233,14 @@ def replicated_bands(results, *, u: int | None = None, alpha: float = 0.05, corr
     ------
     CSEInputError, TypeError
         As `conjunction`.
+
+    Examples
+    --------
+    >>> import cse
+    >>> ds = cse.open_result("cse-example.nc")  # doctest: +SKIP
+    >>> runs = [cse.stats.compare(ds.where(ds.pair < 6, drop=True), by="label"),  # doctest: +SKIP
+    ...         cse.stats.compare(ds.where(ds.pair >= 6, drop=True), by="label")]
+    >>> cse.stats.replicated_bands(runs)  # doctest: +SKIP
     """
     res = conjunction(results, u=u, alpha=alpha, correction=correction, bins=bins)
     dim = "layer" if "layer" in res.dims else "relative_depth"

@@ -166,12 +166,21 @@ def select_tokens(ds, where=None, include_special: bool = False, var: str = "cse
     Returns
     -------
     mask : ndarray of bool, shape (n_tokens,)
+        True at the selected tokens.
 
     Raises
     ------
     CSEInputError
         If `where` is refused, names a missing coordinate or does not evaluate to one
         boolean per token.
+
+    Examples
+    --------
+    >>> import cse
+    >>> ds = cse.open_result("cse-example.nc")  # doctest: +SKIP
+    >>> mask = cse.stats.select_tokens(ds, where="word == target_idx and is_word_start")  # doctest: +SKIP
+    >>> int(mask.sum())  # one target verb per sentence  # doctest: +SKIP
+    24
     """
     da, _, source = as_dataarray(ds, var)
     return token_mask(token_frame(da, source), where, include_special)
