@@ -169,3 +169,36 @@ def test_public_examples_run(name, obj):
     for test in finder.find(obj, name, module=module, globs=dict(vars(module))):
         runner.run(test, out=lambda text: None)
     assert runner.failures == 0, f"{name}: {runner.failures} failing example(s); run python -m doctest on it"
+
+
+def test_api_page_lists_exactly_the_public_names():
+    """docs/api.rst (the API reference) and the faces' ``__all__`` name the same objects."""
+    import re
+
+    page, module, listed = (ROOT / "docs" / "api.rst").read_text(), None, set()
+    for line in page.splitlines():
+        if match := re.match(r"\.\. currentmodule:: (\S+)", line):
+            module = match[1]
+        elif module and (match := re.match(r"   ([A-Za-z_]\w*)$", line)):
+            listed.add(f"{module}.{match[1]}")
+    expected = {name for name in public_names() if not name.endswith(".__version__")}
+    assert listed == expected, f"only on the page: {sorted(listed - expected)}; only in __all__: {sorted(expected - listed)}"
+
+
+def test_readme_names_resolve_and_it_is_short():
+    """README.md stays a front door (at most 200 lines) and every ``cse.*`` name in it resolves after ``import cse``."""
+    import re
+
+    import cse
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 200
+    names = set(re.findall(r"(?<![\w/.-])cse(?:\.[A-Za-z_]\w*)+(?![\w-])", readme))
+    unresolved = []
+    for name in sorted(names):
+        obj = cse
+        for part in name.split(".")[1:]:
+            obj = getattr(obj, part, None)
+        if obj is None:
+            unresolved.append(name)
+    assert names and not unresolved, f"README names that do not resolve after `import cse`: {unresolved}"

@@ -66,7 +66,7 @@ def permutation_options(func):
         click.option("--tail", type=click.Choice(list(TAIL_NAMES)), default="two-sided", show_default=True,
                      help="greater: B > A; less: B < A."),
         click.option("--threshold", type=float, default=None,
-                     help="Cluster-forming |t| [default: t critical value at --cluster-alpha]."),
+                     help="Cluster-forming absolute t [default: t critical value at --cluster-alpha]."),
         click.option("--cluster-alpha", type=float, default=0.05, show_default=True),
         click.option("--tfce-e", type=float, default=0.5, show_default=True, help="TFCE extent exponent E."),
         click.option("--tfce-h", type=float, default=2.0, show_default=True, help="TFCE height exponent H."),

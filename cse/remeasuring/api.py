@@ -98,7 +98,7 @@ def remeasure(ds, *, axis=None, wavelet=None, level=None, boundary=None, normali
     Notes
     -----
     From the Gram matrices the result equals a fresh ``cse.compute`` with the same
-    settings to rounding (tested: max |difference| <= 1e-9 for haar, db2, db4, sym4 x
+    settings to rounding (tested: largest absolute difference <= 1e-9 for haar, db2, db4, sym4 x
     J = 2, 3, 4 x reflect, periodic, NaN cells equal): the energies are the same
     quadratic forms the compute path uses, energies that round below zero are
     clamped at 0. From float16 updates the CSE differs from the float32 compute by the
