@@ -140,7 +140,8 @@ def relative_depth(ds, bins: int = 10, method: str = "mean"):
     )
     if kept is not None:
         out = xr.merge([out, kept], combine_attrs="override", join="outer", compat="override")
-    out["relative_depth"].attrs.update(long_name="relative depth, bin centre of (layer + 1) / L", units="1")
+    out["relative_depth"].attrs.update(long_name="relative depth", units="1",
+                                       description="relative depth, bin centre of (layer + 1) / L")
     out.attrs = attrs
     out.attrs.update(relative_depth_bins=int(bins), relative_depth_method=method, relative_depth_n_layers=int(L),
                      relative_depth_dropped=", ".join(tests_dropped), relative_depth_n_nonfinite=int(n_nonfinite))
