@@ -9,8 +9,12 @@ the kernel functions of ``cse_kernels``; every other module is private by conven
 """
 
 from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version as _version
 
-__version__ = "0.1.0"
+try:  # one source of the version: pyproject.toml, through the installed package's metadata
+    __version__ = _version("cse")
+except PackageNotFoundError:  # a source tree on sys.path without an install
+    __version__ = "0+unknown"
 
 _LAZY = {
     "conditional_scale_entropy": "cse.measure",

@@ -27,7 +27,7 @@ LAYERS = [
     {"boundary", "nulls"},
     {"where", "io", "capture", "reduce", "measure", "layout", "models"},
     {"stats", "pipeline", "plot", "example", "remeasuring"},
-    {"commands", "cli"},
+    {"commands", "cli", "__main__"},
 ]
 
 
@@ -140,3 +140,74 @@ def test_module_and_function_sizes(name):
                 if size > MAX_FUNCTION_BODY:
                     long.append(f"{node.name} ({size} lines, line {node.lineno})")
     assert not long, f"{path.relative_to(ROOT)}: functions over {MAX_FUNCTION_BODY} lines of body: {', '.join(long)}"
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> modules of the three packages it imports, at any depth of its code (imports
+    inside functions included: they make circles that only show when that function runs)."""
+    graph = {}
+    for name, path in MODULES.items():
+        edges = graph.setdefault(name, set())
+        for module, names, _ in _imports(name, path):
+            targets = [f"{module}.{n}" for n in names if f"{module}.{n}" in MODULES]
+            if len(targets) < len(names) and module in MODULES:
+                targets.append(module)  # names defined in the module (or its package) itself
+            edges.update(t for t in targets if t != name)
+    return graph
+
+
+def test_no_import_circle_even_through_imports_inside_functions():
+    """Strongly connected components of the import graph (Tarjan), a package's __init__ excepted
+    where it only gathers its own submodules' names."""
+    graph = _import_graph()
+    index, low, stack, on_stack, circles, counter = {}, {}, [], set(), [], [0]
+
+    def visit(node):
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    # A package's __init__ re-exporting its submodules, which import each other only below it,
+    # is no circle: drop the edges from a submodule up to its own package's __init__ and look again.
+    real = []
+    for component in circles:
+        members = set(component)
+        sub = {m: {o for o in graph[m] & members if not (m.startswith(o + ".") and MODULES[o].name == "__init__.py")}
+               for m in members}
+        if _has_cycle(sub):
+            real.append(component)
+    assert not real, "import circles:\n" + "\n".join(" <-> ".join(c) for c in real)
+
+
+def _has_cycle(graph: dict[str, set[str]]) -> bool:
+    state = {}
+
+    def visit(node):
+        state[node] = 1
+        for other in graph.get(node, ()):
+            if state.get(other) == 1 or (other not in state and visit(other)):
+                return True
+        state[node] = 2
+        return False
+
+    return any(node not in state and visit(node) for node in graph)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..errors import CSEInputError
 from .decoding import BYTES_CODECS
-from .limits import VLEN_ITEM_BYTES, DeclaredArray, ResultLimits, check_declared
+from .limits import VLEN_ITEM_BYTES, DeclaredArray, ResultLimits, check_declared, refuse
 from .paths import ZARR_METADATA, check_file_kind, kind_of, output_format, read_metadata
 
 #: Zarr format 3 codecs a result may use: what zarr-python writes, and the compressors cse decodes itself.
@@ -146,12 +146,6 @@ def inspect_result(path, name: str, limits: ResultLimits, *, whole: bool) -> tup
 
     check_hdf5_file(path, name, limits, whole=whole)
     return fmt, None
-
-
-def refuse(path: Path, what: str) -> CSEInputError:
-    """The one-line error for an item outside the allow-list."""
-    return CSEInputError(f"{path}: refused: {what}; cse opens only results with the codecs, filters and dtypes "
-                         f"it reads safely")
 
 
 # --------------------------------------------------------------------------- Zarr

@@ -27,9 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CSEInputError
-from .allowlist import refuse
 from .decoding import DecodeError, inflate
-from .limits import VLEN_ITEM_BYTES, DeclaredArray, ResultLimits, check_declared
+from .limits import VLEN_ITEM_BYTES, DeclaredArray, ResultLimits, check_declared, refuse
 from .paths import HDF5_SIGNATURE, first_line
 
 #: HDF5 filters a netCDF result may use (all built into HDF5 or h5py: no plugin is loaded).

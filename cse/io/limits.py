@@ -249,3 +249,9 @@ def check_declared(path, arrays, stored_bytes: int, limits: ResultLimits, *, who
 
 def _shape(shape) -> str:
     return "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def refuse(path: Path, what: str) -> CSEInputError:
+    """The one-line error for an item outside the allow-list."""
+    return CSEInputError(f"{path}: refused: {what}; cse opens only results with the codecs, filters and dtypes "
+                         f"it reads safely")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 import weakref
 from pathlib import Path
@@ -112,6 +113,32 @@ def _short_reason(error: BaseException) -> str:
     return reason if len(reason) <= 200 else reason[:197] + "..."
 
 
+def _import_error(error: BaseException) -> ImportError | None:
+    """The ImportError behind `error` (transformers wraps a failed lazy import in a RuntimeError), or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ImportError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _import_failure(error: BaseException) -> str:
+    """One line for a failed Python import: which module, why, and where the one found lies."""
+    found = _import_error(error) or error
+    module = getattr(found, "name", None)
+    where = getattr(found, "path", None)
+    if where is None and module in sys.modules:
+        where = getattr(sys.modules[module], "__file__", None)
+    text = f"a Python import failed while loading it: {_short_reason(found)}"
+    if module:
+        text += f" (module {module!r}" + (f" found at {where}" if where else "") + ")"
+    return (text + "; this is an installation problem, not the model: a file or folder of that name in the "
+            "current folder or on PYTHONPATH can shadow the installed package, or a dependency is missing or "
+            "too old (reinstall with `bash scripts/setup.sh` or `pip install cse`)")
+
+
 def load_model(model=None, device="auto", dtype=None, device_map=None, *, name=None):
     """Load a causal LM and its tokenizer without touching the network.
 
@@ -174,13 +201,17 @@ def load_model(model=None, device="auto", dtype=None, device_map=None, *, name=N
     torch_device = None if device_map is not None else _resolve_device(device)
     torch_dtype = _resolve_dtype(dtype)
     target, gguf_file, source = _locate(name)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    label = source["model"] if name is None else os.fspath(name)
+    tried = f"{target}" + (f" (GGUF file {gguf_file})" if gguf_file is not None else "")
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+    except Exception as error:
+        raise CSEInputError(f"cannot load model {label!r}: {_import_failure(error)}") from error
 
     kwargs = {"local_files_only": True}
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
-    label = source["model"] if name is None else os.fspath(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
         model_kwargs = dict(kwargs)
@@ -195,9 +226,11 @@ def load_model(model=None, device="auto", dtype=None, device_map=None, *, name=N
         finally:
             hf_logging.set_verbosity(verbosity)
     except Exception as error:  # any failure to read a model is bad input: one line, cause chained
+        if _import_error(error) is not None:  # the installation, not the model, is at fault
+            raise CSEInputError(f"cannot load model {label!r} (tried {tried}): {_import_failure(error)}") from error
         raise CSEInputError(
-            f"cannot load model {label!r} offline: {_short_reason(error)}; give a local path, a named model or a "
-            f"model already in the Hugging Face cache"
+            f"cannot load model {label!r} offline (tried {tried}, local files only): {_short_reason(error)}; give a "
+            f"local path, a named model or a model already in the Hugging Face cache"
         ) from error
     if torch_device is not None:
         model.to(torch_device)

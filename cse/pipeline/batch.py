@@ -9,11 +9,18 @@ matrices, or the updates themselves).
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..params import check_choice
 from ..settings import MeasureSettings
 
+<<<<<<< HEAD
+=======
+__all__ = ["REDUCERS", "pad_batch", "run_batch", "torch_threads"]
+
+>>>>>>> main
 #: Where the updates are reduced: on their device with the torch twin, or on the CPU.
 REDUCERS = ("auto", "numba", "torch")
 
@@ -107,3 +114,25 @@ def run_batch(model, sequences, settings: MeasureSettings, pad_id: int = 0, redu
     del updates
     out["surprisal"] = surprisal.numpy().reshape(-1)[valid]
     return out
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Hold torch's intra-op threads at `threads` (None: leave them) and restore them on exit.
+
+    Parameters
+    ----------
+    threads : int or None
+        Threads per process for torch's CPU kernels.
+    """
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -196,8 +196,7 @@ def _run_task(spec: ModelSpec, store: str, updates_store: str | None, done_dir: 
     """Compute and write a group of batches on a worker; return the number of tokens written."""
     from pathlib import Path
 
-    from .batch import run_batch
-    from .executor import torch_threads
+    from .batch import run_batch, torch_threads
 
     if not Path(store, "zarr.json").is_file():
         raise CSEInputError(f"the worker cannot see the staging store {store}; the output folder must be on a "

@@ -18,31 +18,9 @@ from __future__ import annotations
 import contextlib
 
 from ..errors import CSEInputError
-from .batch import run_batch
+from .batch import run_batch, torch_threads
 from .plan import Run
 from .sinks import BackgroundWriter
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None):
-    """Hold torch's intra-op threads at `threads` (None: leave them) and restore them on exit.
-
-    Parameters
-    ----------
-    threads : int or None
-        Threads per process for torch's CPU kernels.
-    """
-    if threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def run_batches(model, run: Run, todo, sink, log=None, bar=None, max_pending: int = 2) -> list[int]:
