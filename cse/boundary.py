@@ -1,7 +1,7 @@
 r"""Boundary coefficients of the MODWT: which positions of a result depend on the boundary rule.
 
 On the ``depth`` and ``token`` axes the MODWT of an N-long series is computed as a
-circular filter (SPEC section 2). At level j the equivalent filter of a wavelet with
+circular filter (the definition, user guide). At level j the equivalent filter of a wavelet with
 K taps has width
 
 .. math:: L_j = (2^j - 1)(K - 1) + 1

@@ -39,7 +39,7 @@ seed : int, numpy.random.Generator or None
 
 docdict["axis"] = """
 axis : {'depth', 'token', 'hidden'}
-    Which sequence the wavelet runs along (SPEC section 2): ``'depth'`` (default),
+    Which sequence the wavelet runs along (the definition, user guide): ``'depth'`` (default),
     an MODWT along layers of each token's layer-update stream; ``'token'``, an
     MODWT along the token positions of each layer; ``'hidden'``, an orthonormal
     periodized DWT over the hidden index of each update vector.
@@ -107,7 +107,7 @@ where : None, str, dict or bool DataArray over ``token``
 docdict["include_special"] = """
 include_special : bool
     Keep special tokens (``is_special``, e.g. the attention-sink first position).
-    Default False: SPEC section 3 excludes them from statistics.
+    Default False: statistics exclude them by default.
 """
 
 _PLACEHOLDER = re.compile(r"^([ \t]*)(?:(\w+) : )?%\((\w+)\)s[ \t]*$", re.MULTILINE)

@@ -1,4 +1,4 @@
-"""The layout of a CSE result (SPEC section 4): one builder for every writer.
+"""The layout of a CSE result (the result schema): one builder for every writer.
 
 `result_layout` lays out the Dataset that `cse.conditional_scale_entropy`, `cse.compute`
 (in memory or streamed into a store) and `cse.remeasure` return: dims ``(token, layer,

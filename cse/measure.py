@@ -1,4 +1,4 @@
-r"""Conditional Scale Entropy of layer updates (SPEC section 2).
+r"""Conditional Scale Entropy of layer updates (the definition, user guide).
 
 `conditional_scale_entropy` validates (`cse.settings.MeasureSettings`), reduces the
 updates through the one reduction path (`cse.reduce`: `reduce_updates`, re-exported

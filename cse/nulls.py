@@ -1,6 +1,6 @@
 """The permutation nulls of CSE: which order is permuted, the seeded permutation sets, z-scores.
 
-Every axis has a null with ``null_permutations = P > 0`` (SPEC section 2):
+Every axis has a null with ``null_permutations = P > 0`` (the definition, user guide):
 
 - ``depth``: the layer order of each token's update stream is permuted;
 - ``token``: the token order within each text (each model input sequence);

@@ -1,4 +1,4 @@
-"""The result schema of SPEC section 4: dimension order, variable names, CF attributes.
+"""The result schema of the result schema: dimension order, variable names, CF attributes.
 
 This module is the one source of truth for what a CSE result looks like. Every writer
 (`cse.compute`, `cse.conditional_scale_entropy`, the sinks of `cse.compute`) takes the
@@ -89,7 +89,8 @@ COORD_ATTRS = {
               "description": "wavelet band: details d1..dJ (fine to coarse), approximation aJ"},
     "layer2": {"long_name": "layer (second)",
                "description": "block index (0-based) of the second update of a Gram matrix entry"},
-    "layer_row": {"long_name": "layer (row)", "description": "first block index of the pair (numpy.triu_indices order)"},
+    "layer_row": {"long_name": "layer (row)",
+                  "description": "first block index of the pair (numpy.triu_indices order)"},
     "layer_col": {"long_name": "layer (column)",
                   "description": "second block index of the pair (numpy.triu_indices order)"},
 }

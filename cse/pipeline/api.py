@@ -1,4 +1,4 @@
-"""`cse.compute`: texts in, a Dataset of Conditional Scale Entropy out (SPEC section 4).
+"""`cse.compute`: texts in, a Dataset of Conditional Scale Entropy out (the result schema).
 
 One straight path, each step a module of `cse.pipeline` that the data enters once:
 

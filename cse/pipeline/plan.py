@@ -1,7 +1,7 @@
 """Step 2 of `cse.compute`: the plan — texts tokenized, aligned to words and laid out, settings fitted.
 
 The plan fixes every token's place in the stacked ``token`` dim and its coordinates
-(SPEC section 4), the measure's settings for this model and these texts, the batches
+(the result schema), the measure's settings for this model and these texts, the batches
 and the result's attributes, so that bad input (a text longer than the context, a
 tokenizer without offsets, a level too high for the shortest text, a null too large)
 fails before any compute, and every way of running (one process, a Dask cluster, a
@@ -33,7 +33,7 @@ class Plan:
     starts : ndarray of int64, shape (n_sequences + 1,)
         Offset of each sequence's first token in the stacked ``token`` dim.
     coords : pandas.DataFrame
-        One row per token: the token coordinates of SPEC section 4.
+        One row per token: the token coordinates of the result schema.
     """
 
     sequences: list

@@ -2,7 +2,7 @@
 
 One home for what `cse stats`, `cse plot` and the studies each wrote before: the runs of
 a set of layers as text (``"0-6, 9"``) and the ``boundary_affected`` mask over layers
-(MODWT boundary coefficients, SPEC section 2).
+(MODWT boundary coefficients, the definition, user guide).
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def boundary_layers(obj) -> np.ndarray | None:
     Examples
     --------
     >>> import cse, numpy as np
-    >>> ds = cse.conditional_scale_entropy(np.random.default_rng(0).standard_normal((8, 4, 16)))  # (layer, token, d_model)
+    >>> u = np.random.default_rng(0).standard_normal((8, 4, 16))  # (layer, token, d_model)
+    >>> ds = cse.conditional_scale_entropy(u)
     >>> cse.stats.boundary_layers(ds).nonzero()[0].tolist()  # layers whose coefficients read the boundary rule
     [0, 1, 2, 3, 4, 5, 6]
     """

@@ -239,7 +239,7 @@ def finite_values(values: np.ndarray, name=None) -> tuple[np.ndarray, int]:
         A copy where any entry was infinite, else `values` itself.
     n_nonfinite : int
         How many entries were +-inf (NaN ones are not counted: they are undefined
-        by contract, SPEC section 2).
+        by contract, the definition, user guide).
     """
     infinite = np.isinf(values)
     count = int(infinite.sum())

@@ -7,7 +7,7 @@ model code: this package plays the compiled core under `cse.measure`, as
 Layout
 ------
 `cse_kernels.reference`
-    The NumPy reference: the transforms of SPEC section 2 written plainly. It is the
+    The NumPy reference: the transforms of the definition (user guide) written plainly. It is the
     specification in code; every other implementation must reproduce it.
 `cse_kernels._numba`
     The fast path, re-exported here as the package's public functions: Numba

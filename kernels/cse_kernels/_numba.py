@@ -127,7 +127,7 @@ def _n_tasks(n_items: int) -> int:
 
 @jit(exact=True)
 def _entropy_of(e, frac):
-    """CSE of one energy vector `e` (n_bands,); fractions into `frac`. NaN policy of SPEC 2."""
+    """CSE of one energy vector `e` (n_bands,); fractions into `frac`. NaN policy of the definition."""
     n_bands = e.shape[0]
     total = 0.0
     finite = True

@@ -1,4 +1,4 @@
-"""NumPy reference of the scale-energy transforms of SPEC section 2.
+"""NumPy reference of the scale-energy transforms of the definition (user guide).
 
 This module is the specification in code: every faster kernel (Numba in
 `cse_kernels._numba`, the torch twin) must reproduce these functions, with the same
