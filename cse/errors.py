@@ -71,7 +71,7 @@ class RunInterrupted(KeyboardInterrupt):
 #: command line shows them as its flags (``--resume``, ``--window N``) through `as_flags`.
 FLAG_PARAMETERS = ("resume", "restart", "overwrite", "window", "text_column", "columns", "split", "encoding",
                    "null_permutations", "save", "wide", "level")
-_KEYWORD = re.compile(r"\b(" + "|".join(FLAG_PARAMETERS) + r")=(True\b|[A-Z]+\b|\d+\b)")
+_KEYWORD = re.compile(r"\b(" + "|".join(FLAG_PARAMETERS) + r")=(True\b|[A-Z]+\b|\d+\b|'[^'\s]*')")
 _NAMED = re.compile(r"(Invalid value for )'(" + "|".join(FLAG_PARAMETERS) + r")'")
 
 
@@ -86,7 +86,7 @@ def as_flags(message: str) -> str:
     ----------
     message : str
         An error message naming parameters as ``name=True``, ``name=VALUE`` (an
-        upper-case placeholder or an integer) or ``Invalid value for 'name'``.
+        upper-case placeholder, an integer or a quoted word) or ``Invalid value for 'name'``.
 
     Returns
     -------
@@ -99,11 +99,11 @@ def as_flags(message: str) -> str:
     'add --resume to continue it or --restart to discard it'
     >>> as_flags("shorten it or pass window=N; Invalid value for 'text_column': 'x'")
     "shorten it or pass --window N; Invalid value for '--text-column': 'x'"
-    >>> as_flags("use level=2 or lower")
-    'use --level 2 or lower'
+    >>> as_flags("use level=2 or lower; try encoding='cp1252'")
+    'use --level 2 or lower; try --encoding cp1252'
     """
     def flag(name: str) -> str:
         return "--" + name.replace("_", "-")
 
-    message = _KEYWORD.sub(lambda m: flag(m[1]) + ("" if m[2] == "True" else f" {m[2]}"), str(message))
+    message = _KEYWORD.sub(lambda m: flag(m[1]) + ("" if m[2] == "True" else f" {m[2].strip(chr(39))}"), str(message))
     return _NAMED.sub(lambda m: f"{m[1]}'{flag(m[2])}'", message)

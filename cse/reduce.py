@@ -212,7 +212,7 @@ def reduce_gram(gram, settings: MeasureSettings, backend="numba") -> dict:
     """
     if settings.axis != "depth":
         raise CSEInputError(f"Invalid value for 'settings': Gram matrices give the depth axis only, got axis "
-                            f"{settings.axis!r}; re-measure other axes from the updates (cse compute --save updates)")
+                            f"{settings.axis!r}; re-measure other axes from the updates (save='updates')")
     kernels = resolve_backend(backend)
     if getattr(kernels, "ARRAYS", "numpy") == "torch":
         import torch

@@ -82,7 +82,7 @@ def test_random_lines_in_any_encoding_give_a_frame_or_one_clear_error(tmp_path, 
 
 def test_mixed_encodings_name_the_line_and_an_encoding(tmp_path):
     data = "first line é\n".encode() + "second line é\n".encode("cp1252")
-    with pytest.raises(CSEInputError, match=r"line 2 is not valid utf-8 .*try --encoding cp1252"):
+    with pytest.raises(CSEInputError, match=r"line 2 is not valid utf-8 .*try encoding='cp1252'"):
         read_texts(_write(tmp_path, "mixed.txt", data))
 
 

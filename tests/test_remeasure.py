@@ -289,10 +289,10 @@ def test_command_line_refuses_in_one_line(tmp_path, capsys):
 
 def test_refuses_what_the_axis_cannot_be_measured_from():
     with pytest.raises(CSEInputError, match=r"cannot re-measure the depth axis: it holds neither Gram matrices nor "
-                                            r"layer updates; compute it with 'cse compute --save gram"):
+                                            r"layer updates; compute it with save='gram'"):
         cse.remeasure(fresh())
     with pytest.raises(CSEInputError, match=r"cannot re-measure the token axis: it holds Gram matrices only, which "
-                                            r"give the depth axis only; compute it with 'cse compute --save updates'"):
+                                            r"give the depth axis only; compute it with save='updates'"):
         cse.remeasure(with_gram(), axis="token")
 
 

@@ -200,7 +200,7 @@ def _check_fields(frame: pd.DataFrame, source: str) -> None:
             raise CSEInputError(f"{source}: row {frame.index[row]}: the field {str(frame.columns[k])[:80]!r} holds "
                                 f"{int(sizes[row])} "
                                 f"characters or items, more than {MAX_FIELD_CHARS}; fields are copied to every token of "
-                                f"their text: keep long text in the text column, or leave the field out with --columns")
+                                f"their text: keep long text in the text column, or leave the field out with columns=NAMES")
 
 
 def _text_column(available, path, text_column) -> str:

@@ -233,7 +233,7 @@ def _check_save(save, settings: MeasureSettings) -> tuple:
                             "packed upper triangle), not both")
     if any(item.startswith("gram") for item in items) and settings.axis != "depth":
         raise CSEInputError(f"Invalid value for 'save': the Gram matrices re-measure the depth axis; this run's axis "
-                            f"is {settings.axis!r} (use --save updates for the token and hidden axes)")
+                            f"is {settings.axis!r} (use save='updates' for the token and hidden axes)")
     return tuple(dict.fromkeys(items))
 
 
