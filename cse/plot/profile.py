@@ -16,7 +16,7 @@ from ..errors import CSEInputError
 from ..stats.layers import boundary_layers
 from ..stats.result import layer_coords
 from ..stats.selection import deprecated_alias, finite_values, select_groups
-from .style import BOUNDARY_COLOUR, integer_ticks, runs, var_attrs
+from .style import BOUNDARY_COLOUR, integer_ticks, runs, setting_words, var_attrs
 
 _COLOURS = ("#1f77b4", "#d62728")
 #: Short legend names of the statistics of `cse.stats.compare` (the full text is in its attrs["statistic"]).
@@ -227,7 +227,7 @@ def plot_depth_profile(
     attrs = ds.attrs if isinstance(ds, (xr.Dataset, xr.DataArray)) else {}
     if title is None:
         title = " — ".join(part for part in (attrs.get("model", ""), f"{var} by {profile.attrs['by']}",
-                                             _setting(attrs)) if part)
+                                             setting_words(attrs)) if part)
     ax.set_title(title, fontsize="medium")
     return fig
 
@@ -237,15 +237,6 @@ def _tokens_tested(stats) -> tuple[int, int] | None:
     if stats is None or "n_tokens_a" not in stats.attrs:
         return None
     return int(stats.attrs["n_tokens_a"]), int(stats.attrs["n_tokens_b"])
-
-
-def _setting(attrs) -> str:
-    """The measure's setting in a few words (``"depth, haar J=3, reflect"``), for titles."""
-    if "wavelet" not in attrs:
-        return ""
-    level = f" J={attrs['level']}" if "level" in attrs else ""
-    boundary = f", {attrs['boundary']}" if attrs.get("axis", "depth") != "hidden" and "boundary" in attrs else ""
-    return f"{attrs.get('axis', 'depth')}, {attrs['wavelet']}{level}{boundary}"
 
 
 def _check_stats(stats, profile: xr.Dataset, layers: np.ndarray) -> None:

@@ -50,3 +50,23 @@ def integer_ticks():
     from matplotlib.ticker import MaxNLocator
 
     return MaxNLocator(integer=True)
+
+
+def setting_words(attrs) -> str:
+    """The measure's setting in a few words, for titles.
+
+    Parameters
+    ----------
+    attrs : dict
+        A result's attributes (``axis``, ``wavelet``, ``level``, ``boundary``).
+
+    Returns
+    -------
+    str
+        E.g. ``"depth, haar J=3, reflect"``; ``""`` when the attributes name no wavelet.
+    """
+    if "wavelet" not in attrs:
+        return ""
+    level = f" J={attrs['level']}" if "level" in attrs else ""
+    boundary = f", {attrs['boundary']}" if attrs.get("axis", "depth") != "hidden" and "boundary" in attrs else ""
+    return f"{attrs.get('axis', 'depth')}, {attrs['wavelet']}{level}{boundary}"

@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import CSEInputError
-from .style import BOUNDARY_COLOUR, integer_ticks, runs, var_attrs
+from .style import BOUNDARY_COLOUR, integer_ticks, runs, setting_words, var_attrs
 
 #: Most tokens drawn in one row of `plot_tokens`; longer texts are split into rows.
 TOKENS_PER_ROW = 60
@@ -56,7 +56,8 @@ def plot_tokens(ds, text, var: str = "cse", where=None, *, label: str | None = N
     cmap : str or matplotlib colormap, optional
         Default ``viridis`` (``RdBu_r`` for z-scores). Undefined (NaN) cells are grey.
     title : str, optional
-        Figure title; default names the model, the variable and the text.
+        Figure title; default names the model, the variable, the text and the measure's
+        setting (axis, wavelet, level, boundary).
 
     Returns
     -------
@@ -102,7 +103,8 @@ def plot_tokens(ds, text, var: str = "cse", where=None, *, label: str | None = N
     fig.colorbar(fig.axes[0].images[0], ax=fig.axes, label=colour_label, shrink=0.9)
     _token_legend(fig, boundary, outlined, where, label, special)
     if title is None:
-        title = f"{ds.attrs.get('model', '')} — {var} of text {text} ({len(values)} tokens)".strip(" —")
+        parts = (ds.attrs.get("model", ""), f"{var} of text {text} ({len(values)} tokens)", setting_words(ds.attrs))
+        title = " — ".join(part for part in parts if part)
     fig.suptitle(title, fontsize="medium", parse_math=False)
     return fig
 
