@@ -1,8 +1,11 @@
 """Conditional Scale Entropy (CSE) for transformer layer updates.
 
 CSE is the normalized Shannon entropy of the distribution of a layer update's
-energy across wavelet scales, per token and per layer. See SPEC section 2 and
-`cse.conditional_scale_entropy`.
+energy across wavelet scales, per token and per layer. See
+`cse.conditional_scale_entropy` and the user guide.
+
+The public surface is this module (`__all__`), `cse.stats`, `cse.plot`, `cse.io` and
+the kernel functions of ``cse_kernels``; every other module is private by convention.
 """
 
 from importlib import import_module
@@ -28,6 +31,8 @@ _LAZY = {
     "list_models": "cse.models",
 }
 
+_SUBPACKAGES = ("io", "plot", "stats")
+
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
@@ -36,6 +41,11 @@ def __getattr__(name):
     # take seconds to import).
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
-    if name in ("stats", "plot"):
+    if name in _SUBPACKAGES:
         return import_module(f"cse.{name}")
     raise AttributeError(f"module 'cse' has no attribute {name!r}")
+
+
+def __dir__():
+    # Tab completion lists the public surface, not the lazy-loading machinery.
+    return sorted(set(__all__) | set(_SUBPACKAGES))

@@ -1,7 +1,7 @@
 r"""Boundary coefficients of the MODWT: which positions of a result depend on the boundary rule.
 
 On the ``depth`` and ``token`` axes the MODWT of an N-long series is computed as a
-circular filter (SPEC section 2). At level j the equivalent filter of a wavelet with
+circular filter (the definition, user guide). At level j the equivalent filter of a wavelet with
 K taps has width
 
 .. math:: L_j = (2^j - 1)(K - 1) + 1
@@ -47,8 +47,6 @@ import numpy as np
 from cse_kernels.filters import equivalent_width, modwt_operator
 
 from .params import BOUNDARIES, as_wavelet, check_choice, check_int
-
-__all__ = ["boundary_affected", "boundary_width", "dependence"]
 
 
 def _taps_and_level(wavelet, level) -> tuple[int, int]:

@@ -24,7 +24,7 @@ from importlib.metadata import entry_points
 
 import click
 
-from .errors import CSEInputError, RunInterrupted, Terminated
+from .errors import CSEInputError, RunInterrupted, Terminated, as_flags
 
 # name -> module holding a click command of that name
 COMMANDS = {
@@ -124,7 +124,7 @@ def interrupt_status(exc: KeyboardInterrupt) -> tuple[str, int]:
     """
     signum = int(getattr(exc, "signum", signal.SIGINT))
     if isinstance(exc, RunInterrupted):
-        line = one_line(exc.message)
+        line = as_flags(one_line(exc.message))
     else:
         name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
         line = INTERRUPTED.format(name=name)
@@ -165,8 +165,8 @@ def run(argv=None) -> int:
     except click.exceptions.Abort:
         click.echo("Error: aborted", err=True)
         return 1
-    except CSEInputError as exc:
-        click.echo(f"Error: {one_line(exc)}", err=True)
+    except CSEInputError as exc:  # the Python API's keyword arguments, spelled as this command's flags
+        click.echo(f"Error: {as_flags(one_line(exc))}", err=True)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C, Terminated (SIGTERM), RunInterrupted
         line, status = interrupt_status(exc)
@@ -195,9 +195,6 @@ def main(argv=None) -> None:
         pass
     sys.exit(status)
 
-
-__all__ = ["COMMANDS", "INTERRUPTED", "PLUGIN_GROUP", "cli", "install_signal_handlers", "interrupt_status", "main",
-           "one_line", "plugin_commands", "run"]
 
 
 if __name__ == "__main__":

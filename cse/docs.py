@@ -26,8 +26,6 @@ from __future__ import annotations
 import re
 import textwrap
 
-__all__ = ["docdict", "fill_doc"]
-
 docdict: dict[str, str] = {}
 
 docdict["seed"] = """
@@ -41,7 +39,7 @@ seed : int, numpy.random.Generator or None
 
 docdict["axis"] = """
 axis : {'depth', 'token', 'hidden'}
-    Which sequence the wavelet runs along (SPEC section 2): ``'depth'`` (default),
+    Which sequence the wavelet runs along (the definition, user guide): ``'depth'`` (default),
     an MODWT along layers of each token's layer-update stream; ``'token'``, an
     MODWT along the token positions of each layer; ``'hidden'``, an orthonormal
     periodized DWT over the hidden index of each update vector.
@@ -90,7 +88,7 @@ null_permutations : int
 """
 
 docdict["where"] = """
-where : None, str, dict or boolean DataArray over ``token``
+where : None, str, dict or bool DataArray over ``token``
     Token selection applied before grouping. A string is an expression over the
     token coordinates (and 1-D token variables such as ``surprisal``), parsed with
     `ast` by `cse.where.evaluate` and never evaluated as Python: it may use only
@@ -109,7 +107,7 @@ where : None, str, dict or boolean DataArray over ``token``
 docdict["include_special"] = """
 include_special : bool
     Keep special tokens (``is_special``, e.g. the attention-sink first position).
-    Default False: SPEC section 3 excludes them from statistics.
+    Default False: statistics exclude them by default.
 """
 
 _PLACEHOLDER = re.compile(r"^([ \t]*)(?:(\w+) : )?%\((\w+)\)s[ \t]*$", re.MULTILINE)

@@ -15,8 +15,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["depth_summary", "example_path", "plot_summary", "summary_figure", "summary_text"]
-
 
 def example_path() -> Path:
     """Path of the example CSV inside the installed package.

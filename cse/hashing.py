@@ -11,8 +11,6 @@ import os
 
 import numpy as np
 
-__all__ = ["file_sha256", "bytes_sha256", "arrays_sha256"]
-
 # Digests of files already hashed, keyed by (real path, size, mtime_ns).
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
 

@@ -1,4 +1,4 @@
-"""The layout of a CSE result (SPEC section 4): one builder for every writer.
+"""The layout of a CSE result (the result schema): one builder for every writer.
 
 `result_layout` lays out the Dataset that `cse.conditional_scale_entropy`, `cse.compute`
 (in memory or streamed into a store) and `cse.remeasure` return: dims ``(token, layer,
@@ -17,8 +17,6 @@ import xarray as xr
 from .boundary import boundary_affected
 from .settings import MeasureSettings
 from .schema import COORD_ATTRS, NULL_VARIABLES, VARIABLES, band_labels, variable_attrs
-
-__all__ = ["ZARR_CHUNK_BYTES", "measure_coords", "result_layout", "result_variables", "token_chunk"]
 
 #: Bytes of one token chunk of the largest variable (scale_fraction) in a Zarr store.
 ZARR_CHUNK_BYTES = 4 * 2**20

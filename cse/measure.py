@@ -1,4 +1,4 @@
-r"""Conditional Scale Entropy of layer updates (SPEC section 2).
+r"""Conditional Scale Entropy of layer updates (the definition, user guide).
 
 `conditional_scale_entropy` validates (`cse.settings.MeasureSettings`), reduces the
 updates through the one reduction path (`cse.reduce`: `reduce_updates`, re-exported
@@ -18,14 +18,6 @@ from .errors import CSEInputError
 from .layout import result_layout
 from .reduce import BACKENDS, as_updates, reduce_gram, reduce_updates, resolve_backend
 from .settings import MeasureSettings
-
-__all__ = [
-    "BACKENDS",
-    "conditional_scale_entropy",
-    "reduce_gram",
-    "reduce_updates",
-    "resolve_backend",
-]
 
 @fill_doc
 def conditional_scale_entropy(updates, axis="depth", wavelet=None, level=None, boundary="reflect", normalize=None,
@@ -89,7 +81,7 @@ def conditional_scale_entropy(updates, axis="depth", wavelet=None, level=None, b
     See Also
     --------
     cse.compute : CSE of texts through a model, batch by batch.
-    cse.boundary : boundary coefficients and the dependence of each position.
+    cse.stats.boundary_layers : The layers whose coefficients read the boundary rule.
 
     Notes
     -----
@@ -175,16 +167,16 @@ def conditional_scale_entropy(updates, axis="depth", wavelet=None, level=None, b
     Examples
     --------
     >>> import numpy as np
-    >>> from cse.measure import conditional_scale_entropy
+    >>> import cse
     >>> u = np.random.default_rng(0).standard_normal((8, 5, 16))
-    >>> ds = conditional_scale_entropy(u)
+    >>> ds = cse.conditional_scale_entropy(u)  # u: (layer, token, d_model)
     >>> ds.cse.dims, ds.sizes["scale"]
     (('token', 'layer'), 4)
     >>> bool(((ds.cse >= 0) & (ds.cse <= 1)).all())
     True
     >>> ds.boundary_affected.values.tolist()
     [True, True, True, True, True, True, True, False]
-    >>> z = conditional_scale_entropy(u, null_permutations=20, seed=1).cse_z
+    >>> z = cse.conditional_scale_entropy(u, null_permutations=20, seed=1).cse_z
     >>> z.dims, z.attrs["units"]
     (('token', 'layer'), '1')
     """

@@ -1,6 +1,6 @@
 """The permutation nulls of CSE: which order is permuted, the seeded permutation sets, z-scores.
 
-Every axis has a null with ``null_permutations = P > 0`` (SPEC section 2):
+Every axis has a null with ``null_permutations = P > 0`` (the definition, user guide):
 
 - ``depth``: the layer order of each token's update stream is permuted;
 - ``token``: the token order within each text (each model input sequence);
@@ -23,13 +23,6 @@ import numpy as np
 from .params import check_int, check_seed
 from .settings import NULL_KINDS
 from .settings import null_permutations as draw_permutations
-
-__all__ = [
-    "NULL_KINDS",
-    "NULL_STD_FLOOR",
-    "null_z",
-    "permutation_set",
-]
 
 #: Below this null standard deviation, CSE differences are rounding noise (CSE is in
 #: [0, 1] and computed in float64), so ``cse_z`` is NaN rather than a huge number.

@@ -18,27 +18,6 @@ import pywt
 
 from .errors import CSEInputError
 
-__all__ = [
-    "AXES",
-    "BOUNDARIES",
-    "NORMALIZATIONS",
-    "DEFAULT_WAVELET",
-    "DEFAULT_LEVEL",
-    "DEFAULT_NORMALIZE",
-    "MAX_SEED",
-    "MEMORY_LIMIT_BYTES",
-    "as_wavelet",
-    "check_choice",
-    "check_int",
-    "check_memory",
-    "check_number",
-    "check_seed",
-    "draw_seed",
-    "resolve_level",
-    "resolve_normalize",
-    "resolve_seed",
-]
-
 AXES = ("depth", "token", "hidden")
 BOUNDARIES = ("reflect", "periodic")
 NORMALIZATIONS = ("unit", "none")
@@ -274,8 +253,8 @@ def resolve_level(axis: str, level, n_steps: int, wavelet: pywt.Wavelet) -> int:
     if 2**level > n_steps:
         raise CSEInputError(
             f"Invalid value for 'level': level {level} needs 2**{level} = {2**level} steps along the "
-            f"{axis!r} axis but it has {n_steps}; use level {max(1, int(np.floor(np.log2(max(n_steps, 1)))))} "
-            f"(--level) or lower"
+            f"{axis!r} axis but it has {n_steps}; use level={max(1, int(np.floor(np.log2(max(n_steps, 1)))))} "
+            f"or lower"
         )
     if axis == "token" and (wavelet.dec_len - 1) * (2 ** (level - 1)) + 1 > 2 * n_steps:
         warnings.warn(

@@ -20,8 +20,6 @@ from .errors import CSEInputError
 from .nulls import null_z, permutation_set
 from .settings import MeasureSettings
 
-__all__ = ["BACKENDS", "as_updates", "reduce_gram", "reduce_updates", "resolve_backend"]
-
 #: Kernel modules by name (``backend=`` of `reduce_updates`).
 BACKENDS = {"numba": "cse_kernels", "reference": "cse_kernels.reference", "torch": "cse_kernels.torch_twin"}
 
@@ -214,7 +212,7 @@ def reduce_gram(gram, settings: MeasureSettings, backend="numba") -> dict:
     """
     if settings.axis != "depth":
         raise CSEInputError(f"Invalid value for 'settings': Gram matrices give the depth axis only, got axis "
-                            f"{settings.axis!r}; re-measure other axes from the updates (cse compute --save updates)")
+                            f"{settings.axis!r}; re-measure other axes from the updates (save='updates')")
     kernels = resolve_backend(backend)
     if getattr(kernels, "ARRAYS", "numpy") == "torch":
         import torch

@@ -1,4 +1,4 @@
-"""The result schema of SPEC section 4: dimension order, variable names, CF attributes.
+"""The result schema of the result schema: dimension order, variable names, CF attributes.
 
 This module is the one source of truth for what a CSE result looks like. Every writer
 (`cse.compute`, `cse.conditional_scale_entropy`, the sinks of `cse.compute`) takes the
@@ -11,20 +11,6 @@ Dimension order is ``(token, layer, scale)`` everywhere.
 
 from __future__ import annotations
 
-__all__ = [
-    "DIMS",
-    "SAVE_DIMS",
-    "SAVED",
-    "VARIABLES",
-    "NULL_VARIABLES",
-    "TOKEN_COORDS",
-    "LAYER_COORDS",
-    "COORD_ATTRS",
-    "band_labels",
-    "reserved_names",
-    "variable_attrs",
-]
-
 #: Dimension names, in storage order.
 DIMS = ("token", "layer", "scale")
 
@@ -35,21 +21,36 @@ DIMS = ("token", "layer", "scale")
 #: ``hidden`` the index of the residual stream.
 SAVE_DIMS = ("layer2", "layer_pair", "hidden")
 
-#: Data variables: name -> (dims, long_name, units). CF units: "1" is dimensionless.
+#: Data variables: name -> (dims, long_name, units). CF units: "1" is dimensionless. The
+#: ``long_name`` is short, so that xarray's own ``.plot()`` labels fit a default figure;
+#: the definition is the ``description`` attribute (`DESCRIPTIONS`).
 VARIABLES = {
-    "cse": (("token", "layer"), "conditional scale entropy of the layer update", "1"),
-    "scale_fraction": (("token", "layer", "scale"), "fraction of layer-update energy in each wavelet band", "1"),
-    "update_norm": (("token", "layer"), "L2 norm of the layer update", "units of the residual stream"),
-    "surprisal": (("token",), "surprisal of the token given its prefix, -ln p(x_t | x_<t)", "nat"),
-    "cse_null_mean": (("token", "layer"), "mean CSE over the permutations of the null", "1"),
-    "cse_null_std": (("token", "layer"), "standard deviation (ddof=1) of CSE over the permutations of the null", "1"),
-    "cse_z": (("token", "layer"), "CSE standardized against the permutation null, (cse - mean) / std", "1"),
-    "gram": (("token", "layer", "layer2"), "Gram matrix of the token's layer updates, <u_layer, u_layer2>",
-             "(units of the residual stream)^2"),
-    "gram_triangle": (("token", "layer_pair"), "upper triangle (diagonal included) of the Gram matrix of the token's "
-                      "layer updates, <u_layer_row, u_layer_col>", "(units of the residual stream)^2"),
-    "updates": (("token", "layer", "hidden"), "layer update u[layer, token] = h_{layer+1} - h_layer",
-                "units of the residual stream"),
+    "cse": (("token", "layer"), "CSE", "1"),
+    "scale_fraction": (("token", "layer", "scale"), "energy fraction", "1"),
+    "update_norm": (("token", "layer"), "update norm", "units of the residual stream"),
+    "surprisal": (("token",), "surprisal", "nat"),
+    "cse_null_mean": (("token", "layer"), "null mean of CSE", "1"),
+    "cse_null_std": (("token", "layer"), "null SD of CSE", "1"),
+    "cse_z": (("token", "layer"), "CSE z", "1"),
+    "gram": (("token", "layer", "layer2"), "Gram matrix", "(units of the residual stream)^2"),
+    "gram_triangle": (("token", "layer_pair"), "Gram matrix, upper triangle", "(units of the residual stream)^2"),
+    "updates": (("token", "layer", "hidden"), "layer update", "units of the residual stream"),
+}
+
+#: What each data variable holds, in full (its ``description`` attribute).
+DESCRIPTIONS = {
+    "cse": "conditional scale entropy of the layer update: the Shannon entropy of its energy's distribution "
+           "over the wavelet bands, divided by ln(J + 1)",
+    "scale_fraction": "fraction of layer-update energy in each wavelet band",
+    "update_norm": "L2 norm of the layer update",
+    "surprisal": "surprisal of the token given its prefix, -ln p(x_t | x_<t)",
+    "cse_null_mean": "mean CSE over the permutations of the order null",
+    "cse_null_std": "standard deviation (ddof=1) of CSE over the permutations of the order null",
+    "cse_z": "CSE standardized against the permutation null, (cse - cse_null_mean) / cse_null_std",
+    "gram": "Gram matrix of the token's layer updates, <u_layer, u_layer2>",
+    "gram_triangle": "upper triangle (diagonal included) of the Gram matrix of the token's layer updates, "
+                     "<u_layer_row, u_layer_col>",
+    "updates": "layer update u[layer, token] = h_{layer+1} - h_layer",
 }
 
 #: What ``cse compute --save`` can store (``save=[...]``) -> the variable that holds it.
@@ -70,27 +71,33 @@ LAYER_COORDS = ("depth", "boundary_affected")
 
 #: CF attributes of the coordinates.
 COORD_ATTRS = {
-    "text": {"long_name": "0-based row of the text in the input"},
-    "position": {"long_name": "position of the token in its model input sequence"},
-    "token_id": {"long_name": "token id in the model's vocabulary"},
-    "token_str": {"long_name": "the token decoded on its own"},
-    "word": {"long_name": "index of the token's word in text.split(); -1 for special tokens"},
-    "is_word_start": {"long_name": "the token is the first token of its word"},
-    "is_special": {"long_name": "special token (BOS, attention sink); excluded from statistics by default"},
-    "layer": {"long_name": "block index (0-based)"},
-    "depth": {"long_name": "relative depth (layer + 1) / n_layers", "units": "1"},
+    "text": {"long_name": "text", "description": "0-based row of the text in the input"},
+    "position": {"long_name": "position", "description": "position of the token in its model input sequence"},
+    "token_id": {"long_name": "token id", "description": "token id in the model's vocabulary"},
+    "token_str": {"long_name": "token", "description": "the token decoded on its own"},
+    "word": {"long_name": "word", "description": "index of the token's word in text.split(); -1 for special tokens"},
+    "is_word_start": {"long_name": "word start", "description": "the token is the first token of its word"},
+    "is_special": {"long_name": "special token",
+                   "description": "special token (BOS, attention sink); excluded from statistics by default"},
+    "layer": {"long_name": "layer", "description": "block index (0-based)"},
+    "depth": {"long_name": "relative depth", "units": "1", "description": "relative depth (layer + 1) / n_layers"},
     "boundary_affected": {
-        "long_name": "a wavelet band at this position is a MODWT boundary coefficient (t <= L_J - 2)",
+        "long_name": "boundary affected",
+        "description": "a wavelet band at this position is a MODWT boundary coefficient (t <= L_J - 2)",
     },
-    "scale": {"long_name": "wavelet band: details d1..dJ (fine to coarse), approximation aJ"},
-    "layer2": {"long_name": "block index (0-based) of the second update of a Gram matrix entry"},
-    "layer_row": {"long_name": "first block index of the pair (numpy.triu_indices order)"},
-    "layer_col": {"long_name": "second block index of the pair (numpy.triu_indices order)"},
+    "scale": {"long_name": "wavelet band",
+              "description": "wavelet band: details d1..dJ (fine to coarse), approximation aJ"},
+    "layer2": {"long_name": "layer (second)",
+               "description": "block index (0-based) of the second update of a Gram matrix entry"},
+    "layer_row": {"long_name": "layer (row)",
+                  "description": "first block index of the pair (numpy.triu_indices order)"},
+    "layer_col": {"long_name": "layer (column)",
+                  "description": "second block index of the pair (numpy.triu_indices order)"},
 }
 
 
 def variable_attrs(name: str) -> dict:
-    """CF attributes (``long_name``, ``units``) of data variable `name`.
+    """CF attributes (``long_name``, ``units``) and ``description`` of data variable `name`.
 
     Parameters
     ----------
@@ -100,7 +107,8 @@ def variable_attrs(name: str) -> dict:
     Returns
     -------
     dict of str to str
-        ``{"long_name": ..., "units": ...}``.
+        ``{"long_name": ..., "units": ..., "description": ...}``: a short label for plots,
+        CF units, and the definition in full.
 
     Raises
     ------
@@ -108,7 +116,7 @@ def variable_attrs(name: str) -> dict:
         If `name` is not a variable of the schema.
     """
     _, long_name, units = VARIABLES[name]
-    return {"long_name": long_name, "units": units}
+    return {"long_name": long_name, "units": units, "description": DESCRIPTIONS[name]}
 
 
 def band_labels(level: int) -> list[str]:

@@ -1,4 +1,4 @@
-"""The measure's settings (SPEC section 2): validated, defaulted and recorded by one owner.
+"""The measure's settings (the definition, user guide): validated, defaulted and recorded by one owner.
 
 `MeasureSettings.resolve` validates the parameters of every entry point
 (`cse.conditional_scale_entropy`, `cse.compute` before and after the model loads,
@@ -21,8 +21,6 @@ from .errors import CSEInputError
 from .params import (AXES, BOUNDARIES, DEFAULT_WAVELET, as_wavelet, check_choice, check_int, check_memory, draw_seed,
                      resolve_level, resolve_normalize)
 
-__all__ = ["NULL_KINDS", "PERMUTATION_BLOCK", "MeasureSettings", "null_permutations"]
-
 
 #: What the order null of each axis permutes (the result attribute ``null``).
 NULL_KINDS = {"depth": "layer order", "token": "token order", "hidden": "hidden dimension"}
@@ -33,7 +31,7 @@ PERMUTATION_BLOCK = 4096
 
 @dataclasses.dataclass(frozen=True)
 class MeasureSettings:
-    """The measure's settings (SPEC section 2): the one owner of their validation and defaults.
+    """The measure's settings (the definition, user guide): the one owner of their validation and defaults.
 
     Build it with `MeasureSettings.resolve`, which validates every value, fills the
     defaults of the axis and applies the seed policy (`draw_seed`); once the length
@@ -71,7 +69,7 @@ class MeasureSettings:
     @classmethod
     def resolve(cls, axis="depth", wavelet=None, level=None, boundary="reflect", normalize=None,
                 null_permutations=0, seed=0, *, n_steps=None) -> "MeasureSettings":
-        """Validate the parameters of SPEC section 2 and fill their defaults, once for every caller.
+        """Validate the parameters of the definition (user guide) and fill their defaults, once for every caller.
 
         Parameters
         ----------

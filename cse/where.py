@@ -33,8 +33,6 @@ import pandas as pd
 
 from .errors import CSEInputError
 
-__all__ = ["MAX_DEPTH", "MAX_LENGTH", "evaluate"]
-
 #: Longest expression accepted, in characters.
 MAX_LENGTH = 10_000
 #: Deepest nesting of the expression tree accepted (``a + 1 + 1 ...`` counts one level per ``+``).

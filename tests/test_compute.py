@@ -206,7 +206,7 @@ def test_read_texts_formats(tmp_path):
         (None, {}, "does not exist"),
         (b"", {}, "is empty"),
         (b"sentence,label\nhi,1\n", {"text_column": "txt"}, "'txt' is not a column .* \\(columns: sentence, label\\)"),
-        (b"text\nok\ncaf\xe9\n", {}, "line 3 is not valid utf-8 .* try --encoding cp1252"),
+        (b"text\nok\ncaf\xe9\n", {}, "line 3 is not valid utf-8 .* try encoding='cp1252'"),
         (b"text\n \n\n", {}, "every text is empty"),
     ],
 )
@@ -219,7 +219,7 @@ def test_read_texts_errors(tmp_path, content, kwargs, message):
 
 
 def test_cp1252_vua_file_reads_with_encoding(metaphor_dir):
-    with pytest.raises(CSEInputError, match="try --encoding cp1252"):
+    with pytest.raises(CSEInputError, match="try encoding='cp1252'"):
         read_texts(metaphor_dir / "vua-seq-val.csv")
     frame = read_texts(metaphor_dir / "vua-seq-val.csv", encoding="cp1252")
     assert len(frame) == 1550

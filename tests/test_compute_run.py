@@ -195,7 +195,7 @@ def test_a_text_that_cannot_fit_is_refused_before_tokenization():
     tok = _CountingTokenizer(tiny_tokenizer())
     longest = tokenize_module.max_token_chars(tok)
     frame = pd.DataFrame({"text": ["short .", "x " * (64 * longest)]}, index=[3, 8])
-    with pytest.raises(CSEInputError, match=r"text 8 has [\d,]+ characters.*context of 64 tokens.*--window"):
+    with pytest.raises(CSEInputError, match=r"text 8 has [\d,]+ characters.*context of 64 tokens.*window=N"):
         plan_tokens(frame, tok, max_length=64)
     assert tok.calls == []  # nothing was tokenized
     plan_tokens(frame, tok, max_length=64, window=32)  # with a window it is split

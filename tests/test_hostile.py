@@ -82,7 +82,7 @@ def test_random_lines_in_any_encoding_give_a_frame_or_one_clear_error(tmp_path, 
 
 def test_mixed_encodings_name_the_line_and_an_encoding(tmp_path):
     data = "first line é\n".encode() + "second line é\n".encode("cp1252")
-    with pytest.raises(CSEInputError, match=r"line 2 is not valid utf-8 .*try --encoding cp1252"):
+    with pytest.raises(CSEInputError, match=r"line 2 is not valid utf-8 .*try encoding='cp1252'"):
         read_texts(_write(tmp_path, "mixed.txt", data))
 
 
@@ -111,7 +111,7 @@ def test_very_long_line_is_one_clear_error_or_windows(tmp_path, tiny):
     path = _write(tmp_path, "long.txt", (" ".join(TEXTS) * 40).encode() + b"\n" + TEXTS[0].encode())
     # Refused before tokenization: its characters alone cannot fit 128 tokens (issue 17).
     with pytest.raises(CSEInputError, match=r"text 0 has [\d,]+ characters, more than the model's context of 128 "
-                                            r"tokens can hold.*--window"):
+                                            r"tokens can hold.*window=N"):
         compute(path, model, tokenizer, output=tmp_path / "r.nc")
     assert not list(tmp_path.glob("r.nc*")) and not list(tmp_path.glob(".r.nc*"))
     ds = compute(path, model, tokenizer, window=128, batch_size=8)

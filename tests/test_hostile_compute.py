@@ -117,7 +117,7 @@ def done_batches(output: Path) -> int:
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda p: p.write_text("x"), "exists; pass --overwrite"),
+    (lambda p: p.write_text("x"), "exists; pass overwrite=True"),
     (lambda p: (p.mkdir(), (p / "notes.txt").write_text("mine")), "folder"),
 ])
 def test_output_is_checked_before_the_model_loads(tmp_path, make, message):

@@ -91,7 +91,7 @@ def test_a_result_store_with_a_file_of_the_user_is_not_a_result(tmp_path):
 def test_existing_files_need_overwrite(tmp_path):
     path = tmp_path / "r.nc"
     write_result(small_result(), path)
-    with pytest.raises(CSEInputError, match="exists; pass --overwrite"):
+    with pytest.raises(CSEInputError, match="exists; pass overwrite=True"):
         write_result(small_result(), path)
     write_result(small_result(["x", "y", "z"]), path, overwrite=True)
     assert open_result(path)["token_str"].values.tolist() == ["x", "y", "z"]

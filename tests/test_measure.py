@@ -666,7 +666,7 @@ def test_gram_serves_the_depth_axis_only():
     u = _updates(np.random.default_rng(26), (8, 9, 16))
     with pytest.raises(CSEInputError, match=r"'gram'.*depth axis, got axis 'token'.*save the updates"):
         reduce_updates(u, _settings("token"), gram=True)
-    with pytest.raises(CSEInputError, match=r"depth axis only, got axis 'hidden'.*--save updates"):
+    with pytest.raises(CSEInputError, match=r"depth axis only, got axis 'hidden'.*save='updates'"):
         reduce_gram(np.zeros((3, 8, 8)), _settings("hidden"))
     with pytest.raises(CSEInputError, match=r"'gram': expected \(n_tokens, n_layers, n_layers\), got \(3, 8, 7\)"):
         reduce_gram(np.zeros((3, 8, 7)), _settings("depth"))

@@ -126,7 +126,7 @@ def test_plot_command_writes_figure(result_file, tmp_path):
     assert CliRunner().invoke(cli, ["stats", str(result_file), "--by", "label", "--n-permutations", "99",
                                     "--n-bootstrap", "0", "-o", str(stz)]).exit_code == 0  # fmt: skip
     run = CliRunner().invoke(cli, ["plot", str(result_file), "--by", "label", "--stats", str(stz), "-o", str(fig)])
-    assert run.exit_code != 0 and "exists; pass --overwrite" in str(run.exception)  # never replaced silently
+    assert run.exit_code != 0 and "exists; pass overwrite=True" in str(run.exception)  # never replaced silently
     run = CliRunner().invoke(cli, ["plot", str(result_file), "--by", "label", "--stats", str(stz), "-o", str(fig),
                                    "--overwrite"])
     assert run.exit_code == 0, run.output
@@ -310,7 +310,7 @@ def test_plot_command_draws_one_text(result_file, tmp_path, monkeypatch):
     assert run.exit_code == 0, run.output
     assert (tmp_path / "result-text3.png").is_file()  # RESULT-textN.png in the current folder by default
     run = CliRunner().invoke(cli, ["plot", str(result_file), "--text", "3"])
-    assert "exists; pass --overwrite" in str(run.exception)
+    assert "exists; pass overwrite=True" in str(run.exception)
     svg = tmp_path / "tokens.svg"
     run = CliRunner().invoke(cli, ["plot", str(result_file), "--text", "0", "--label", "is_word_start", "-o", str(svg)])
     assert run.exit_code == 0 and svg.read_text().lstrip().startswith("<?xml")

@@ -84,7 +84,7 @@ def test_resume_equals_uninterrupted_without_recomputing(tmp_path, model_dir, in
 def test_interrupted_run_is_not_discarded_silently(tmp_path, model_dir, input_file):
     output = tmp_path / "out.nc"
     model, tokenizer = _interrupt(model_dir, input_file, output, n_ok=2, batch_size=4)
-    with pytest.raises(CSEInputError, match=r"left 2 of 7 batches .* add --resume to continue it or --restart"):
+    with pytest.raises(CSEInputError, match=r"left 2 of 7 batches .* add resume=True to continue it or restart=True"):
         compute(input_file, model, tokenizer, output=output, batch_size=4)
     calls, handle = _count_forwards(model)
     try:
@@ -125,7 +125,7 @@ def test_mismatched_resume_is_refused(tmp_path, model_dir, input_file, change, f
     if kwargs.pop("model", None):
         save_tiny_model(model_dir, seed=1)  # the same folder, retrained in place
         model, tokenizer = load_model(model_dir, device="cpu")
-    with pytest.raises(CSEInputError, match=rf"cannot resume .*out\.zarr: the interrupted run has {field} = .*--restart"):
+    with pytest.raises(CSEInputError, match=rf"cannot resume .*out\.zarr: the interrupted run has {field} = .*restart=True"):
         compute(path, model, tokenizer, output=output, resume=True, **kwargs)
     assert Staging(output).done_batches() == {0, 1}  # the refused run touched nothing
 

@@ -45,7 +45,7 @@ def test_stats_command_prints_table_and_writes_netcdf(result_file, tmp_path):
     assert saved.attrs["cse_version"]  # written through cse.io.write_result: a package result
     assert not list(tmp_path.glob(".*partial"))  # the atomic write left nothing behind
     run = invoke("stats", result_file, "--by", "label", "--n-permutations", 9, "-o", out)
-    assert isinstance(run.exception, CSEInputError) and "exists; pass --overwrite" in str(run.exception)
+    assert isinstance(run.exception, CSEInputError) and "exists; pass overwrite=True" in str(run.exception)
     assert invoke("stats", result_file, "--by", "label", "--n-permutations", 9, "-o", out, "--overwrite").exit_code == 0
 
 
@@ -60,7 +60,7 @@ def test_stats_command_table_names_the_boundary_layers(result_file):
 def test_stats_command_options_reach_compare(result_file):
     run = invoke("stats", result_file, "--by", "label", "--groups", "metaphor", "literal", "--correction", "maxT",
                  "--correction", "tfce", "--correction", "maxT_stepdown", "--tail", "less", "--n-permutations", 99,
-                 "--n-bootstrap", 0, "--blocks", "genre", "--tfce-e", 1, "--tfce-h", 3)  # fmt: skip
+                 "--n-bootstrap", 0, "--blocks", "genre", "--tfce-e", 1, "--tfce-h", 3, "--wide")  # fmt: skip
     assert run.exit_code == 0, run.output
     # the default with blocks is the studentized (block-clustered) statistic (issue 18)
     assert "effect of literal against metaphor (within-block z: label effect over its block-clustered" in run.output
@@ -69,7 +69,7 @@ def test_stats_command_options_reach_compare(result_file):
     assert "null: wild; space: all 36 elements enumerated" in run.output and "N(0, 1)" not in run.output
     assert "corrections on the z scale" in run.output
     assert "corrections: maxT (primary), tfce, maxT_stepdown; tail -1" in run.output
-    for column in ("p_maxT", "p_tfce", "p_maxT_stepdown", "tfce"):
+    for column in ("p_maxT", "p_tfce", "p_maxT_stepdown", "tfce"):  # --wide: every correction's column
         assert column in run.output
     assert "clusters" not in run.output  # the cluster correction was not asked for
     run = invoke("stats", result_file, "--by", "label", "--n-permutations", 99, "--n-bootstrap", 0, "--blocks",
@@ -88,7 +88,7 @@ def test_stats_command_statistic_levels_and_bootstrap(result_file, tmp_path):
                  "--statistic", "pooled", "--bootstrap", "cells", "--n-permutations", 99, "--n-bootstrap", 50)
     assert run.exit_code == 0, run.output
     assert "statistic: within-block t (block fixed effects); 99 permutations within 'genre' blocks" in run.output
-    assert "intervals: percentile bootstrap (cells)" in run.output and "diff_ci_low" in run.output
+    assert "intervals: percentile bootstrap (cells)" in run.output and "ci_low" in run.output
     old = invoke("stats", result_file, "--by", "label", "--groups", "metaphor", "literal", "--n-permutations", 9,
                  "--n-bootstrap", 0)  # fmt: skip
     assert old.exit_code == 0 and "effect of literal against metaphor" not in old.output

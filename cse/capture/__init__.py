@@ -1,7 +1,7 @@
 """Capture layer updates from decoder-only models as users hold them (loading them is `cse.models`).
 
 The layer update of block l at token t is ``u[l, t] = h_{l+1}[t] - h_l[t]``, the
-difference between what leaves block l and what enters it (SPEC section 2). It is
+difference between what leaves block l and what enters it (the definition, user guide). It is
 taken with forward hooks on the blocks themselves, never from
 ``output_hidden_states``: in GPT-2, Llama and most Hugging Face decoders the last
 entry of ``hidden_states`` has the final norm (``ln_f`` / ``model.norm``) applied, so
@@ -31,12 +31,3 @@ from .forward import forward_with_updates, layer_updates
 from .recorder import LayerUpdateRecorder, capture_layer_updates
 from .wrappers import HeldModel, held_model
 
-__all__ = [
-    "HeldModel",
-    "LayerUpdateRecorder",
-    "capture_layer_updates",
-    "find_blocks",
-    "forward_with_updates",
-    "held_model",
-    "layer_updates",
-]

@@ -10,8 +10,6 @@ import torch
 from ..errors import CSEInputError
 from .wrappers import HeldModel, held_model
 
-__all__ = ["HookSites", "find_blocks", "hook_sites"]
-
 _LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layer", "num_layers")
 
 

@@ -8,8 +8,6 @@ from ..errors import CSEInputError
 from .recorder import capture_layer_updates
 from .wrappers import held_model
 
-__all__ = ["forward_with_updates", "layer_updates"]
-
 
 def _input_device(model: torch.nn.Module) -> torch.device:
     embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
@@ -83,7 +81,20 @@ def layer_updates(model, input_ids, keep_device: bool = False) -> torch.Tensor:
 
     See Also
     --------
-    forward_with_updates : the batched version, with surprisal.
+    forward_with_updates : The batched version, with surprisal.
+
+    Examples
+    --------
+    Token ids are taken as given: the tokenizer of the default model adds no BOS token,
+    while `cse.compute` prepends one (``add_bos=True``), so prepend it yourself to
+    reproduce `cse.compute` by hand.
+
+    >>> import cse, torch
+    >>> model, tokenizer = cse.load_model()  # doctest: +SKIP
+    >>> ids = tokenizer("The senator attacked the proposal .").input_ids  # doctest: +SKIP
+    >>> ids = torch.tensor([tokenizer.bos_token_id] + ids)  # as cse.compute does  # doctest: +SKIP
+    >>> u = cse.layer_updates(model, ids)  # doctest: +SKIP
+    >>> ds = cse.conditional_scale_entropy(u.numpy())  # doctest: +SKIP
     """
     ids = _as_ids("input_ids", input_ids, (1, 2))
     if ids.ndim == 1:
@@ -114,12 +125,12 @@ def forward_with_updates(model, input_ids, attention_mask,
     model : torch.nn.Module, TransformerBridge or nnsight model
         A decoder-only causal LM in eval mode, bare or wrapped (as in
         `layer_updates`).
-    input_ids : torch.Tensor, shape (batch, seq), integer
+    input_ids : torch.Tensor of int, shape (batch, seq)
         Token ids, right-padded.
     attention_mask : torch.Tensor, shape (batch, seq)
         1 at real tokens, 0 at padding; every row is ones followed by zeros.
     dtype : torch.dtype, optional
-        dtype of the returned updates; the difference is taken in it, so
+        The dtype of the returned updates; the difference is taken in it, so
         ``torch.float32`` keeps a bfloat16/float16 model's updates from being
         rounded to half precision. Default: the model's hidden-state dtype.
     zero_padding : bool
@@ -153,6 +164,16 @@ def forward_with_updates(model, input_ids, attention_mask,
     positions match an unpadded forward pass of each sequence. The logits are
     those of what runs: a bridge's own forward (processed weights included), or
     the Hugging Face module inside an nnsight wrapper.
+
+    Examples
+    --------
+    >>> import cse
+    >>> model, tokenizer = cse.load_model()  # doctest: +SKIP
+    >>> batch = tokenizer(["The senator attacked the proposal ."], return_tensors="pt")  # doctest: +SKIP
+    >>> updates, surprisal = cse.forward_with_updates(  # doctest: +SKIP
+    ...     model, batch.input_ids, batch.attention_mask)
+    >>> updates.shape  # (batch, tokens, layers, d_model)  # doctest: +SKIP
+    torch.Size([1, 7, 30, 576])
     """
     ids = _as_ids("input_ids", input_ids, (2,))
     if isinstance(attention_mask, torch.Tensor) and attention_mask.dtype == torch.bool:

@@ -9,8 +9,6 @@ import torch
 from .blocks import hook_sites
 from .wrappers import held_model
 
-__all__ = ["LayerUpdateRecorder", "capture_layer_updates"]
-
 
 class LayerUpdateRecorder:
     """Holds the per-block layer updates of the last forward pass.
@@ -177,7 +175,7 @@ def capture_layer_updates(model, dtype: torch.dtype | None = None):
     Hidden states are the residual stream: ``h_0`` is the embedding output and
     ``h_{l+1} = h_l + u[l]``. The last update is block L-1's own contribution,
     before the final norm; ``output_hidden_states`` would give the normed stream
-    for its last entry instead (SPEC section 2).
+    for its last entry instead (the definition, user guide).
 
     References
     ----------

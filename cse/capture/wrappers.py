@@ -27,8 +27,6 @@ import torch
 
 from ..errors import CSEInputError
 
-__all__ = ["HeldModel", "held_model"]
-
 #: Classes (by top-level package and name) that mark a wrapper somewhere along the MRO.
 _BRIDGES = {("transformer_lens", "TransformerBridge")}
 _REMOTE_BRIDGES = {("transformer_lens", "BridgeCore")}  # a bridge without a local torch module

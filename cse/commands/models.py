@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
@@ -19,5 +21,8 @@ def models_command():
             note = row["install"]
         name = row["name"] + (" (default)" if row["name"] == DEFAULT_MODEL else "")
         click.echo(f"{name:<28} {status:<14} {row['n_layers'] or '?':>6} {row['d_model'] or '?':>7}  {note}")
+        if row.get("path"):
+            where = row["path"] if Path(row["path"]).is_file() else f"{row['path']} (assembled on first use)"
+            click.echo(f"    file: {where}")
     click.echo("Any local folder with config.json, a .gguf file, or a Hugging Face id in the local cache also loads "
                "(--model PATH_OR_ID).")

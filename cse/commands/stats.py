@@ -160,25 +160,50 @@ def describe_test(res) -> list[str]:
     return lines
 
 
-def format_table(res) -> str:
-    """The header, the per-layer table, the boundary note and the cluster list as text."""
+def format_table(res, wide: bool = False) -> str:
+    """The header, the per-layer table, the boundary note and the cluster list as text.
+
+    Parameters
+    ----------
+    res : xarray.Dataset
+        A `cse.stats.compare` result.
+    wide : bool
+        Every column (group means, intervals, df, every correction's p, n, TFCE); by
+        default the table fits 120 columns: difference and its interval, the statistic
+        (headed ``z`` when it is on the z scale, with no df), p uncorrected and primary
+        corrected, the decision and Hedges' g. The saved result holds every column.
+
+    Returns
+    -------
+    str
+    """
     at = res.attrs
     a, b = at["group_a"], at["group_b"]
     corrections = at["corrections"].split(", ")
-    cols = ["mean_a", "mean_b", "diff", "diff_ci_low", "diff_ci_high", "t", "z", "df", "p_uncorrected",
-            *[f"p_{c}" for c in corrections], "significant", "hedges_g", "g_ci_low", "g_ci_high", "n_a", "n_b", "tfce"]
-    cols = [c for c in cols if c in res]
+    on_z = at.get("scale") == "z"
+    if wide:
+        cols = ["mean_a", "mean_b", "diff", "diff_ci_low", "diff_ci_high", "t", "z", "df", "p_uncorrected",
+                *[f"p_{c}" for c in corrections], "significant", "hedges_g", "g_ci_low", "g_ci_high", "n_a", "n_b",
+                "tfce"]
+    else:
+        cols = ["diff", "diff_ci_low", "diff_ci_high", "t", "z", "p_uncorrected", f"p_{corrections[0]}", "significant",
+                "hedges_g", "g_ci_low", "g_ci_high"]
+    cols = [c for c in cols if c in res and not (on_z and c == "df")]
     frame = res[cols].to_dataframe()
-    frame = frame[[c for c in ["depth", "boundary_affected", *cols] if c in frame.columns]]
+    frame = frame[[c for c in ["depth", "boundary_affected", *cols] if c in frame.columns and (wide or c != "depth")]]
     frame = frame.rename(columns={"mean_a": f"mean[{a}]", "mean_b": f"mean[{b}]", "p_uncorrected": "p_unc",
                                   "significant": "sig", "boundary_affected": "boundary", "n_a": f"n[{a}]",
-                                  "n_b": f"n[{b}]"})  # fmt: skip
-    lines = [*describe_test(res), frame.to_string(float_format=lambda v: f"{v:.4g}")]
+                                  "n_b": f"n[{b}]", "diff_ci_low": "ci_low", "diff_ci_high": "ci_high",
+                                  "hedges_g": "g", "t": "z" if on_z else "t"})  # fmt: skip
+    table = frame.to_string(float_format=lambda v: f"{v:.4g}")
+    lines = [*describe_test(res), table]
+    if not wide:
+        lines.append("(--wide: every column; the saved result holds them all)")
     note = boundary_note(res)
     if note:
         lines.append(note)
     if "cluster" in corrections:
-        lines.append(f"clusters (|t| > {at['threshold']:.3g}): {res.sizes['cluster']}")
+        lines.append(f"clusters (|{'z' if on_z else 't'}| > {at['threshold']:.3g}): {res.sizes['cluster']}")
         for k in range(res.sizes["cluster"]):
             lines.append(
                 f"  layers {res.cluster_start.values[k]}-{res.cluster_stop.values[k]}  "
@@ -196,7 +221,8 @@ def format_table(res) -> str:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the per-layer statistics to this .nc (netCDF4) or .zarr file.")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace an existing statistics file (never RESULT itself).")
-def stats_command(output, overwrite, **options):
+@click.option("--wide", is_flag=True, help="Print every column of the per-layer table (default: fits 120 columns).")
+def stats_command(output, overwrite, wide, **options):
     """Compare two groups of tokens in RESULT (.nc or .zarr) at every layer.
 
     Welch t per layer with label permutations; with --exchangeability-blocks the
@@ -216,7 +242,7 @@ def stats_command(output, overwrite, **options):
     ds = load_result(result)
     res = run_compare(ds, options)
     res.attrs["source"] = str(result)
-    click.echo(format_table(res))
+    click.echo(format_table(res, wide=wide))
     if output is not None:
         write_result(res, output, overwrite=overwrite)
         click.echo(f"saved statistics to {output}", err=True)

@@ -39,37 +39,5 @@ from .results import (
 from .tables import input_sha256, read_table, table_format
 from .texts import MAX_FIELD_CHARS, MAX_INPUT_COLUMNS, TEXT_FORMATS, read_texts, split_lines, texts_frame
 
-__all__ = [
-    "MAX_FIELD_CHARS",
-    "MAX_INPUT_COLUMNS",
-    "NUL_ESCAPE_ATTR",
-    "RESULT_MARKER",
-    "TEXT_FORMATS",
-    "atomic_path",
-    "check_coordinates",
-    "check_file_kind",
-    "check_output",
-    "check_result_file",
-    "decode_text",
-    "escape_nul",
-    "input_sha256",
-    "is_package_result",
-    "open_result",
-    "output_format",
-    "parse_word_list",
-    "per_word_columns",
-    "read_table",
-    "read_texts",
-    "remove_path",
-    "rename_columns",
-    "result_attrs",
-    "set_result_attrs",
-    "silence_progress_bars",
-    "table_format",
-    "split_lines",
-    "texts_frame",
-    "unescape_nul",
-    "word_spans",
-    "write_netcdf",
-    "write_result",
-]
+# The public face is small: the rest is imported here for the package's own modules.
+__all__ = ["check_coordinates", "open_result", "read_texts", "texts_frame"]

@@ -29,8 +29,6 @@ from .decoding import BYTES_CODECS
 from .limits import VLEN_ITEM_BYTES, DeclaredArray, ResultLimits, check_declared, refuse
 from .paths import ZARR_METADATA, check_file_kind, kind_of, output_format, read_metadata
 
-__all__ = ["ZARR_CODECS", "ZARR_DATA_TYPES", "ZARR_V2_CODECS", "ArrayPlan", "ZarrLayout", "check_result_file"]
-
 #: Zarr format 3 codecs a result may use: what zarr-python writes, and the compressors cse decodes itself.
 ZARR_CODECS = frozenset({"bytes", "transpose", "vlen-utf8"} | set(BYTES_CODECS))
 

@@ -32,8 +32,6 @@ from ..errors import CSEInputError
 from .decoding import DecodeError, check_vlen_header, decode_chunk
 from .paths import ZARR_METADATA, first_line
 
-__all__ = ["BoundedStore", "open_guarded"]
-
 #: xarray >= 2025.7 can open without reading the dimension coordinates; they are then read
 #: through the guard like every other variable.
 _HAS_INDEX_OPTION = "create_default_indexes" in inspect.signature(xr.open_dataset).parameters

@@ -19,8 +19,6 @@ import pandas as pd
 from ..schema import reserved_names
 from .encoding import is_utf8
 
-__all__ = ["MAX_NAME_BYTES", "column_list", "parse_word_list", "per_word_columns", "rename_columns", "word_spans"]
-
 #: Longest column name kept (UTF-8 bytes): a Zarr array is a folder, and file names stop at 255 bytes.
 MAX_NAME_BYTES = 200
 

@@ -14,8 +14,6 @@ import xarray as xr
 
 from ..errors import CSEInputError
 
-__all__ = ["ORDERED_COORDINATES", "check_coordinates"]
-
 #: Coordinates that must be numbers in strictly increasing order (integers for ``layer``),
 #: besides every dimension coordinate being unique.
 ORDERED_COORDINATES = {"layer": True, "depth": False}  # name -> integer-valued

@@ -17,8 +17,6 @@ import lzma
 import struct
 import zlib
 
-__all__ = ["BYTES_CODECS", "DecodeError", "decode_chunk"]
-
 #: Bytes-to-bytes codecs decoded here: name in the metadata (Zarr format 3 name or format 2
 #: id) -> the decoder's family.
 BYTES_CODECS = {

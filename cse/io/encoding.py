@@ -24,8 +24,6 @@ from pathlib import Path
 
 from ..errors import CSEInputError
 
-__all__ = ["BOMS", "decode_text", "is_utf8"]
-
 #: (mark, name in messages, codec that reads it). UTF-32 LE first: its mark starts with UTF-16 LE's.
 BOMS = (
     (codecs.BOM_UTF32_LE, "UTF-32 LE", "utf-32"),
@@ -127,14 +125,14 @@ def decode_text(raw: bytes, path, encoding: str = "utf-8") -> str:
         if not _is_utf(codec_name):
             use = "utf-8" if reader == "utf-8-sig" else reader
             raise CSEInputError(f"{path}: the file starts with a {label} byte-order mark, so it is not "
-                                f"{encoding}: use --encoding {use}")
+                                f"{encoding}: use encoding={use!r}")
         encoding, codec_name = reader, reader
     try:
         content = raw.decode(codec_name)
     except UnicodeDecodeError as exc:
         line = _line_of(raw, exc.start, codec_name)
         other = None if mark is not None else _suggestion(raw, codec_name)
-        hint = f"try --encoding {other}" if other else "give the file's encoding with --encoding"
+        hint = f"try encoding={other!r}" if other else "give the file's encoding with encoding=NAME"
         raise CSEInputError(f"{path}: line {line} is not valid {encoding} (byte 0x{raw[exc.start]:02x}); {hint}") from None
     content = content.removeprefix("\ufeff")
     nul = content.find("\x00")
@@ -142,6 +140,6 @@ def decode_text(raw: bytes, path, encoding: str = "utf-8") -> str:
         line = content.count("\n", 0, nul) + 1
         utf16 = None if codec_name.startswith(("utf-16", "utf-32")) else _utf16_without_bom(raw)
         hint = (f"the file looks like {utf16.upper().replace('-LE', ' LE').replace('-BE', ' BE')} without a "
-                f"byte-order mark: use --encoding {utf16}") if utf16 else "a text file has none: is it a binary file?"
+                f"byte-order mark: use encoding={utf16!r}") if utf16 else "a text file has none: is it a binary file?"
         raise CSEInputError(f"{path}: line {line} holds a NUL character; {hint}")
     return content

@@ -31,8 +31,6 @@ from .decoding import DecodeError, inflate
 from .limits import VLEN_ITEM_BYTES, DeclaredArray, ResultLimits, check_declared, refuse
 from .paths import HDF5_SIGNATURE, first_line
 
-__all__ = ["EXPANSION", "HDF5_FILTERS", "check_hdf5_file"]
-
 #: HDF5 filters a netCDF result may use (all built into HDF5 or h5py: no plugin is loaded).
 HDF5_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 32000: "lzf"}
 

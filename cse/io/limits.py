@@ -18,9 +18,6 @@ import re
 
 from ..errors import CSEInputError
 
-__all__ = ["AMPLIFICATION", "MAX_BYTES_ENV", "VLEN_ITEM_BYTES", "DeclaredArray", "ResultLimits", "available_memory",
-           "check_declared"]
-
 #: Environment variable that sets `ResultLimits.max_bytes` (e.g. ``8G``).
 MAX_BYTES_ENV = "CSE_MAX_RESULT_BYTES"
 

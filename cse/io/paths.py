@@ -21,16 +21,6 @@ from pathlib import Path
 
 from ..errors import CSEInputError
 
-__all__ = [
-    "RESULT_MARKER",
-    "atomic_path",
-    "check_file_kind",
-    "check_output",
-    "is_package_result",
-    "output_format",
-    "remove_path",
-]
-
 #: Attribute that marks a file or store as a result written by this package (its version).
 RESULT_MARKER = "cse_version"
 
@@ -273,7 +263,7 @@ def check_output(path, *, inputs=(), overwrite: bool = False, name: str = "outpu
         raise CSEInputError(f"Invalid value for {name!r}: {str(path)!r} is an existing folder that cse did not write; "
                             f"it is never replaced: choose another output path")
     if not overwrite:
-        raise CSEInputError(f"Invalid value for {name!r}: {str(path)!r} exists; pass --overwrite (overwrite=True) "
+        raise CSEInputError(f"Invalid value for {name!r}: {str(path)!r} exists; pass overwrite=True "
                             f"to replace it, or choose another output path")
     return path
 

@@ -14,8 +14,6 @@ import functools
 import os
 import sys
 
-__all__ = ["silence_progress_bars"]
-
 
 def silence_progress_bars() -> None:
     """Silence every progress bar of this process and of the processes it starts.

@@ -36,17 +36,6 @@ from .paths import (
     read_metadata,
 )
 
-__all__ = [
-    "NUL_ESCAPE_ATTR",
-    "escape_nul",
-    "open_result",
-    "result_attrs",
-    "set_result_attrs",
-    "unescape_nul",
-    "write_netcdf",
-    "write_result",
-]
-
 #: The escape character for NUL in netCDF strings: U+2400 SYMBOL FOR NULL.
 NUL_ESCAPE = "\u2400"
 
@@ -219,7 +208,7 @@ def open_result(path, chunks=None, *, require=("cse",), max_bytes=None) -> xr.Da
     Returns
     -------
     xarray.Dataset
-        The result, with the schema of SPEC section 4.
+        The result, with the result schema (user guide, Computing CSE).
 
     Raises
     ------
@@ -230,6 +219,12 @@ def open_result(path, chunks=None, *, require=("cse",), max_bytes=None) -> xr.Da
         read, or a required variable is missing. Lazy reads later raise it too.
     TypeError
         `max_bytes` is not an int.
+
+    Examples
+    --------
+    >>> import cse
+    >>> ds = cse.open_result("cse-example.nc")  # from: cse compute --example -o cse-example.nc  # doctest: +SKIP
+    >>> ds.cse.sel(layer=12).groupby("label").mean()  # doctest: +SKIP
     """
     from .bounded import open_guarded
 

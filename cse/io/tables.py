@@ -30,8 +30,6 @@ from ..hashing import file_sha256
 from .limits import ResultLimits, format_bytes
 from .paths import first_line
 
-__all__ = ["DATASETS_FILES", "TABLE_SUFFIXES", "datasets_files", "input_sha256", "read_table", "table_format"]
-
 #: File suffixes read as Parquet.
 TABLE_SUFFIXES = (".parquet", ".pq")
 
@@ -107,7 +105,7 @@ def datasets_files(folder, split=None) -> list[Path]:
             raise CSEInputError(f"{source}: dataset_dict.json lists no splits")
         if split is None:
             raise CSEInputError(f"{source} is a DatasetDict folder with the splits {', '.join(splits)}; choose one "
-                                f"with --split NAME (split= in Python), e.g. --split {splits[0]}, or give the split's "
+                                f"with split=NAME, e.g. split={splits[0]!r}, or give the split's "
                                 f"own folder, e.g. {folder / splits[0]}")
         if split not in splits or not _plain_name(split):
             raise CSEInputError(f"Invalid value for 'split': {split!r} is not a split of {source} (splits: "
@@ -265,7 +263,7 @@ def _is_scalar(kind) -> bool:
 
 def _unsupported(source: str, name, kind) -> str:
     return (f"{source}: column {str(name)[:80]!r} holds {str(kind)[:60]} values; cse keeps text, numbers, booleans "
-            f"and flat lists of them (per-word fields) as token coordinates: leave it out with --columns")
+            f"and flat lists of them (per-word fields) as token coordinates: leave it out with columns=NAMES")
 
 
 def input_sha256(path) -> str:

@@ -27,8 +27,6 @@ from .encoding import decode_text, is_utf8
 from .paths import check_file_kind
 from .tables import TABLE_SUFFIXES, read_table, table_format
 
-__all__ = ["MAX_FIELD_CHARS", "MAX_INPUT_COLUMNS", "TEXT_FORMATS", "read_texts", "split_lines", "texts_frame"]
-
 TEXT_FORMATS = ("txt", "jsonl", "csv", "parquet", "datasets")
 
 #: Longest cell of an input column other than the text (characters, or items of a list):
@@ -126,6 +124,14 @@ def read_texts(path, text_column=None, encoding="utf-8", format=None, *, columns
     UserWarning
         When empty or whitespace-only texts are skipped (their rows keep their
         indices; they produce no tokens), and when columns are renamed.
+
+    Examples
+    --------
+    >>> import cse, tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "texts.csv"
+    >>> _ = path.write_text("sentence,label\\nThe senator attacked the plan .,metaphorical\\n")
+    >>> cse.io.read_texts(path, text_column="sentence").columns.tolist()
+    ['text', 'label']
     """
     path = Path(path)
     fmt = format or table_format(path) or _SUFFIX_FORMAT.get(path.suffix.lower(), "txt")
@@ -149,7 +155,7 @@ def read_texts(path, text_column=None, encoding="utf-8", format=None, *, columns
         raise CSEInputError(f"Input file {str(path)!r} is empty")
     if fmt == "txt":
         if text_column is not None or columns is not None:
-            raise CSEInputError("--text-column and --columns apply to CSV and JSON Lines input, not to plain text")
+            raise CSEInputError("text_column=NAME and columns=NAMES apply to CSV and JSON Lines input, not to plain text")
         return drop_empty(pd.DataFrame({"text": split_lines(content)}), str(path))
     frame = _json_frame(content, path, text_column) if fmt == "jsonl" else _csv_frame(content, path, text_column)
     return _texts(frame, str(path), text_column, columns)
@@ -194,7 +200,7 @@ def _check_fields(frame: pd.DataFrame, source: str) -> None:
             raise CSEInputError(f"{source}: row {frame.index[row]}: the field {str(frame.columns[k])[:80]!r} holds "
                                 f"{int(sizes[row])} "
                                 f"characters or items, more than {MAX_FIELD_CHARS}; fields are copied to every token of "
-                                f"their text: keep long text in the text column, or leave the field out with --columns")
+                                f"their text: keep long text in the text column, or leave the field out with columns=NAMES")
 
 
 def _text_column(available, path, text_column) -> str:
@@ -202,10 +208,10 @@ def _text_column(available, path, text_column) -> str:
     if column is None:
         column = next((c for c in ("text", "sentence") if c in available), None)
         if column is None:
-            raise CSEInputError(f"{path}: no 'text' or 'sentence' column; name the text column with --text-column "
+            raise CSEInputError(f"{path}: no 'text' or 'sentence' column; name the text column with text_column=NAME "
                                 f"(columns: {column_list(available)})")
     if column not in available:
-        raise CSEInputError(f"Invalid value for '--text-column': {column!r} is not a column of {path} "
+        raise CSEInputError(f"Invalid value for 'text_column': {column!r} is not a column of {path} "
                             f"(columns: {column_list(available)})")
     return column
 
@@ -349,6 +355,12 @@ def texts_frame(texts, text_column=None, *, columns=None) -> pd.DataFrame:
         One str instead of a sequence, or an item (a text cell) that is not str.
     CSEInputError
         No texts, a missing text column, an unpaired surrogate, too many columns.
+
+    Examples
+    --------
+    >>> import cse
+    >>> cse.io.texts_frame(["One text.", "Another text."]).text.tolist()
+    ['One text.', 'Another text.']
     """
     if isinstance(texts, str):
         raise TypeError("Invalid type for 'texts': expected a sequence of str or a DataFrame, got one str; "

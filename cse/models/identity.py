@@ -10,8 +10,6 @@ from ..hashing import file_sha256
 from .loading import model_source
 from .named import WIDTH_ATTRS
 
-__all__ = ["ModelInfo", "model_identity", "model_info"]
-
 
 def _config_int(config, names) -> int | None:
     for attr in names:
@@ -53,6 +51,13 @@ def model_identity(model, name=None) -> dict:
         If `model` is neither a model nor a known wrapper.
     CSEInputError
         If the model's blocks cannot be found.
+
+    Examples
+    --------
+    >>> import cse
+    >>> model, tokenizer = cse.load_model()  # doctest: +SKIP
+    >>> cse.model_identity(model)["n_layers"]  # doctest: +SKIP
+    30
     """
     from ..capture import find_blocks, held_model
 

@@ -11,8 +11,6 @@ from pathlib import Path
 from ..errors import CSEInputError
 from .named import DEFAULT_MODEL, NAMED_MODELS, named_model_file
 
-__all__ = ["load_model", "model_source"]
-
 _DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
 # Where each loaded model came from (name, gguf file, revision); read through `model_source`.

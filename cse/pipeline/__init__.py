@@ -1,4 +1,4 @@
-"""The main job: texts in, a Dataset of Conditional Scale Entropy out (SPEC sections 3-4, 7).
+"""The main job: texts in, a Dataset of Conditional Scale Entropy out.
 
 `compute` (also `cse.compute`, in `api`) follows one straight path, a module per step:
 
@@ -26,16 +26,3 @@ from .plan import Plan, Run, plan_run, plan_tokens
 from .staging import MANIFEST_FIELDS, Staging
 from .tokenize import token_lengths
 
-__all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "MANIFEST_FIELDS",
-    "Plan",
-    "Run",
-    "Staging",
-    "compute",
-    "pad_batch",
-    "plan_run",
-    "plan_tokens",
-    "run_batch",
-    "token_lengths",
-]

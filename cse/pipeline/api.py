@@ -1,4 +1,4 @@
-"""`cse.compute`: texts in, a Dataset of Conditional Scale Entropy out (SPEC section 4).
+"""`cse.compute`: texts in, a Dataset of Conditional Scale Entropy out (the result schema).
 
 One straight path, each step a module of `cse.pipeline` that the data enters once:
 
@@ -22,8 +22,6 @@ from .executor import open_executor
 from .plan import plan_run
 from .request import make_request
 from .store import open_store
-
-__all__ = ["DEFAULT_BATCH_SIZE", "compute"]
 
 DEFAULT_BATCH_SIZE = 16
 
@@ -115,7 +113,7 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
     split : str, optional
         The split of a Hugging Face ``DatasetDict`` folder (required for one).
     threads : int, optional
-        torch's intra-op threads during the run (restored afterwards), in this
+        The number of torch's intra-op threads during the run (restored afterwards), in this
         process or on every Dask worker. Default: as they are here, 1 on Dask
         workers. float32 sums depend on the threads, so results are bitwise
         identical between runs with the same threads per process (see Notes).
@@ -132,6 +130,7 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
         result.
     save_dtype : {'float32', 'float16'}
         Storage dtype of saved updates (2 or 4 bytes per number).
+
     Returns
     -------
     xarray.Dataset
@@ -163,9 +162,9 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
 
     See Also
     --------
-    cse.conditional_scale_entropy : the measure on an array of layer updates.
-    cse.open_result : open a result file.
-    cse.stats.compare : per-layer group comparisons of a result.
+    cse.conditional_scale_entropy : The measure on an array of layer updates.
+    cse.open_result : Open a result file.
+    cse.stats.compare : Per-layer group comparisons of a result.
 
     Notes
     -----

@@ -16,8 +16,6 @@ import numpy as np
 from ..params import check_choice
 from ..settings import MeasureSettings
 
-__all__ = ["REDUCERS", "pad_batch", "run_batch", "torch_threads"]
-
 #: Where the updates are reduced: on their device with the torch twin, or on the CPU.
 REDUCERS = ("auto", "numba", "torch")
 

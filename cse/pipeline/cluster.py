@@ -31,9 +31,6 @@ import warnings
 
 from ..errors import CSEInputError
 
-__all__ = ["ClusterExecutor", "ModelSpec", "cluster_client", "open_cluster", "remote_model_info", "run_cluster",
-           "worker_model"]
-
 #: Batches per task: enough tasks to balance the workers, few enough for the scheduler.
 MAX_BATCHES_PER_TASK = 32
 TASKS_PER_WORKER = 8

@@ -22,8 +22,6 @@ from .batch import run_batch, torch_threads
 from .plan import Run
 from .sinks import BackgroundWriter
 
-__all__ = ["LocalExecutor", "open_executor", "run_batches"]
-
 
 def run_batches(model, run: Run, todo, sink, log=None, bar=None, max_pending: int = 2) -> list[int]:
     """Compute the batches `todo` with `model` and write them into `sink`, in the background.

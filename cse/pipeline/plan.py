@@ -1,7 +1,7 @@
 """Step 2 of `cse.compute`: the plan — texts tokenized, aligned to words and laid out, settings fitted.
 
 The plan fixes every token's place in the stacked ``token`` dim and its coordinates
-(SPEC section 4), the measure's settings for this model and these texts, the batches
+(the result schema), the measure's settings for this model and these texts, the batches
 and the result's attributes, so that bad input (a text longer than the context, a
 tokenizer without offsets, a level too high for the shortest text, a null too large)
 fails before any compute, and every way of running (one process, a Dask cluster, a
@@ -21,8 +21,6 @@ from ..io import per_word_columns, word_spans
 from ..settings import MeasureSettings
 from .tokenize import check_text_lengths, encode_texts
 
-__all__ = ["Plan", "Run", "check_token_axis", "plan_run", "plan_tokens", "run_attributes"]
-
 
 @dataclasses.dataclass
 class Plan:
@@ -35,7 +33,7 @@ class Plan:
     starts : ndarray of int64, shape (n_sequences + 1,)
         Offset of each sequence's first token in the stacked ``token`` dim.
     coords : pandas.DataFrame
-        One row per token: the token coordinates of SPEC section 4.
+        One row per token: the token coordinates of the result schema.
     """
 
     sequences: list
@@ -231,7 +229,7 @@ def plan_tokens(frame: pd.DataFrame, tokenizer, *, max_length: int | None, windo
         if limit is not None and n > limit and window is None:
             raise CSEInputError(
                 f"text {row} has {n} tokens, more than the model's context of {max_length}; "
-                f"shorten it or pass --window N to split long texts into windows"
+                f"shorten it or pass window=N to split long texts into windows"
             )
         for piece in _windows(n, bool(special[0]) if n else False, limit, add_bos and tokenizer.bos_token_id is not None):
             sequences.append(ids[piece])

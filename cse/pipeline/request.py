@@ -20,9 +20,6 @@ from ..io import check_output, read_texts, texts_frame
 from ..params import check_choice, check_int
 from ..settings import MeasureSettings
 
-__all__ = ["MAX_BATCH_SIZE", "SAVE_CHOICES", "SAVE_DTYPES", "ModelRequest", "OutputRequest", "Request", "Source",
-           "make_request", "updates_name"]
-
 #: Largest batch (sequences per forward pass) accepted.
 MAX_BATCH_SIZE = 65536
 #: What a run may store besides CSE (``save=``): the Gram matrices (full or packed), the updates.
@@ -236,7 +233,7 @@ def _check_save(save, settings: MeasureSettings) -> tuple:
                             "packed upper triangle), not both")
     if any(item.startswith("gram") for item in items) and settings.axis != "depth":
         raise CSEInputError(f"Invalid value for 'save': the Gram matrices re-measure the depth axis; this run's axis "
-                            f"is {settings.axis!r} (use --save updates for the token and hidden axes)")
+                            f"is {settings.axis!r} (use save='updates' for the token and hidden axes)")
     return tuple(dict.fromkeys(items))
 
 
@@ -250,7 +247,7 @@ def _check_execution(model, workers, scheduler, output, resume, restart) -> None
         flag = "resume" if resume else "restart" if restart else "workers/scheduler"
         raise CSEInputError(f"Invalid value for 'output': {flag} needs an output file (.nc or .zarr)")
     if resume and restart:
-        raise CSEInputError("give either --resume (continue an interrupted run) or --restart (discard it), not both")
+        raise CSEInputError("give either resume=True (continue an interrupted run) or restart=True (discard it), not both")
     if distributed and not (model is None or isinstance(model, (str, Path))):
         raise TypeError("Invalid type for 'model': a distributed run needs the model's name or path, "
                         "so that every worker loads it itself")

@@ -20,8 +20,6 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-__all__ = ["BackgroundWriter", "ChunkedZarrSink", "JournalSink", "MemorySink", "SplitSink", "ZarrSink", "settle_pending"]
-
 
 class _ImmediateSink:
     """A sink that stores each batch as it comes (`write`): nothing is buffered."""

@@ -24,8 +24,6 @@ from ..hashing import arrays_sha256, bytes_sha256
 from ..io import input_sha256 as hash_input
 from .request import updates_name
 
-__all__ = ["MANIFEST_FIELDS", "DoneLog", "Staging", "build_manifest", "check_manifest"]
-
 
 class Staging:
     """The on-disk state of a run that writes ``output``: a hidden folder beside it.
@@ -245,7 +243,7 @@ def check_manifest(previous: dict, current: dict, output) -> None:
         if previous.get(key) != current.get(key):
             raise CSEInputError(
                 f"cannot resume {output}: the interrupted run has {key} = {previous.get(key)!r}, this run "
-                f"{current.get(key)!r}; rerun with the same input, model and options, or pass --restart to discard it"
+                f"{current.get(key)!r}; rerun with the same input, model and options, or pass restart=True to discard it"
             )
 
 

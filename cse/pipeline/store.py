@@ -33,9 +33,6 @@ from .plan import Run
 from .sinks import ChunkedZarrSink, JournalSink, MemorySink, SplitSink, ZarrSink, settle_pending
 from .staging import DoneLog, Staging, build_manifest, check_manifest
 
-__all__ = ["JOURNAL_BYTES", "MemoryStore", "StagedStore", "open_store", "result_bytes", "run_layout",
-           "updates_layout"]
-
 logger = logging.getLogger("cse")
 
 #: Largest result (its data variables, in bytes) that a local run with a netCDF output keeps
@@ -223,7 +220,7 @@ class StagedStore:
         elif previous is not None and done:
             raise CSEInputError(
                 f"an interrupted run of {self.path} left {len(done)} of {previous.get('n_batches')} batches in "
-                f"{staging.root}; add --resume to continue it or --restart to discard it"
+                f"{staging.root}; add resume=True to continue it or restart=True to discard it"
             )
         else:
             if out.resume:
@@ -281,7 +278,7 @@ class StagedStore:
                 kept = len(self.staging.done_batches())
                 raise RunInterrupted(
                     f"interrupted: {kept} of {self.n_batches} batches of {self.path} are kept in "
-                    f"{self.staging.root}; rerun the same command with --resume to continue",
+                    f"{self.staging.root}; rerun the same call with resume=True to continue",
                     getattr(interrupt, "signum", 2),
                 ) from None
 
@@ -304,7 +301,7 @@ class StagedStore:
             where = f" ({error.filename})" if error.filename else ""
             raise CSEInputError(
                 f"cannot write {self.path}: {reason}{where}; {kept} of {self.n_batches} batches are kept in "
-                f"{staging.root}: fix the cause and rerun the same command with --resume"
+                f"{staging.root}: fix the cause and rerun the same call with resume=True"
             ) from None
 
     def finalize(self) -> xr.Dataset:

@@ -24,8 +24,6 @@ import numpy as np
 
 from ..errors import CSEInputError
 
-__all__ = ["PIECE_CHARS", "Encoded", "check_text_lengths", "encode_texts", "max_token_chars", "token_lengths"]
-
 #: Characters tokenized at once in a long text (and the width of a seam's check).
 PIECE_CHARS = 1 << 16
 _SEAM_CHARS = 512
@@ -117,7 +115,7 @@ def check_text_lengths(texts, rows, tokenizer, max_length: int | None, window: i
         k = int(over[0])
         raise CSEInputError(
             f"text {rows[k]} has {lengths[k]:,} characters, more than the model's context of {max_length} tokens can "
-            f"hold (a token covers at most {max_token_chars(tokenizer)} characters); shorten it or pass --window N "
+            f"hold (a token covers at most {max_token_chars(tokenizer)} characters); shorten it or pass window=N "
             f"to split long texts into windows"
         )
 

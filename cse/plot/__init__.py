@@ -11,4 +11,4 @@ from .profile import group_profiles, plot_depth_profile
 from .style import BOUNDARY_COLOUR
 from .tokens import TOKENS_PER_ROW, plot_tokens
 
-__all__ = ["BOUNDARY_COLOUR", "TOKENS_PER_ROW", "group_profiles", "plot_depth_profile", "plot_tokens"]
+__all__ = ["group_profiles", "plot_depth_profile", "plot_tokens"]

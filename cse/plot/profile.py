@@ -16,9 +16,7 @@ from ..errors import CSEInputError
 from ..stats.layers import boundary_layers
 from ..stats.result import layer_coords
 from ..stats.selection import deprecated_alias, finite_values, select_groups
-from .style import BOUNDARY_COLOUR, integer_ticks, runs, var_attrs
-
-__all__ = ["group_profiles", "plot_depth_profile"]
+from .style import BOUNDARY_COLOUR, integer_ticks, runs, setting_words, var_attrs
 
 _COLOURS = ("#1f77b4", "#d62728")
 #: Short legend names of the statistics of `cse.stats.compare` (the full text is in its attrs["statistic"]).
@@ -36,7 +34,7 @@ def group_profiles(ds, by, where=None, *, levels=None, var: str = "cse", include
         As in `cse.stats.compare`.
     by : str or array-like
         Token coordinate holding the groups (or the labels, with a plain array).
-    where : None, str, dict or boolean DataArray over ``token``
+    where : None, str, dict or bool DataArray over ``token``
         Token selection, as in `cse.stats.compare`.
     levels : (a, b), optional
         The two values of `by`, in this order (default: the two found, sorted).
@@ -61,6 +59,12 @@ def group_profiles(ds, by, where=None, *, levels=None, var: str = "cse", include
     ``mean ± t_{(1 + ci) / 2, n - 1} · sd / sqrt(n)``, over the tokens whose value is
     finite at that layer (NaN where n < 2); infinite values count as undefined (one
     warning, ``n_nonfinite`` in the attributes).
+
+    Examples
+    --------
+    >>> import cse
+    >>> ds = cse.open_result("cse-example.nc")  # doctest: +SKIP
+    >>> prof = cse.plot.group_profiles(ds, by="label", where="word == target_idx and is_word_start")  # doctest: +SKIP
     """
     levels = deprecated_alias("groups", groups, "levels", levels)
     if not 0 < float(ci) < 1:
@@ -118,7 +122,7 @@ def plot_depth_profile(
         As in `cse.stats.compare`.
     by : str or array-like
         Token coordinate holding the groups.
-    where : None, str, dict or boolean DataArray over ``token``
+    where : None, str, dict or bool DataArray over ``token``
         Token selection, as in `cse.stats.compare`.
     stats : xarray.Dataset, optional
         A `cse.stats.compare` result for the same layers: runs of layers with
@@ -136,7 +140,8 @@ def plot_depth_profile(
     include_special : bool
         Keep special tokens (default False).
     title : str, optional
-        Axes title; default names the model (from the attributes) and the variable.
+        Axes title; default names the model (from the attributes), the variable and the
+        measure's setting (axis, wavelet, level, boundary).
     shade_boundary : bool
         Hatch the layers flagged ``boundary_affected`` (MODWT boundary coefficients,
         whose raw CSE depends on the boundary rule) where the result carries the flag.
@@ -155,6 +160,13 @@ def plot_depth_profile(
     CSEInputError
         For a bad selection (as `cse.stats.compare`) or a `stats` Dataset whose layers,
         ``by`` or ``var`` differ from the profile's.
+
+    Examples
+    --------
+    >>> import cse
+    >>> ds = cse.open_result("cse-example.nc")  # doctest: +SKIP
+    >>> fig = cse.plot.plot_depth_profile(ds, by="label", where="word == target_idx and is_word_start")  # doctest: +SKIP
+    >>> fig.savefig("profile.png")  # doctest: +SKIP
     """
     from matplotlib.figure import Figure
 
@@ -182,19 +194,24 @@ def plot_depth_profile(
         statistic = _SHORT.get(stats.attrs.get("statistic_name"), stats.attrs.get("statistic", ""))
         label = (f"significant ({stats.attrs.get('correction', '')}, α = {stats.attrs.get('alpha', 0.05):g}"
                  + (f"; {statistic}" if statistic else "") + ")")  # fmt: skip
-        for k, (start, stop) in enumerate(runs(np.asarray(stats["significant"].values, dtype=bool))):
+        significant = np.asarray(stats["significant"].values, dtype=bool)
+        for k, (start, stop) in enumerate(runs(significant)):
             ax.axvspan(depth[start] - half, depth[stop] + half, color="0.85", zorder=0,
                        label=label if k == 0 else None)  # fmt: skip
+        if not significant.any():  # say that a test was run and found nothing
+            ax.plot([], [], " ", label=label.replace("significant (", "tested, nothing significant (", 1))
 
     # 2. Mean and band of each group (and the null's 0 for z-scores).
     if var == "cse_z":
         ax.axhline(0.0, color="0.4", linewidth=0.8, linestyle="--", zorder=1)
+    used = _tokens_tested(stats)
     for g, colour in zip(range(profile.sizes["group"]), _COLOURS):
         row = profile.isel(group=g)
         n_tok = int(row["n"].max())
+        n_label = f"n = {n_tok}" + (f"; {used[g]} in the test" if used and used[g] != n_tok else "")
         ax.fill_between(depth, row["ci_low"].values, row["ci_high"].values, color=colour, alpha=0.2, linewidth=0)
         ax.plot(depth, row["mean"].values, marker="o", markersize=3, color=colour,
-                label=f"{profile.attrs['by']} = {profile['group'].values[g]} (n = {n_tok})")  # fmt: skip
+                label=f"{profile.attrs['by']} = {profile['group'].values[g]} ({n_label})")  # fmt: skip
 
     # 3. Axes: relative depth below, layer index above.
     L = layers.size
@@ -205,12 +222,21 @@ def plot_depth_profile(
     top = ax.secondary_xaxis("top", functions=(lambda d: d * L - 1, lambda layer: (layer + 1) / L))
     top.set_xlabel("layer")
     top.xaxis.set_major_locator(integer_ticks())  # layers are integers, not 0.0, 2.5, ...
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="small", frameon=False)
+    wide = max((len(text) for text in ax.get_legend_handles_labels()[1]), default=0) > 40
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1 if wide else 2, fontsize="small", frameon=False)
     attrs = ds.attrs if isinstance(ds, (xr.Dataset, xr.DataArray)) else {}
     if title is None:
-        title = f"{attrs.get('model', '')} — {var} by {profile.attrs['by']}".strip(" —")
+        title = " — ".join(part for part in (attrs.get("model", ""), f"{var} by {profile.attrs['by']}",
+                                             setting_words(attrs)) if part)
     ax.set_title(title, fontsize="medium")
     return fig
+
+
+def _tokens_tested(stats) -> tuple[int, int] | None:
+    """The tokens of each group that the test used (blocks with one label are left out of it)."""
+    if stats is None or "n_tokens_a" not in stats.attrs:
+        return None
+    return int(stats.attrs["n_tokens_a"]), int(stats.attrs["n_tokens_b"])
 
 
 def _check_stats(stats, profile: xr.Dataset, layers: np.ndarray) -> None:

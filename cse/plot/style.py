@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-__all__ = ["BOUNDARY_COLOUR", "integer_ticks", "runs", "var_attrs"]
-
 #: Hatching and shading of boundary-affected layers (and token positions).
 BOUNDARY_COLOUR = "#8c564b"
 
@@ -52,3 +50,23 @@ def integer_ticks():
     from matplotlib.ticker import MaxNLocator
 
     return MaxNLocator(integer=True)
+
+
+def setting_words(attrs) -> str:
+    """The measure's setting in a few words, for titles.
+
+    Parameters
+    ----------
+    attrs : dict
+        A result's attributes (``axis``, ``wavelet``, ``level``, ``boundary``).
+
+    Returns
+    -------
+    str
+        E.g. ``"depth, haar J=3, reflect"``; ``""`` when the attributes name no wavelet.
+    """
+    if "wavelet" not in attrs:
+        return ""
+    level = f" J={attrs['level']}" if "level" in attrs else ""
+    boundary = f", {attrs['boundary']}" if attrs.get("axis", "depth") != "hidden" and "boundary" in attrs else ""
+    return f"{attrs.get('axis', 'depth')}, {attrs['wavelet']}{level}{boundary}"

@@ -10,9 +10,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import CSEInputError
-from .style import BOUNDARY_COLOUR, integer_ticks, runs, var_attrs
-
-__all__ = ["TOKENS_PER_ROW", "plot_tokens"]
+from .style import BOUNDARY_COLOUR, integer_ticks, runs, setting_words, var_attrs
 
 #: Most tokens drawn in one row of `plot_tokens`; longer texts are split into rows.
 TOKENS_PER_ROW = 60
@@ -58,7 +56,8 @@ def plot_tokens(ds, text, var: str = "cse", where=None, *, label: str | None = N
     cmap : str or matplotlib colormap, optional
         Default ``viridis`` (``RdBu_r`` for z-scores). Undefined (NaN) cells are grey.
     title : str, optional
-        Figure title; default names the model, the variable and the text.
+        Figure title; default names the model, the variable, the text and the measure's
+        setting (axis, wavelet, level, boundary).
 
     Returns
     -------
@@ -76,6 +75,12 @@ def plot_tokens(ds, text, var: str = "cse", where=None, *, label: str | None = N
         If `var` is not a (token, layer) variable, `text` is not in the result,
         `label` is not a token coordinate, `where` is refused, or `tokens_per_row`
         is not a positive int.
+
+    Examples
+    --------
+    >>> import cse
+    >>> ds = cse.open_result("cse-example.nc")  # doctest: +SKIP
+    >>> fig = cse.plot.plot_tokens(ds, text=0)  # doctest: +SKIP
     """
     tokens, idx = _text_tokens(ds, text, var, label, tokens_per_row)
     if isinstance(where, (np.ndarray, xr.DataArray)) and np.shape(where) == (ds.sizes["token"],):
@@ -98,7 +103,8 @@ def plot_tokens(ds, text, var: str = "cse", where=None, *, label: str | None = N
     fig.colorbar(fig.axes[0].images[0], ax=fig.axes, label=colour_label, shrink=0.9)
     _token_legend(fig, boundary, outlined, where, label, special)
     if title is None:
-        title = f"{ds.attrs.get('model', '')} — {var} of text {text} ({len(values)} tokens)".strip(" —")
+        parts = (ds.attrs.get("model", ""), f"{var} of text {text} ({len(values)} tokens)", setting_words(ds.attrs))
+        title = " — ".join(part for part in parts if part)
     fig.suptitle(title, fontsize="medium", parse_math=False)
     return fig
 

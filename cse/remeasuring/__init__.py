@@ -27,5 +27,3 @@ function ``cse.remeasure`` on the ``cse`` package once imported.)
 from .api import MEASURE_VARIABLES, remeasure
 from .sources import CHUNK_BYTES, GramSource, UpdatesSource, open_source, sequence_starts
 
-__all__ = ["CHUNK_BYTES", "GramSource", "MEASURE_VARIABLES", "UpdatesSource", "open_source", "remeasure",
-           "sequence_starts"]

@@ -16,8 +16,6 @@ from ..schema import COORD_ATTRS, NULL_VARIABLES, VARIABLES, variable_attrs
 from ..settings import MeasureSettings
 from .sources import open_source
 
-__all__ = ["MEASURE_VARIABLES", "remeasure"]
-
 #: Variables that depend on the measure's settings: replaced by `remeasure`.
 MEASURE_VARIABLES = ("cse", "scale_fraction") + NULL_VARIABLES
 
@@ -44,13 +42,15 @@ def remeasure(ds, *, axis=None, wavelet=None, level=None, boundary=None, normali
         (result files from others are untrusted).
     axis : {None, 'depth', 'token', 'hidden'}
         None: the result's axis.
-    wavelet, level, normalize : optional
+    wavelet, level : optional
         As in `cse.conditional_scale_entropy`. None: the result's value on the
         result's axis, else that axis' default (haar and J = 3 for depth and token,
         db4 at the maximum level for hidden).
     boundary : {None, 'reflect', 'periodic'}
         MODWT boundary rule (depth and token axes); None: the result's, else
         ``'reflect'`` (PyWavelets calls this extension ``symmetric``).
+    normalize : {None, 'unit', 'none'}
+        As in `cse.conditional_scale_entropy`; None: the result's, else the axis' default.
     null_permutations : int, optional
         P of the order null (0: none; >= 2: adds ``cse_null_mean``, ``cse_null_std``
         and ``cse_z``). None: the result's.
@@ -93,13 +93,12 @@ def remeasure(ds, *, axis=None, wavelet=None, level=None, boundary=None, normali
 
     See Also
     --------
-    cse.measure.reduce_gram : the depth-axis arrays from Gram matrices.
-    cse.compute : ``save=["gram"]`` and ``save=["updates"]``.
+    cse.compute : Stores them with ``save=["gram"]`` or ``save=["updates"]``.
 
     Notes
     -----
     From the Gram matrices the result equals a fresh ``cse.compute`` with the same
-    settings to rounding (tested: max |difference| <= 1e-9 for haar, db2, db4, sym4 x
+    settings to rounding (tested: largest absolute difference <= 1e-9 for haar, db2, db4, sym4 x
     J = 2, 3, 4 x reflect, periodic, NaN cells equal): the energies are the same
     quadratic forms the compute path uses, energies that round below zero are
     clamped at 0. From float16 updates the CSE differs from the float32 compute by the

@@ -21,8 +21,6 @@ from ..measure import reduce_gram, reduce_updates
 from ..settings import MeasureSettings
 from ..schema import NULL_VARIABLES, VARIABLES
 
-__all__ = ["GramSource", "UpdatesSource", "open_source", "sequence_starts"]
-
 #: Bytes of Gram matrices or updates read (and reduced) at a time.
 CHUNK_BYTES = 64 * 2**20
 
@@ -272,6 +270,5 @@ def open_source(ds: xr.Dataset, axis: str, origin: str, *, updates=None, folder=
         return UpdatesSource(ds, stored, origin)
     has_gram = any(name in ds.data_vars for name in ("gram", "gram_triangle"))
     holds = "Gram matrices only, which give the depth axis only" if has_gram else "neither Gram matrices nor layer updates"
-    save = "--save gram (depth axis) or --save updates (any axis)" if axis == "depth" else "--save updates"
-    raise CSEInputError(f"{origin}: cannot re-measure the {axis} axis: it holds {holds}; compute it with "
-                        f"'cse compute {save}' (save=[...] in cse.compute)")
+    save = "save='gram' (depth axis) or save='updates' (any axis)" if axis == "depth" else "save='updates'"
+    raise CSEInputError(f"{origin}: cannot re-measure the {axis} axis: it holds {holds}; compute it with {save}")

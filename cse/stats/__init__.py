@@ -38,14 +38,12 @@ from .layers import boundary_layers, layer_span
 from .mixed import mixedlm
 from .replication import conjunction, replicated_bands
 from .selection import select_tokens
-from .wild import WildCluster, webb_weights
 
 __all__ = [
     "BOOTSTRAPS",
     "CORRECTIONS",
     "NULLS",
     "STATISTICS",
-    "WildCluster",
     "add_log_frequency",
     "boundary_layers",
     "compare",
@@ -57,5 +55,4 @@ __all__ = [
     "relative_depth",
     "replicated_bands",
     "select_tokens",
-    "webb_weights",
 ]

@@ -29,8 +29,6 @@ from .selection import (
     select_groups,
 )
 
-__all__ = ["TAILS", "compare"]
-
 TAILS = (0, 1, -1)
 
 

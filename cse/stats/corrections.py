@@ -33,16 +33,6 @@ from scipy import stats as sps
 
 from .permutation import at_least, batch_size, permutation_p
 
-__all__ = [
-    "CORRECTIONS",
-    "benjamini_hochberg",
-    "correct",
-    "holm",
-    "maxT_single_step",
-    "maxT_stepdown",
-    "tfce",
-]
-
 CORRECTIONS = ("cluster", "tfce", "maxT", "maxT_stepdown", "fdr_bh")
 
 

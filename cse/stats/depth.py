@@ -10,8 +10,6 @@ import xarray as xr
 from ..errors import CSEInputError
 from ..params import check_choice, check_int
 
-__all__ = ["RELATIVE_DEPTH_METHODS", "relative_depth"]
-
 RELATIVE_DEPTH_METHODS = ("mean", "interpolate")
 #: Most bins of relative depth (a bound on the memory of the binned result).
 MAX_BINS = 10_000
@@ -91,6 +89,13 @@ def relative_depth(ds, bins: int = 10, method: str = "mean"):
         If there is no ``layer`` dim, or `bins`/`method` are invalid.
     TypeError
         If `bins` is not an integer, or `ds` is not an xarray object.
+
+    Examples
+    --------
+    >>> import cse, numpy as np
+    >>> ds = cse.conditional_scale_entropy(np.random.default_rng(0).standard_normal((12, 4, 16)))  # 12 layers
+    >>> cse.stats.relative_depth(ds.cse, bins=4).sizes["relative_depth"]
+    4
     """
     method = check_choice("method", method, RELATIVE_DEPTH_METHODS)
     bins = check_int("bins", bins, 1, MAX_BINS)
@@ -135,7 +140,8 @@ def relative_depth(ds, bins: int = 10, method: str = "mean"):
     )
     if kept is not None:
         out = xr.merge([out, kept], combine_attrs="override", join="outer", compat="override")
-    out["relative_depth"].attrs.update(long_name="relative depth, bin centre of (layer + 1) / L", units="1")
+    out["relative_depth"].attrs.update(long_name="relative depth", units="1",
+                                       description="relative depth, bin centre of (layer + 1) / L")
     out.attrs = attrs
     out.attrs.update(relative_depth_bins=int(bins), relative_depth_method=method, relative_depth_n_layers=int(L),
                      relative_depth_dropped=", ".join(tests_dropped), relative_depth_n_nonfinite=int(n_nonfinite))

@@ -10,12 +10,10 @@ from .result import LONG_NAMES, layer_coords
 from .selection import finite_values, select_groups
 from .statistics import WelchT
 
-__all__ = ["group_contrast"]
-
 
 @fill_doc
 def group_contrast(ds, by, where=None, *, levels=None, var: str = "cse", include_special: bool = False):
-    """Welch's t and Hedges' g of two groups per layer, pooled over all selected tokens (descriptive, no test).
+    """Describe two groups per layer by Welch's t and Hedges' g, pooled over the selected tokens (no test).
 
     What a comparison that ignores exchangeability blocks would report: beside a
     `compare` with blocks it shows how much of a pooled difference comes from
@@ -46,6 +44,14 @@ def group_contrast(ds, by, where=None, *, levels=None, var: str = "cse", include
     ------
     CSEInputError
         For a bad selection, as `cse.stats.compare`.
+
+    Examples
+    --------
+    >>> import cse
+    >>> ds = cse.open_result("cse-example.nc")  # doctest: +SKIP
+    >>> res = cse.stats.group_contrast(ds, by="label", where="word == target_idx and is_word_start")  # doctest: +SKIP
+    >>> res.hedges_g.dims  # doctest: +SKIP
+    ('layer',)
     """
     sel = select_groups(ds, by, where, levels, var, include_special)
     rows = np.r_[sel.idx_a, sel.idx_b]

@@ -43,8 +43,6 @@ import numpy as np
 
 from .permutation import batch_size, block_weights, stratified_weights
 
-__all__ = ["bootstrap_interval"]
-
 
 def hedges_j(df):
     """Small-sample correction of Cohen's d (Hedges 1981): J = 1 - 3 / (4 df - 1)."""

@@ -31,16 +31,6 @@ from .robust import DEFAULT_ROBUST, RobustBlockT, RobustFreedmanLaneT
 from .statistics import PairedT, WelchT
 from .wild import WildCluster
 
-__all__ = [
-    "BOOTSTRAPS",
-    "FEW_BLOCKS",
-    "AUTO_INTERVAL",
-    "NULLS",
-    "STATISTICS",
-    "compare_arrays",
-    "t_to_z",
-]
-
 #: Statistics of `compare` by name ("auto": the default of the design, see `resolve_statistic`).
 STATISTICS = ("auto", "cr", "hc2", "pooled", "welch", "paired")
 #: Intervals ("auto": `AUTO_INTERVAL` with blocks, the bootstrap within groups without blocks, of pairs for pairs).

@@ -9,8 +9,6 @@ import xarray as xr
 from ..errors import CSEInputError
 from .selection import deprecated_alias
 
-__all__ = ["add_log_frequency", "log_frequency", "word_text"]
-
 _SUBWORD_MARKS = "\u0120\u2581\u010a "  # GPT-2 'Ġ', SentencePiece '▁', 'Ċ', space
 
 
@@ -23,7 +21,7 @@ def log_frequency(words, lang: str = "en") -> np.ndarray:
         Words (or token strings: leading GPT-2 'Ġ' and SentencePiece '▁' marks and
         whitespace are stripped). ``None``/NaN/empty gives NaN.
     lang : str
-        wordfreq language code (default ``"en"``).
+        The wordfreq language code (default ``"en"``).
 
     Returns
     -------
@@ -37,6 +35,12 @@ def log_frequency(words, lang: str = "en") -> np.ndarray:
     Speer, R. (2022). wordfreq (v3). https://github.com/rspeer/wordfreq
     van Heuven, W. J. B. et al. (2014). SUBTLEX-UK. Q. J. Exp. Psychol. 67, 1176-1190
     (the Zipf scale).
+
+    Examples
+    --------
+    >>> import cse
+    >>> cse.stats.log_frequency(["the", "senator"]).round(1)  # doctest: +SKIP
+    array([7.7, 4.6])
     """
     from wordfreq import zipf_frequency
 
@@ -98,7 +102,7 @@ def add_log_frequency(ds: xr.Dataset, word_coord: str | None = None, lang: str =
         rebuilt from the result's own coordinates (`word_text`: the pieces of the
         tokens of one word joined), which every ``cse compute`` result has.
     lang : str
-        wordfreq language code (default ``"en"``).
+        The wordfreq language code (default ``"en"``).
     name : str
         Name of the new coordinate (default ``"log_frequency"``).
     words : str, optional
@@ -107,14 +111,23 @@ def add_log_frequency(ds: xr.Dataset, word_coord: str | None = None, lang: str =
 
     Returns
     -------
-    Same type as `ds`, with coordinate `name` (token), units "Zipf" (log10 per 10^9
-    words). Special tokens and tokens outside a word get NaN.
+    xarray.Dataset or xarray.DataArray
+        Same type as `ds`, with coordinate `name` (token), units "Zipf" (log10 per 10^9
+        words). Special tokens and tokens outside a word get NaN.
 
     Raises
     ------
     CSEInputError
         If `word_coord` is not a token coordinate, or, without it, the result lacks
         the coordinates the word text is rebuilt from.
+
+    Examples
+    --------
+    >>> import cse
+    >>> ds = cse.open_result("cse-example.nc")  # doctest: +SKIP
+    >>> ds = cse.stats.add_log_frequency(ds)  # doctest: +SKIP
+    >>> ds.log_frequency.dims  # doctest: +SKIP
+    ('token',)
     """
     word_coord = deprecated_alias("words", words, "word_coord", word_coord)
     if word_coord is None:

@@ -2,14 +2,12 @@
 
 One home for what `cse stats`, `cse plot` and the studies each wrote before: the runs of
 a set of layers as text (``"0-6, 9"``) and the ``boundary_affected`` mask over layers
-(MODWT boundary coefficients, SPEC section 2).
+(MODWT boundary coefficients, the definition, user guide).
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-__all__ = ["boundary_layers", "layer_span"]
 
 
 def layer_span(layers) -> str:
@@ -23,6 +21,7 @@ def layer_span(layers) -> str:
     Returns
     -------
     str
+        The layers as comma-separated runs, or ``'none'``.
 
     Examples
     --------
@@ -57,6 +56,14 @@ def boundary_layers(obj) -> np.ndarray | None:
         True at the layers whose MODWT coefficients depend on the boundary rule; None
         when `obj` has no ``boundary_affected`` over ``layer`` (another axis, or a
         result that does not mark them).
+
+    Examples
+    --------
+    >>> import cse, numpy as np
+    >>> u = np.random.default_rng(0).standard_normal((8, 4, 16))  # (layer, token, d_model)
+    >>> ds = cse.conditional_scale_entropy(u)
+    >>> cse.stats.boundary_layers(ds).nonzero()[0].tolist()  # layers whose coefficients read the boundary rule
+    [0, 1, 2, 3, 4, 5, 6]
     """
     holder = getattr(obj, "variables", None)
     if holder is None:

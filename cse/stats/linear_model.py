@@ -49,8 +49,6 @@ from ..errors import CSEInputError
 from .effects import hedges_j
 from .permutation import PermutationScheme
 
-__all__ = ["BlockT", "FreedmanLaneT", "RegressionEffects", "weighted_fit"]
-
 
 def block_indicator(codes: np.ndarray, n_blocks: int) -> sparse.csr_matrix:
     """Sparse (n, n_blocks) indicator matrix of the block codes."""

@@ -11,8 +11,6 @@ from ..docs import fill_doc
 from ..errors import CSEInputError
 from .selection import as_dataarray, describe_where, finite_values, token_frame, token_mask
 
-__all__ = ["mixedlm"]
-
 
 @fill_doc
 def mixedlm(
@@ -83,6 +81,13 @@ def mixedlm(
     Lindstrom, M. J. & Bates, D. M. (1988). Newton-Raphson and EM algorithms for linear
     mixed-effects models for repeated-measures data. J. Am. Stat. Assoc. 83, 1014-1022
     (the model statsmodels' MixedLM fits).
+
+    Examples
+    --------
+    >>> import cse
+    >>> ds = cse.open_result("cse-example.nc")  # doctest: +SKIP
+    >>> fit = cse.stats.mixedlm(ds, "cse ~ label", groups="pair",  # doctest: +SKIP
+    ...                         where="word == target_idx and is_word_start")
     """
     import statsmodels.formula.api as smf
     from statsmodels.tools.sm_exceptions import ConvergenceWarning

@@ -30,13 +30,6 @@ import math
 
 import numpy as np
 
-__all__ = [
-    "PermutationScheme",
-    "block_weights",
-    "permutation_indices",
-    "permutation_p",
-]
-
 #: Most rows of one batch of permutations or bootstrap replicates.
 BATCH = 1000
 #: Most entries of one batch's largest matrix (about 32 MB of float64).

@@ -51,8 +51,6 @@ from scipy import stats as sps
 from ..params import check_choice, check_int, check_number
 from .corrections import benjamini_hochberg, holm
 
-__all__ = ["COMBINATIONS", "CONJUNCTION_CORRECTIONS", "conjunction", "replicated_bands"]
-
 CONJUNCTION_CORRECTIONS = ("holm", "fdr_bh")
 #: How the partial conjunction combines the n - u + 1 largest p-values.
 COMBINATIONS = ("simes", "fisher", "bonferroni")
@@ -141,7 +139,7 @@ def _reachable(named: dict, u: int, correction: str, n_tests: int, bins: int | N
 
 def conjunction(results, *, u: int | None = None, alpha: float = 0.05, correction: str = "holm",
                 bins: int | None = None, combination: str = "simes") -> xr.Dataset:  # fmt: skip
-    """Where do at least u of several `cse.stats.compare` results agree on an effect of the same sign?
+    """Find where at least u of several `cse.stats.compare` results agree on an effect of the same sign.
 
     Parameters
     ----------
@@ -194,6 +192,17 @@ def conjunction(results, *, u: int | None = None, alpha: float = 0.05, correctio
     corpus has an effect and the other none). Directional p-values are the two-sided
     permutation p-values restricted to one sign of t, so the test is conservative by
     up to a factor of 2.
+
+    Examples
+    --------
+    >>> import cse, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> runs = []
+    >>> for seed in (1, 2):
+    ...     y = rng.normal(size=(40, 6)); y[20:, 2:4] += 1.5
+    ...     runs.append(cse.stats.compare(y, by=np.repeat(["a", "b"], 20), n_permutations=199, seed=seed))
+    >>> cse.stats.conjunction(runs).replicated.values.tolist()  # doctest: +SKIP
+    [False, False, True, True, False, False]
     """
     named = _named(results)
     n = len(named)
@@ -275,6 +284,14 @@ def replicated_bands(results, *, u: int | None = None, alpha: float = 0.05, corr
     ------
     CSEInputError, TypeError
         As `conjunction`.
+
+    Examples
+    --------
+    >>> import cse
+    >>> ds = cse.open_result("cse-example.nc")  # doctest: +SKIP
+    >>> runs = [cse.stats.compare(ds.where(ds.pair < 6, drop=True), by="label"),  # doctest: +SKIP
+    ...         cse.stats.compare(ds.where(ds.pair >= 6, drop=True), by="label")]
+    >>> cse.stats.replicated_bands(runs)  # doctest: +SKIP
     """
     res = conjunction(results, u=u, alpha=alpha, correction=correction, bins=bins, combination=combination)
     dim = "layer" if "layer" in res.dims else "relative_depth"

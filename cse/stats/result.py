@@ -7,8 +7,6 @@ import xarray as xr
 
 from .selection import describe_where
 
-__all__ = ["LONG_NAMES"]
-
 #: name -> (long_name, units) of the variables of a comparison.
 LONG_NAMES = {
     "mean_a": ("mean of the first group", "1"),

@@ -54,8 +54,6 @@ from scipy import sparse
 
 from .linear_model import BlockT, FreedmanLaneT, block_indicator
 
-__all__ = ["DEFAULT_ROBUST", "ROBUST_KINDS", "RobustBlockT", "RobustFreedmanLaneT"]
-
 #: The studentized statistics offered, by name.
 ROBUST_KINDS = ("cr", "hc2")
 #: The default with exchangeability blocks, chosen by the measured size (README): CR held the level in every

@@ -18,13 +18,6 @@ from ..docs import fill_doc
 from ..errors import CSEInputError
 from ..where import evaluate
 
-__all__ = [
-    "block_design",
-    "deprecated_alias",
-    "finite_values",
-    "select_tokens",
-]
-
 
 def as_dataarray(data, var: str, by=None) -> tuple[xr.DataArray, str | None, xr.Dataset | None]:
     """Return the (token, layer) DataArray to test, the `by` name and the source Dataset.
@@ -173,12 +166,21 @@ def select_tokens(ds, where=None, include_special: bool = False, var: str = "cse
     Returns
     -------
     mask : ndarray of bool, shape (n_tokens,)
+        True at the selected tokens.
 
     Raises
     ------
     CSEInputError
         If `where` is refused, names a missing coordinate or does not evaluate to one
         boolean per token.
+
+    Examples
+    --------
+    >>> import cse
+    >>> ds = cse.open_result("cse-example.nc")  # doctest: +SKIP
+    >>> mask = cse.stats.select_tokens(ds, where="word == target_idx and is_word_start")  # doctest: +SKIP
+    >>> int(mask.sum())  # one target verb per sentence  # doctest: +SKIP
+    24
     """
     da, _, source = as_dataarray(ds, var)
     return token_mask(token_frame(da, source), where, include_special)
@@ -237,7 +239,7 @@ def finite_values(values: np.ndarray, name=None) -> tuple[np.ndarray, int]:
         A copy where any entry was infinite, else `values` itself.
     n_nonfinite : int
         How many entries were +-inf (NaN ones are not counted: they are undefined
-        by contract, SPEC section 2).
+        by contract, the definition, user guide).
     """
     infinite = np.isinf(values)
     count = int(infinite.sum())

@@ -18,7 +18,7 @@ A design has
   referred to on one scale across layers (``"t"`` with ``df_layers``, ``"normal"``,
   or ``"welch"``: left as it is).
 
-Tokens whose value is NaN (undefined, SPEC section 2) at a layer are left out at that
+Tokens whose value is NaN (undefined, the definition, user guide) at a layer are left out at that
 layer only, through masked sums.
 """
 
@@ -30,8 +30,6 @@ import numpy as np
 
 from .effects import effect_paired, effect_two_sample
 from .permutation import PermutationScheme
-
-__all__ = ["PairedT", "WelchT", "welch_t_batch"]
 
 
 def center(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -52,8 +52,6 @@ from .effects import hedges_j
 from .linear_model import block_indicator
 from .permutation import batch_size
 
-__all__ = ["WEBB_WEIGHTS", "WildCluster", "webb_weights"]
-
 #: Webb's six-point weight distribution (mean 0, variance 1, each value with probability 1/6).
 WEBB_WEIGHTS = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, math.sqrt(1.5)])
 

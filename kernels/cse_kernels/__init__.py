@@ -7,7 +7,7 @@ model code: this package plays the compiled core under `cse.measure`, as
 Layout
 ------
 `cse_kernels.reference`
-    The NumPy reference: the transforms of SPEC section 2 written plainly. It is the
+    The NumPy reference: the transforms of the definition (user guide) written plainly. It is the
     specification in code; every other implementation must reproduce it.
 `cse_kernels._numba`
     The fast path, re-exported here as the package's public functions: Numba
@@ -56,14 +56,16 @@ __all__ = [
     "dwt_null_moments",
     "scale_entropy",
     "update_norms",
-    "filters",
-    "reference",
-    "torch_twin",
 ]
+_SUBMODULES = ("filters", "reference", "torch_twin")
 
 
 def __getattr__(name):
     # `torch_twin` imports torch (seconds); `reference` and `filters` are cheap but loaded on demand too.
-    if name in ("filters", "reference", "torch_twin"):
+    if name in _SUBMODULES:
         return import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(__all__) | set(_SUBMODULES))

@@ -6,18 +6,16 @@ The three kernel modules -- `cse_kernels.reference` (NumPy, the specification in
 them). Each function's documentation lives here, in `DOCS`, once; a module decorates
 its function with ``@shared_doc(ARRAYS)`` (or ``shared_doc(ARRAYS, notes=...)`` to add
 notes on how that module computes it), which fills in the module's array type
-(``ndarray`` or ``torch.Tensor``) and sets ``__doc__``.
+(``ndarray`` or ``torch.Tensor``), appends `cse_kernels._examples`, sets ``__doc__``.
 
 Shared conventions (every function):
 
 - ``x`` holds update vectors along its last axis; series (`modwt_*`, `gram_*`) run
   along axis 1: ``(n_series, n_steps, d)`` is (tokens, layers, d_model) on the depth
   axis, (layers, tokens, d_model) on the token axis.
-- Every product and sum accumulates in float64 (the torch twin: in ``dtype``, float64
-  by default); outputs are float64.
-- NaN policy (SPEC section 2): CSE is NaN, never 0, where a cell's total energy is 0
-  or not finite; non-finite input makes exactly the coefficients that read it
-  non-finite.
+- Products and sums accumulate in float64 (torch twin: ``dtype``); outputs are float64.
+- NaN policy: CSE is NaN, never 0, where a cell's total energy is 0 or not finite;
+  non-finite input makes exactly the coefficients that read it non-finite.
 - Bands are ordered ``d1..dJ`` (fine to coarse), then ``aJ``.
 """
 
@@ -26,7 +24,7 @@ from __future__ import annotations
 import re
 import textwrap
 
-__all__ = ["DOCS", "FUNCTIONS", "KINDS", "render", "shared_doc", "summary"]
+from ._examples import examples_section
 
 #: What the placeholders of `DOCS` become for each kind of array (a module's ``ARRAYS``).
 KINDS = {
@@ -416,17 +414,18 @@ def render(name: str, kind: str, notes: str = "") -> str:
     kind : {'numpy', 'torch'}
         The module's ``ARRAYS``.
     notes : str
-        Notes on how that module computes it (dedented text), appended to the
-        function's Notes section (or forming it).
+        Notes on how that module computes it (dedented text): the Notes section.
 
     Returns
     -------
     str
+        The docstring, with the Examples of `cse_kernels._examples`.
     """
     notes = textwrap.dedent(notes).strip("\n")
     values = {**KINDS[kind], "notes": f"\n{notes}\n" if notes else "",
               "notes_section": f"\nNotes\n-----\n{notes}" if notes else ""}
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], DOCS[name]).rstrip() + "\n"
+    text = _PLACEHOLDER.sub(lambda m: values[m.group(1)], DOCS[name]).rstrip() + "\n"
+    return text + examples_section(name)
 
 
 def shared_doc(kind: str, notes: str = ""):
@@ -444,11 +443,9 @@ def shared_doc(kind: str, notes: str = ""):
     callable
         The decorator; it raises KeyError for a function that `DOCS` lacks.
     """
-
     def decorate(func):
         func.__doc__ = render(func.__name__, kind, notes)
         return func
-
     return decorate
 
 
@@ -458,7 +455,6 @@ def summary() -> str:
     Returns
     -------
     str
-        ``name`` lines, each followed by an indented summary line (for the package
-        docstring of `cse_kernels`).
+        ``name`` lines, each with an indented summary line (for `cse_kernels`'s docstring).
     """
     return "\n".join(f"{name}\n    {DOCS[name].splitlines()[0]}" for name in FUNCTIONS)

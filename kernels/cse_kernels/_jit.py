@@ -10,7 +10,7 @@ defaults:
 - ``cache=True``: compiled machine code is cached on disk next to the module (or in
   ``NUMBA_CACHE_DIR``), so only the very first call of a process pays the compile time;
 - ``error_model="numpy"``: a float division by zero gives ``inf``/``nan`` as in NumPy
-  instead of raising ``ZeroDivisionError``; the NaN policy of SPEC section 2 relies on it;
+  instead of raising ``ZeroDivisionError``; the NaN policy of the definition (user guide) relies on it;
 - ``fastmath={"reassoc"}`` where ``exact=False`` (the default): lets LLVM vectorize
   sums (energies over hidden dimensions) by reassociating them. Nothing more: not
   ``nnan``/``ninf`` (NaN and inf must propagate to the output), not ``nsz`` (with
@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import numba
 from numba import prange
-
-__all__ = ["jit", "prange"]
 
 _FASTMATH = frozenset({"reassoc"})
 

@@ -52,19 +52,6 @@ from ._docs import shared_doc
 from ._jit import jit, prange
 from .filters import quadratic_tables
 
-__all__ = [
-    "modwt_energies",
-    "modwt_null_moments",
-    "gram_matrices",
-    "gram_energies",
-    "gram_null_moments",
-    "dwt_energies",
-    "dwt_null_entropy",
-    "dwt_null_moments",
-    "scale_entropy",
-    "update_norms",
-]
-
 #: Arrays this module takes and returns (`cse.measure.reduce_updates` reads it).
 ARRAYS = "numpy"
 
@@ -140,7 +127,7 @@ def _n_tasks(n_items: int) -> int:
 
 @jit(exact=True)
 def _entropy_of(e, frac):
-    """CSE of one energy vector `e` (n_bands,); fractions into `frac`. NaN policy of SPEC 2."""
+    """CSE of one energy vector `e` (n_bands,); fractions into `frac`. NaN policy of the definition."""
     n_bands = e.shape[0]
     total = 0.0
     finite = True

@@ -1,6 +1,6 @@
 """MODWT equivalent filters and the operator they define on a finite series (NumPy).
 
-The MODWT pyramid of SPEC section 2 is linear in the series, so each band at each
+The MODWT pyramid of the definition (user guide) is linear in the series, so each band at each
 position is a fixed linear combination of the series' samples:
 
     W_j[t] = sum_m A_j[t, m] X[m],     j = 1..J  (and V_J likewise, "band" J + 1)
@@ -28,8 +28,6 @@ Cambridge University Press, 2000, ch. 4 (equivalent filters, eq. 96-98) and ch. 
 from __future__ import annotations
 
 import numpy as np
-
-__all__ = ["equivalent_filters", "equivalent_width", "modwt_operator", "quadratic_tables"]
 
 
 def equivalent_width(n_taps: int, level: int) -> int:

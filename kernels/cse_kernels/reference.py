@@ -1,4 +1,4 @@
-"""NumPy reference of the scale-energy transforms of SPEC section 2.
+"""NumPy reference of the scale-energy transforms of the definition (user guide).
 
 This module is the specification in code: every faster kernel (Numba in
 `cse_kernels._numba`, the torch twin) must reproduce these functions, with the same
@@ -27,19 +27,6 @@ import numpy as np
 from ._checks import check_float64, check_gram, check_method, check_permutations
 from ._docs import shared_doc
 from .filters import quadratic_tables
-
-__all__ = [
-    "modwt_energies",
-    "modwt_null_moments",
-    "gram_matrices",
-    "gram_energies",
-    "gram_null_moments",
-    "dwt_energies",
-    "dwt_null_entropy",
-    "dwt_null_moments",
-    "scale_entropy",
-    "update_norms",
-]
 
 #: Arrays this module takes and returns (`cse.measure.reduce_updates` reads it).
 ARRAYS = "numpy"

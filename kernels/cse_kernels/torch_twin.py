@@ -42,19 +42,6 @@ from ._checks import check_method
 from ._docs import shared_doc
 from .filters import quadratic_tables
 
-__all__ = [
-    "modwt_energies",
-    "modwt_null_moments",
-    "gram_matrices",
-    "gram_energies",
-    "gram_null_moments",
-    "dwt_energies",
-    "dwt_null_entropy",
-    "dwt_null_moments",
-    "scale_entropy",
-    "update_norms",
-]
-
 #: Arrays this module takes and returns (`cse.measure.reduce_updates` reads it).
 ARRAYS = "torch"
 
