@@ -8,7 +8,7 @@ venv=${VENV:-.venv}
 py="$venv/bin/python"
 [ -x "$py" ] || { echo "docs.sh: $py not found; run 'bash scripts/setup.sh' first" >&2; exit 2; }
 if ! "$py" -c "import sphinx, pydata_sphinx_theme, numpydoc, sphinx_gallery, sphinx_click, myst_parser" 2>/dev/null; then
-  "$py" -m pip install --disable-pip-version-check -q -r docs/requirements.txt
+  "$py" -m pip install --disable-pip-version-check -q -c constraints.txt -r docs/requirements.txt
 fi
 if ! command -v chromium >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
