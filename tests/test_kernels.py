@@ -890,8 +890,9 @@ def test_kernel_docstrings_come_from_one_table():
             template = _docs.render(name, module.ARRAYS)
             doc = func.__doc__
             # The module may only append notes: the rendered table text (up to Notes) is there verbatim.
-            head = template.split("\nNotes\n")[0].split("\nReferences\n")[0]
+            head = template.split("\nNotes\n")[0].split("\nReferences\n")[0].split("\nExamples\n")[0]
             assert doc.startswith(head), (module.__name__, name)
+            assert doc.endswith(template[template.index("\nExamples\n"):]), (module.__name__, name)  # examples last
             documented = set()
             for line in doc.split("Parameters\n----------\n")[1].split("\n\n")[0].splitlines():
                 if line and not line.startswith(" "):
