@@ -47,12 +47,17 @@ class ModelResults:
     dropped_token_axis: dict  # name -> texts too short for the token axis
 
 
+#: ``DataFrame.attrs`` key of a plan's input cut short of its texts' ends; names its cache file.
+CUT = "cse_study_cut"
+
+
 def plan_results(corpora: list, pairs: pd.DataFrame | None) -> dict:
     """What to compute: name -> (input frame, axis), in the order of the module docstring."""
     plan = {}
     for corpus in corpora:
         if corpus.kind == TARGET_WORD:
             up_to_target = truncate_after(corpus.frame, corpus.frame["target"].to_numpy())
+            up_to_target.attrs[CUT] = "to-target"  # its own cache file: other studies read whole sentences
             plan[f"{corpus.name}-depth"] = (up_to_target, "depth")
             plan[f"{corpus.name}-token"] = (corpus.frame, "token")
             plan[f"{corpus.name}-hidden"] = (up_to_target, "hidden")
@@ -106,6 +111,8 @@ def compute_results(corpora: list, pairs, model, tokenizer, identity: dict, slug
         if frame.empty:
             continue
         corpus_name, _, _ = name.rpartition("-")
+        if frame.attrs.get(CUT):  # a cut corpus must not share a cache file with the whole one (cross-depth's)
+            corpus_name = f"{corpus_name}-{frame.attrs[CUT]}"
         paths[name] = result_path(folder.path, corpus_name, axis, slug)
         nulls = {"hidden": null_permutations, "depth": depth_null_permutations}.get(axis, 0)
         results[name] = cached_compute(
