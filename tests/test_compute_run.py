@@ -130,7 +130,7 @@ def test_save_updates_beside_the_output(tmp_path, model_dir, loaded):
     # The updates store is an output too: never replaced without --overwrite ...
     cse.compute(TEXTS[:5], model_dir, device="cpu", save="updates", output=tmp_path / "v.nc")
     (tmp_path / "v.nc").unlink()
-    with pytest.raises(CSEInputError, match="--save updates.*exists"):
+    with pytest.raises(CSEInputError, match="save='updates'.*exists"):
         cse.compute(TEXTS[:5], model_dir, device="cpu", save="updates", output=tmp_path / "v.nc")
     cse.compute(TEXTS[:5], model_dir, device="cpu", save="updates", output=tmp_path / "v.nc", overwrite=True)
     # ... and a folder that cse did not write never at all.

@@ -205,7 +205,7 @@ def make_request(texts, model, tokenizer, *, text_column, encoding, columns, spl
                             bool(restart), zarr_chunk)
         if "updates" in save:
             check_output(out.path.parent / updates_name(out.path), inputs=inputs, overwrite=overwrite,
-                         name="--save updates")
+                         name="save='updates'")
     # 2. The texts.
     if source_path is not None:
         frame = read_texts(source_path, text_column=text_column, encoding=encoding, columns=columns, split=split)
