@@ -43,8 +43,10 @@ def remeasure_command(result, output, axis, wavelet, level, boundary, normalize,
     """
     from ..io import check_output, write_result
     from ..remeasuring import remeasure
+    from ..remeasuring.api import read_paths
 
-    check_output(output, inputs=[result] + ([updates] if updates else []), overwrite=overwrite)
+    # Every store it reads is an input: the result, and the updates store it names beside it (--updates or not).
+    check_output(output, inputs=read_paths(result, updates), overwrite=overwrite)
     options = {"axis": axis, "wavelet": wavelet, "level": level, "boundary": boundary, "normalize": normalize,
                "null_permutations": null_permutations, "seed": seed}
     command = shlex.join(["cse", "remeasure", str(result), "-o", str(output)]

@@ -108,7 +108,7 @@ def updates_layout(run: Run, *, lazy: bool, chunk: int | None = None) -> xr.Data
     -------
     xarray.Dataset
         The variable in ``run.save_dtype``, NaN-filled; coordinates ``text``,
-        ``position``, ``is_special`` on ``token`` and ``layer``; the run's attributes.
+        ``position``, ``token_id`` (matched by re-measuring), ``is_special`` on ``token`` and ``layer``; the run's attributes.
     """
     from ..schema import COORD_ATTRS, variable_attrs
 
@@ -122,7 +122,7 @@ def updates_layout(run: Run, *, lazy: bool, chunk: int | None = None) -> xr.Data
     else:
         data = np.full(shape, np.nan, dtype=run.save_dtype)
     coords = {name: ("token", run.plan.coords[name].to_numpy(), COORD_ATTRS[name])
-              for name in ("text", "position", "is_special")}
+              for name in ("text", "position", "token_id", "is_special")}
     coords["layer"] = ("layer", np.arange(run.n_layers, dtype=np.int64), COORD_ATTRS["layer"])
     return xr.Dataset({"updates": (("token", "layer", "hidden"), data, variable_attrs("updates"))}, coords=coords,
                       attrs={**run.attrs, "title": "Layer updates of transformer blocks (cse compute --save updates)"})
