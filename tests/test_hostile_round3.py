@@ -7,6 +7,8 @@ command: exit status 2, one ``Error:`` line on stderr, no traceback, and the fol
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ from cse.io import write_result
 from cse.measure import reduce_updates
 from cse.settings import MeasureSettings
 
-from test_hostile_results import cli, error_line, snapshot
+from test_hostile_results import REPO, cli, error_line, snapshot
 
 N_TOKENS, N_LAYERS, D_MODEL = 12, 8, 6
 
@@ -144,3 +146,146 @@ def test_a_valid_gram_matrix_still_remeasures():
     ds, _ = _result()
     out = cse.remeasure(ds, wavelet="db2", level=2)
     assert np.isfinite(out["cse"].values).all()
+
+
+# --------------------------------------------------------------------------- 2. a full disk is one line, never a crash
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (root only; skipped where mounting is not permitted)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def _big_result(folder: Path, n_tokens: int = 3000) -> Path:
+    """A result whose Gram matrices alone take 1.5 MiB uncompressed."""
+    rng = np.random.default_rng(1)
+    u = rng.standard_normal((N_LAYERS, n_tokens, D_MODEL)).astype(np.float32)
+    first = reduce_updates(u, MeasureSettings.resolve(n_steps=N_LAYERS), gram=True)
+    ds = xr.Dataset({"cse": (("token", "layer"), first["cse"]), "gram": (("token", "layer", "layer2"), first["gram"])},
+                    coords={"text": ("token", np.arange(n_tokens) // 10), "position": ("token", np.arange(n_tokens) % 10),
+                            "layer": np.arange(N_LAYERS)},
+                    attrs={"axis": "depth", "wavelet": "haar", "level": 3, "boundary": "reflect", "saved": "gram"})
+    return write_result(ds, folder / "big.nc")
+
+
+def test_remeasure_onto_a_full_disk_is_one_line(tmp_path, small_disk):
+    _big_result(tmp_path)
+    line = error_line(cli("remeasure", "big.nc", "-o", small_disk / "o.nc", "--level", "2", cwd=tmp_path))
+    assert "cannot write" in line and "no space left on device" in line
+    assert list(small_disk.iterdir()) == []  # no temporary file left
+
+
+FAILING_WRITE = """
+import sys
+import numpy as np, xarray as xr
+import cse.io.results
+cse.io.results.check_room = lambda *args: None  # the disk fills after the check: libhdf5 meets ENOSPC/EFBIG
+from cse.cli import main
+main(sys.argv[1:])
+"""
+
+
+def _limit_file_size(nbytes):
+    def limit():
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+    return limit
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_a_write_past_the_file_size_limit_is_one_line_not_a_segfault(tmp_path, checked):
+    _big_result(tmp_path)
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING_WRITE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "cse.cli"] if checked else [sys.executable, str(script)]
+    proc = subprocess.run([*command, "remeasure", "big.nc", "-o", "o.nc", "--level", "2"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, preexec_fn=_limit_file_size(2**20))
+    line = error_line(proc)
+    assert "cannot write o.nc: file too large" in line and "ulimit -f" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.nc", "failing.py"]
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_a_full_disk_without_the_check_is_still_one_line(tmp_path, small_disk, checked):
+    """The fallback: libhdf5 meets ENOSPC while closing; the process reports it and lives (it used to segfault)."""
+    _big_result(tmp_path)
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING_WRITE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "cse.cli"] if checked else [sys.executable, str(script)]
+    proc = subprocess.run([*command, "remeasure", "big.nc", "-o", small_disk / "o.nc", "--level", "2"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert "no space left on device" in error_line(proc)
+    assert list(small_disk.iterdir()) == []
+
+
+def test_compute_whose_final_netcdf_does_not_fit_keeps_its_batches(tmp_path):
+    """The staging (small batch files) fits under the file-size limit, the final .nc does not: one line, resumable."""
+    from saved_models import TEXTS, save_tiny_model
+
+    model = save_tiny_model(tmp_path / "tiny")
+    (tmp_path / "in.txt").write_text("\n".join(TEXTS[:6]) + "\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    args = [sys.executable, "-m", "cse.cli", "compute", "in.txt", "-o", "out.nc", "--model", str(model),
+            "--batch-size", "1", "--save", "gram", "-q"]
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+                          preexec_fn=_limit_file_size(48 * 2**10))
+    line = error_line(proc)
+    assert "cannot write out.nc: file too large" in line and "--resume" in line, line
+    assert not (tmp_path / "out.nc").exists() and (tmp_path / ".out.nc.partial").is_dir()
+    resumed = subprocess.run([*args, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert cse.open_result(tmp_path / "out.nc")["gram"].shape[0] > 0
+
+
+# --------------------------------------------------------------------------- 6. a broken plugin
+
+
+@pytest.fixture
+def broken_plugin(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    import cse.cli
+
+    plugin = EntryPoint(name="study", value="cse_no_such_package_27.cli:study_command", group="cse.commands")
+    monkeypatch.setattr(cse.cli, "plugin_commands", lambda: {"study": plugin})
+
+
+def test_a_plugin_that_fails_to_import_is_named_under_help(broken_plugin, capsys):
+    from cse.cli import run
+
+    assert run(["--help"]) == 0
+    out = capsys.readouterr().out
+    study = [line for line in out.splitlines() if line.strip().startswith("study")]
+    assert len(study) == 1 and "broken plugin" in study[0] and "ModuleNotFoundError" in study[0]
+    assert "compute" in out and "remeasure" in out
+
+
+@pytest.mark.parametrize("args", [["study"], ["study", "run", "--corpus", "x"], ["study", "--help"]])
+def test_running_a_broken_plugin_is_one_line(broken_plugin, capsys, args):
+    from cse.cli import run
+
+    assert run(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'study'" in err and "failed to import" in err and "cse_no_such_package_27" in err
+    assert "Traceback" not in err
+
+
+def test_built_in_commands_work_beside_a_broken_plugin(broken_plugin, tmp_path, capsys):
+    from cse.cli import run
+
+    ds, _ = _result()
+    write_result(ds, tmp_path / "r.nc")
+    assert run(["info", str(tmp_path / "r.nc")]) == 0

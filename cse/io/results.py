@@ -26,6 +26,7 @@ from ..errors import CSEInputError
 from .allowlist import check_result_file, inspect_result
 from .encoding import is_utf8
 from .limits import ResultLimits
+from .space import WRITE_ERRORS, check_room, in_child, netcdf_size, write_error_line
 from .paths import (
     RESULT_MARKER,
     atomic_path,
@@ -145,7 +146,9 @@ def write_netcdf(ds: xr.Dataset, path) -> None:
             encoding[name] = {"dtype": str}
             if fresh(ds.variables[name]):
                 var.attrs[NUL_ESCAPE_ATTR] = "U+2400"
-    escaped.to_netcdf(path, engine="h5netcdf", encoding=encoding)
+    check_room(path, netcdf_size(escaped))  # a full disk is refused before libhdf5 meets it (see cse.io.space)
+    # In a child process: a failed write leaves libhdf5's state to crash the process later (see cse.io.space).
+    in_child(lambda: escaped.to_netcdf(path, engine="h5netcdf", encoding=encoding), path)
 
 
 def write_result(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
@@ -169,7 +172,9 @@ def write_result(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
     Raises
     ------
     CSEInputError
-        As `check_output`.
+        As `check_output`; in one line when the disk is full, the file-size limit
+        (``ulimit -f``) or a quota is reached, or the folder cannot be written (the
+        temporary file is removed).
     """
     from .. import __version__
 
@@ -179,12 +184,17 @@ def write_result(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
     if RESULT_MARKER not in ds.attrs:
         ds = ds.copy()
         ds.attrs[RESULT_MARKER] = __version__
-    with atomic_path(path, overwrite=overwrite) as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        if fmt == "netcdf":
-            write_netcdf(ds, tmp)
-        else:
-            ds.to_zarr(tmp, mode="w-", consolidated=True)
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+            if fmt == "netcdf":
+                write_netcdf(ds, tmp)
+            else:
+                ds.to_zarr(tmp, mode="w-", consolidated=True)
+    except OSError as error:  # the temporary file is removed by atomic_path
+        if error.errno not in WRITE_ERRORS:
+            raise
+        raise CSEInputError(write_error_line(path, error)) from None
     return path
 
 
