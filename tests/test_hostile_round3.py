@@ -289,3 +289,151 @@ def test_built_in_commands_work_beside_a_broken_plugin(broken_plugin, tmp_path, 
     ds, _ = _result()
     write_result(ds, tmp_path / "r.nc")
     assert run(["info", str(tmp_path / "r.nc")]) == 0
+
+
+# --------------------------------------------------------------------------- 3. bounded decoding of tables
+
+
+def _peak_of(code: str, cwd: Path, limit: str) -> tuple:
+    """(returncode, stderr, peak resident MiB) of `code` run in a fresh interpreter with CSE_MAX_RESULT_BYTES=limit."""
+    env = {**os.environ, "CSE_MAX_RESULT_BYTES": limit,
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    probe = code + "\nimport resource, sys\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stderr, int(proc.stderr.strip().splitlines()[-1]) / 1024
+
+
+BASELINE = "import cse.io, pyarrow.parquet, pandas\n"
+READ = """
+from cse import CSEInputError
+from cse.io import read_texts
+try:
+    read_texts({path!r})
+except CSEInputError as exc:
+    print("Error:", exc, file=sys.stderr)
+"""
+
+
+def test_a_dictionary_encoded_parquet_bomb_is_refused_within_the_limit(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    # 200,000 rows of one 1,000-character string: 22 KB on disk, 200 MB decoded
+    pq.write_table(pa.table({"text": pa.array(["x" * 1000] * 200_000).dictionary_encode()}), tmp_path / "b.parquet",
+                   compression="zstd")
+    assert (tmp_path / "b.parquet").stat().st_size < 100_000
+    _, _, base = _peak_of("import sys\n" + BASELINE, tmp_path, "16M")
+    code, err, peak = _peak_of("import sys\n" + BASELINE + READ.format(path="b.parquet"), tmp_path, "16M")
+    assert "of column data, more than may be read at once" in err and "16.0 MiB (CSE_MAX_RESULT_BYTES)" in err, err
+    assert peak - base < 3 * 16, (peak, base)  # stopped within a batch of the limit, not at 200 MB
+
+
+def test_a_compressed_arrow_file_in_a_datasets_folder_is_counted_as_decoded(tmp_path, monkeypatch):
+    pa = pytest.importorskip("pyarrow")
+    from cse.io import read_texts
+
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    table = pa.table({"text": pa.array(["y" * 1000] * 40_000)})  # 40 MB decoded, a few hundred KB compressed
+    with pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb") as sink:
+        writer = pa.ipc.new_stream(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression="zstd"))
+        for batch in table.to_batches(max_chunksize=4_000):
+            writer.write_batch(batch)
+        writer.close()
+    (folder / "state.json").write_text('{"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}')
+    assert (folder / "data-00000-of-00001.arrow").stat().st_size < 8 * 2**20
+    monkeypatch.setenv("CSE_MAX_RESULT_BYTES", "8M")
+    with pytest.raises(CSEInputError, match=r"ds holds .* of column data, more than may be read at once"):
+        read_texts(folder)
+
+
+# --------------------------------------------------------------------------- 5. nothing outside a datasets folder
+
+
+def _datasets_dict(folder: Path, splits=("train",)) -> Path:
+    pa = pytest.importorskip("pyarrow")
+    import json
+
+    for split in splits:
+        (folder / split).mkdir(parents=True)
+        with pa.OSFile(str(folder / split / "data.arrow"), "wb") as sink:
+            writer = pa.ipc.new_stream(sink, pa.schema([("text", pa.string())]))
+            writer.write_table(pa.table({"text": ["a b", "c d"]}))
+            writer.close()
+        (folder / split / "state.json").write_text('{"_data_files": [{"filename": "data.arrow"}]}')
+    (folder / "dataset_dict.json").write_text(json.dumps({"splits": list(splits)}))
+    return folder
+
+
+def test_a_split_folder_that_is_a_link_outside_is_refused(tmp_path):
+    from cse.io import read_texts
+
+    outside = _datasets_dict(tmp_path / "outside")
+    inside = tmp_path / "inside"
+    inside.mkdir()
+    (inside / "train").symlink_to(outside / "train", target_is_directory=True)
+    (inside / "dataset_dict.json").write_text('{"splits": ["train"]}')
+    with pytest.raises(CSEInputError, match="split folder 'train' is a symbolic link"):
+        read_texts(inside, split="train")
+
+
+def test_the_input_hash_follows_no_link(tmp_path):
+    from cse.io import input_sha256
+
+    folder = _datasets_dict(tmp_path / "d")
+    before = input_sha256(folder)
+    big = tmp_path / "elsewhere.arrow"
+    big.write_bytes(b"z" * 2**20)
+    (folder / "train" / "extra.arrow").symlink_to(big)
+    (folder / "linked").symlink_to(tmp_path, target_is_directory=True)
+    assert input_sha256(folder) == before
+
+
+def test_sixty_thousand_split_names_make_a_short_line(tmp_path):
+    import json
+
+    from cse.io import read_texts
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    (folder / "dataset_dict.json").write_text(json.dumps({"splits": [f"split_{k:05d}" for k in range(60_000)]}))
+    for split in (None, "nope"):
+        with pytest.raises(CSEInputError) as error:
+            read_texts(folder, split=split)
+        assert len(str(error.value)) < 1_000 and "(60000 in all)" in str(error.value)
+
+
+# --------------------------------------------------------------------------- 4. non-finite forward pass, per-word rows
+
+
+def test_a_forward_pass_giving_nan_is_an_error_naming_the_texts():
+    import torch
+    from tiny_models import tiny_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    model = tiny_model("gpt2")
+    texts = ["the cat sat on the mat", "a cold wind swept the valley", "the river poured through the city"]
+    ids = [set(tokenizer(text)["input_ids"]) for text in texts]
+    poisoned = sorted(ids[1] - ids[0] - ids[2])[0]  # a token of text 1 only
+    with torch.no_grad():
+        model.get_input_embeddings().weight[poisoned] = float("nan")
+    with pytest.raises(CSEInputError, match=r"NaN or infinite layer updates for \d+ token\(s\) of text\(s\) 1;"):
+        cse.compute(texts, model, tokenizer, progress=False, batch_size=2, level=1)
+
+
+def test_a_per_word_column_with_rows_of_the_wrong_length_names_the_rows(tmp_path):
+    import json
+
+    from cse.io import read_texts
+
+    rows = [{"text": "a b c", "label_seq": [0, 1, 0]}, {"text": "d e", "label_seq": [1, 0]},
+            {"text": "f g h", "label_seq": [0, 1]}, {"text": "i j", "label_seq": [0, 0]}]
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    with pytest.raises(CSEInputError, match=r"column 'label_seq' holds one entry per word in 3 of 4 rows but not in "
+                                            r"data row\(s\) 2 \(2 entries, 3 words\)"):
+        read_texts(path)
+    # a column of lists that is per-text (most rows do not fit the words) stays a per-text column
+    rows = [{"text": "a b c", "tags": [1]}, {"text": "d e", "tags": [1, 2, 3, 4]}, {"text": "f", "tags": [7]}]
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    assert len(read_texts(path)) == 3

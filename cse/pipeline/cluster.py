@@ -199,7 +199,7 @@ def _run_task(spec: ModelSpec, store: str, updates_store: str | None, done_dir: 
     """Compute and write a group of batches on a worker; return the number of tokens written."""
     from pathlib import Path
 
-    from .batch import run_batch
+    from .batch import NonFiniteUpdates, run_batch
     from .executor import torch_threads
 
     if not Path(store, "zarr.json").is_file():
@@ -212,7 +212,10 @@ def _run_task(spec: ModelSpec, store: str, updates_store: str | None, done_dir: 
     threads = run_options.pop("threads")
     for index, start, stop, sequences in items:
         with model_lock, torch_threads(threads):
-            arrays = run_batch(model, sequences, **run_options)
+            try:
+                arrays = run_batch(model, sequences, **run_options)
+            except NonFiniteUpdates as exc:  # the client names the texts: token indices of the whole run
+                raise NonFiniteUpdates(start + exc.tokens) from None
         sink.write_batch(index, start, stop, arrays)
         log.mark(index)
         n_tokens += stop - start
@@ -242,6 +245,8 @@ def run_cluster(client, spec: ModelSpec, run, store, bar=None, threads: int | No
     """
     from dask.distributed import as_completed
 
+    from .batch import NonFiniteUpdates, non_finite_error
+
     todo = store.todo
     if not todo:
         return
@@ -262,6 +267,9 @@ def run_cluster(client, spec: ModelSpec, run, store, bar=None, threads: int | No
             n_tokens = future.result()
             if bar is not None:
                 bar.update(n_tokens)
+    except NonFiniteUpdates as exc:
+        client.cancel(futures)
+        raise non_finite_error(exc, run.plan.coords["text"].to_numpy(), 0) from None
     except BaseException:
         client.cancel(futures)
         raise

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 
 from ..errors import CSEInputError
-from .batch import run_batch
+from .batch import NonFiniteUpdates, non_finite_error, run_batch
 from .plan import Run
 from .sinks import BackgroundWriter
 
@@ -82,8 +82,11 @@ def run_batches(model, run: Run, todo, sink, log=None, bar=None, max_pending: in
     reported = 0
     try:
         for index in todo:
-            arrays = run_batch(model, run.sequences(index), run.settings, run.pad_id, save=run.saved,
-                               save_dtype=run.save_dtype)
+            try:
+                arrays = run_batch(model, run.sequences(index), run.settings, run.pad_id, save=run.saved,
+                                   save_dtype=run.save_dtype)
+            except NonFiniteUpdates as exc:
+                raise non_finite_error(exc, run.plan.coords["text"].to_numpy(), run.region(index)[0]) from None
             writer.put(index, *run.region(index), arrays)
             reported = _advance(bar, run, writer.written, reported)
     finally:
