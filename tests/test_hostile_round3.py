@@ -437,3 +437,49 @@ def test_a_per_word_column_with_rows_of_the_wrong_length_names_the_rows(tmp_path
     rows = [{"text": "a b c", "tags": [1]}, {"text": "d e", "tags": [1, 2, 3, 4]}, {"text": "f", "tags": [7]}]
     path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
     assert len(read_texts(path)) == 3
+
+
+# --------------------------------------------------------------------------- 8. the recorded command
+
+
+def test_the_recorded_command_says_how_the_result_was_made():
+    from cse.commands.compute import recorded_command
+
+    assert recorded_command(["compute", "in.txt", "-o", "r.zarr", "--workers", "2", "--threads", "1", "--resume",
+                             "-q"]) == "cse compute in.txt -o r.zarr --workers 2 --threads 1"
+    assert recorded_command(["compute", "in.txt", "-o", "r.zarr", "--scheduler", "tcp://10.0.0.5:8786"]) == \
+        "cse compute in.txt -o r.zarr"  # an address of the computing site's network is not recorded
+
+
+# --------------------------------------------------------------------------- 7. smaller items
+
+
+def test_the_first_run_compilation_is_announced(monkeypatch, caplog):
+    import logging
+
+    import cse.reduce
+    from tiny_models import tiny_model, tiny_tokenizer
+
+    monkeypatch.setattr(cse.reduce, "kernels_compiled", lambda: False)
+    with caplog.at_level(logging.INFO, logger="cse"):
+        cse.compute(["the cat sat on the mat"], tiny_model("gpt2"), tiny_tokenizer(), progress=False, level=1)
+    assert any("compiling the wavelet kernels" in record.getMessage() for record in caplog.records)
+
+
+def test_kernels_compiled_reads_the_numba_cache(tmp_path, monkeypatch):
+    from cse.reduce import kernels_compiled
+
+    (tmp_path / "_numba._gram_block-1.py311.nbi").write_bytes(b"")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    assert kernels_compiled()
+
+
+def test_model_file_is_a_name_not_a_path(monkeypatch):
+    from cse.models import identity
+    from tiny_models import tiny_model
+
+    monkeypatch.setattr(identity, "model_source", lambda model: {"file": "/home/someone/private/models/tiny.gguf"})
+    monkeypatch.setattr(identity, "file_sha256", lambda path: "0" * 64)
+    got = identity.model_identity(tiny_model("gpt2"))
+    assert got["model_file"] == "tiny.gguf" and got["model_sha256"] == "0" * 64
+    assert not any("/home" in str(value) for value in got.values())

@@ -137,11 +137,12 @@ def compute_command(input, output, example, text_column, columns, encoding, spli
         click.echo(f"saved plot to {plot_path}", err=True)
 
 
-#: Options that change how a result is computed, not what it is: left out of its `command` attribute,
-#: so that a resumed or distributed run records the same command as an uninterrupted local one.
+#: Options that say how a run went, not how its result was made: left out of its `command` attribute,
+#: so that a resumed run records the same command as an uninterrupted one.
 EXECUTION_FLAGS = ("--resume", "--restart", "--overwrite", "-q", "--quiet")
-EXECUTION_OPTIONS = ("--workers", "--scheduler")
-# --threads changes results by rounding (float32 sums), so it is recorded.
+#: --scheduler ADDRESS is left out too: an address of the computing site's network (as a path would be).
+EXECUTION_OPTIONS = ("--scheduler",)
+# --workers N and --threads N are recorded: the result says how it was made (the command that was run).
 
 
 def recorded_command(argv) -> str:
@@ -150,7 +151,7 @@ def recorded_command(argv) -> str:
     Examples
     --------
     >>> recorded_command(["compute", "in.txt", "-o", "out.zarr", "--workers", "2", "--resume"])
-    'cse compute in.txt -o out.zarr'
+    'cse compute in.txt -o out.zarr --workers 2'
     """
     kept, skip = [], False
     for arg in argv:

@@ -16,6 +16,7 @@ between runs with the same threads per process (float32 sums depend on their ord
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from ..errors import CSEInputError
 from .batch import NonFiniteUpdates, non_finite_error, run_batch
@@ -120,6 +121,11 @@ class LocalExecutor:
 
     def run(self, run: Run, store, bar=None) -> None:
         """Compute the batches ``store.todo`` into the store."""
+        from ..reduce import kernels_compiled
+
+        if store.todo and not kernels_compiled():  # else the bar sits at 0 % for about a minute, unexplained
+            logging.getLogger("cse").info("compiling the wavelet kernels (Numba) for this machine: the first run "
+                                          "waits about a minute before its first batch; later runs do not")
         log = store.done_log()
         try:
             with torch_threads(self.threads):
