@@ -483,3 +483,20 @@ def test_model_file_is_a_name_not_a_path(monkeypatch):
     got = identity.model_identity(tiny_model("gpt2"))
     assert got["model_file"] == "tiny.gguf" and got["model_sha256"] == "0" * 64
     assert not any("/home" in str(value) for value in got.values())
+
+
+def test_a_non_ascii_path_under_a_non_utf8_locale_is_written(tmp_path):
+    folder = tmp_path / "donn\u00e9es"
+    folder.mkdir()
+    _with_store(folder)
+    env = {**os.environ, "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "LC_ALL": "C", "LANG": "C",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", "import sys; print(sys.getfilesystemencoding())"], env=env,
+                          capture_output=True, text=True)
+    if proc.stdout.strip().lower() in ("utf-8", "utf8"):
+        pytest.skip("this Python decodes file names as UTF-8 whatever the locale")
+    proc = subprocess.run([sys.executable, "-m", "cse.cli", "remeasure", os.fsencode(folder / "r.nc"), "-o",
+                           os.fsencode(folder / "o.nc"), "--level", "2"], env=env, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")[-2000:]
+    with cse.open_result(folder / "o.nc") as ds:
+        assert "donn\u00e9es" in ds.attrs["command"]

@@ -165,7 +165,9 @@ def recorded_command(argv) -> str:
             continue
         else:
             kept.append(arg)
-    return shlex.join(["cse", *kept])
+    from ..io.encoding import utf8_text
+
+    return utf8_text(shlex.join(["cse", *kept]))  # a non-ASCII path under a non-UTF-8 locale: still writable
 
 
 def _log_handler(quiet: bool) -> logging.Handler:

@@ -24,7 +24,7 @@ import xarray as xr
 
 from ..errors import CSEInputError
 from .allowlist import check_result_file, inspect_result
-from .encoding import is_utf8
+from .encoding import is_utf8, utf8_text
 from .limits import ResultLimits
 from .space import WRITE_ERRORS, check_room, in_child, netcdf_size, write_error_line
 from .paths import (
@@ -122,6 +122,10 @@ def _map_strings(ds: xr.Dataset, func, select) -> xr.Dataset:
     return ds.assign_coords(coords).assign(data_vars)
 
 
+def _utf8_attrs(attrs: dict) -> dict:
+    return {key: utf8_text(value) if isinstance(value, str) else value for key, value in attrs.items()}
+
+
 def write_netcdf(ds: xr.Dataset, path) -> None:
     """Write `ds` to exactly `path` as netCDF4 (h5netcdf), strings escaped for NUL.
 
@@ -139,7 +143,11 @@ def write_netcdf(ds: xr.Dataset, path) -> None:
     def fresh(var):
         return var.dtype.kind in _STRING_KINDS and NUL_ESCAPE_ATTR not in var.attrs
 
-    escaped = _map_strings(ds, escape_nul, fresh)
+    escaped = _map_strings(ds, escape_nul, fresh).copy(deep=False)  # its attributes are edited: not the caller's
+    # Text attributes holding surrogate escapes (a path or command under a non-UTF-8 locale) cannot be HDF5 UTF-8.
+    escaped.attrs = _utf8_attrs(escaped.attrs)
+    for var in escaped.variables.values():
+        var.attrs = _utf8_attrs(var.attrs)
     encoding = {}
     for name, var in escaped.variables.items():
         if var.dtype.kind in _STRING_KINDS:
