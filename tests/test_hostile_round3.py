@@ -500,3 +500,20 @@ def test_a_non_ascii_path_under_a_non_utf8_locale_is_written(tmp_path):
     assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")[-2000:]
     with cse.open_result(folder / "o.nc") as ds:
         assert "donn\u00e9es" in ds.attrs["command"]
+
+
+def test_a_fake_bridge_object_is_one_line():
+    from tiny_models import tiny_tokenizer
+
+    fake = type("TransformerBridge", (), {"__module__": "transformer_lens.model_bridge", "original_model": "gpt2"})()
+    with pytest.raises(CSEInputError, match=r"original_model is a str, not a torch module"):
+        cse.compute(["a b"], fake, tiny_tokenizer(), progress=False)
+
+    class Slotted:  # takes no weak reference
+        __slots__ = ()
+        __module__ = "transformer_lens.model_bridge"
+        original_model = "gpt2"
+
+    Slotted.__name__ = Slotted.__qualname__ = "TransformerBridge"
+    with pytest.raises(CSEInputError, match=r"not a torch module"):
+        cse.compute(["a b"], Slotted(), tiny_tokenizer(), progress=False)
