@@ -517,3 +517,44 @@ def test_a_fake_bridge_object_is_one_line():
     Slotted.__name__ = Slotted.__qualname__ = "TransformerBridge"
     with pytest.raises(CSEInputError, match=r"not a torch module"):
         cse.compute(["a b"], Slotted(), tiny_tokenizer(), progress=False)
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_terminal_with_two_workers_is_one_line(tmp_path):
+    """Ctrl-C reaches the whole process group (the workers too): cse's line, and no "leaked semaphore" lines."""
+    import signal
+    import time
+
+    from saved_models import TEXTS, save_tiny_model
+
+    model = save_tiny_model(tmp_path / "tiny")
+    (tmp_path / "in.txt").write_text("\n".join(TEXTS * 40) + "\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "cse.cli", "compute", "in.txt", "-o", "out.zarr", "--model",
+                             str(model), "--batch-size", "1", "-q", "--workers", "2"], cwd=tmp_path, env=env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    done = tmp_path / ".out.zarr.partial" / "done"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline and not (
+            done.is_dir() and sum(len(p.read_bytes().split(b"\n")) - 1 for p in done.glob("*.log")) >= 2):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 130 and len(lines) == 1 and "--resume" in lines[0], err
+
+
+def test_resume_racing_a_finishing_run_stops_without_recomputing(tmp_path, monkeypatch):
+    """The other run renames its output between this run's output check and its lock: nothing is recomputed."""
+    import cse.pipeline.request
+    from tiny_models import tiny_model, tiny_tokenizer
+
+    output = tmp_path / "out.nc"
+    write_result(_result()[0], output)  # what the other run has just written
+    before = output.read_bytes()
+    monkeypatch.setattr(cse.pipeline.request, "check_output", lambda path, **kwargs: Path(path))  # checked "before"
+    with pytest.raises(CSEInputError, match="was completed by another run while this one started; nothing to compute"):
+        cse.compute(["the cat sat on the mat"], tiny_model("gpt2"), tiny_tokenizer(), progress=False, level=1,
+                    output=output, resume=True)
+    assert output.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["out.nc"]

@@ -108,6 +108,8 @@ def compute_command(input, output, example, text_column, columns, encoding, spli
         raise CSEInputError("missing --output: give a result path ending in .nc or .zarr")
     with warnings.catch_warnings():
         warnings.simplefilter("default")
+        # Unclosed sockets and files of the libraries (Dask's on Ctrl-C) are theirs to fix, not the user's business.
+        warnings.filterwarnings("ignore", category=ResourceWarning)
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
         warnings.filterwarnings("ignore", message=".*StringDType.*")
         warnings.formatwarning = lambda message, *a, **k: f"Warning: {message}\n"

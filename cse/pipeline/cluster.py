@@ -147,6 +147,7 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None):
             warnings.filterwarnings("ignore", message="Port .* is already in use")
             # The workers' own log lines (a cancelled task on Ctrl-C, a slow exit) are not the user's
             # business: every error of a task reaches the client and is reported there, in one line.
+            _quiet_resource_tracker()
             try:
                 cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
                                        host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL)
@@ -220,6 +221,37 @@ def _run_task(spec: ModelSpec, store: str, updates_store: str | None, done_dir: 
         log.mark(index)
         n_tokens += stop - start
     return n_tokens
+
+
+def _quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with its stderr on the null device, if it is not running yet.
+
+    On Ctrl-C in a terminal the workers of a local cluster die with the client; the
+    tracker then removes the semaphores they held and prints "There appear to be N
+    leaked semaphore objects to clean up at shutdown" after cse's one line. It still
+    removes them; only its message goes.
+    """
+    import os
+    import sys
+    from multiprocessing import resource_tracker
+
+    if getattr(resource_tracker._resource_tracker, "_fd", None) is not None:  # noqa: SLF001  already running
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        return
+    try:
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(quiet, 2)
+        os.close(quiet)
+        resource_tracker.ensure_running()
+    except OSError:
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def run_cluster(client, spec: ModelSpec, run, store, bar=None, threads: int | None = None) -> None:

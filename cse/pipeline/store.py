@@ -216,6 +216,11 @@ class StagedStore:
         """All batches, or those an interrupted run did not finish (with resume), its finished ones read back."""
         staging, out = self.staging, self.output
         previous = None if out.restart else staging.read_manifest()
+        if previous is None and not out.overwrite and os.path.lexists(self.path):
+            # Another run finished this output between this run's checks and its lock (a --resume racing it).
+            _remove_debris(staging, self.path)
+            raise CSEInputError(f"{self.path} was completed by another run while this one started; nothing to "
+                                f"compute (pass --overwrite to compute it again)")
         done = staging.done_batches() if previous is not None else set()
         if previous is not None and out.resume:
             check_manifest(previous, self.manifest, self.path)
