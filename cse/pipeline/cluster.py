@@ -149,8 +149,9 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None):
             # business: every error of a task reaches the client and is reported there, in one line.
             _quiet_resource_tracker()
             try:
-                cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL)
+                with _workers_ignore_ctrl_c():
+                    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                           host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL)
             except (OSError, RuntimeError, TimeoutError) as error:
                 reason = str(error).splitlines()[0] if str(error) else type(error).__name__
                 raise CSEInputError(f"cannot start a local Dask cluster of {workers} workers ({reason}); run "
@@ -221,6 +222,23 @@ def _run_task(spec: ModelSpec, store: str, updates_store: str | None, done_dir: 
         log.mark(index)
         n_tokens += stop - start
     return n_tokens
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """Start processes with SIGINT ignored: Ctrl-C in a terminal reaches the whole process group, and the
+    workers would print their own KeyboardInterrupt tracebacks; the client stops them instead."""
+    import signal
+
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: nothing to change
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _quiet_resource_tracker() -> None:
