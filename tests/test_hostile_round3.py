@@ -558,3 +558,24 @@ def test_resume_racing_a_finishing_run_stops_without_recomputing(tmp_path, monke
         cse.compute(["the cat sat on the mat"], tiny_model("gpt2"), tiny_tokenizer(), progress=False, level=1,
                     output=output, resume=True)
     assert output.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["out.nc"]
+
+
+def test_a_text_input_over_the_limit_is_refused_from_its_size(tmp_path, monkeypatch):
+    from cse.io import read_texts
+
+    path = tmp_path / "in.csv"
+    path.write_text("text\n" + "a b\n" * 600_000)  # 2.4 MB
+    monkeypatch.setenv("CSE_MAX_RESULT_BYTES", "1M")
+    with pytest.raises(CSEInputError, match=r"in.csv holds 2.3 MiB of text, more than may be read at once; the limit is "
+                                            r"1.0 MiB \(CSE_MAX_RESULT_BYTES\)"):
+        read_texts(path)
+
+
+def test_a_huge_csv_field_peaks_near_three_times_the_file(tmp_path):
+    """Measured: a 200 MiB field peaked at 1605 MiB above the imports (8x) and now at 606 MiB (3.03x)."""
+    size = 40 * 2**20
+    (tmp_path / "big.csv").write_text('text,note\n"a b","' + "x" * size + '"\n')
+    _, _, base = _peak_of("import sys\n" + BASELINE, tmp_path, "1G")
+    code, err, peak = _peak_of("import sys\n" + BASELINE + READ.format(path="big.csv"), tmp_path, "1G")
+    assert "the field 'note' holds 41943040 characters" in err, err
+    assert peak - base <= 3.2 * size / 2**20, (peak, base)
