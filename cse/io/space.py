@@ -22,6 +22,7 @@ import errno
 import gc
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,8 +100,9 @@ def in_child(write, path) -> None:
 
     libhdf5 keeps a file that failed to write (ENOSPC, EFBIG) half-open in the process:
     h5py's later clean-ups and the library's own at exit flush it again and may crash
-    (SIGSEGV). In a child, that state dies with the child. Where ``os.fork`` is missing
-    the write runs here, with `forget_failed_netcdf` as the guard.
+    (SIGSEGV). In a child, that state dies with the child (which computes lazy
+    variables with Dask's synchronous scheduler). Where ``os.fork`` is missing or
+    fails, the write runs here, with `forget_failed_netcdf` as the guard.
 
     Raises
     ------
@@ -112,30 +114,25 @@ def in_child(write, path) -> None:
     """
     import pickle
 
-    if not hasattr(os, "fork"):
+    read_end = write_end = None
+    try:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+    except (AttributeError, OSError):  # no fork here, or none possible now (memory): write in this process
+        for fd in (read_end, write_end):
+            if fd is not None:
+                os.close(fd)
         try:
             return write()
         except BaseException:
             forget_failed_netcdf(path)
             raise
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns, never runs the parent's clean-ups
-        status = 0
+    if pid == 0:  # the child: never returns, never runs the parent's clean-ups, whatever happens
+        status = 1
         try:
-            os.close(read_end)
-            quiet = os.open(os.devnull, os.O_WRONLY)  # libhdf5's clean-up complaints: the parent reports in one line
-            os.dup2(quiet, 2)
-            write()
-        except BaseException as exc:  # noqa: BLE001  sent to the parent
-            status = 1
-            try:
-                payload = pickle.dumps(exc)
-            except Exception:  # noqa: BLE001
-                payload = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
-            with os.fdopen(write_end, "wb") as pipe:
-                pipe.write(payload)
-        os._exit(status)
+            status = _child(write, read_end, write_end)
+        finally:
+            os._exit(status)
     os.close(write_end)
     try:
         with os.fdopen(read_end, "rb") as pipe:
@@ -150,6 +147,33 @@ def in_child(write, path) -> None:
         raise OSError(errno.EIO, f"the netCDF writer (libhdf5) died of signal {os.WTERMSIG(wait_status)}", str(path))
     if os.waitstatus_to_exitcode(wait_status) != 0:
         raise OSError(errno.EIO, "the netCDF writer (libhdf5) failed", str(path))
+
+
+def _child(write, read_end: int, write_end: int) -> int:
+    """The forked writer: run `write`, send any exception to the parent through the pipe; the exit status."""
+    import pickle
+
+    try:
+        os.close(read_end)
+        quiet = os.open(os.devnull, os.O_WRONLY)  # libhdf5's clean-up complaints: the parent reports in one line
+        os.dup2(quiet, 2)
+        if "dask" in sys.modules:  # the parent's threads (a distributed client's loop) are not in the child
+            import dask
+
+            dask.config.set(scheduler="synchronous")
+        write()
+        return 0
+    except BaseException as exc:  # noqa: BLE001  sent to the parent
+        try:
+            payload = pickle.dumps(exc)
+        except Exception:  # noqa: BLE001
+            payload = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
+        try:
+            with os.fdopen(write_end, "wb") as pipe:
+                pipe.write(payload)
+        except BaseException:  # noqa: BLE001  the parent has gone (interrupted): nothing to tell
+            pass
+        return 1
 
 
 def _reap(pid: int) -> None:
