@@ -59,6 +59,10 @@ from ..params import AXES, BOUNDARIES, NORMALIZATIONS
                    "Repeatable.")
 @click.option("--save-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Storage dtype of --save updates.")
+@click.option("--on-non-finite", "non_finite", type=click.Choice(["error", "warn"]), default="error",
+              show_default=True,
+              help="A forward pass giving NaN or infinite layer updates: stop naming the texts, or keep going with "
+                   "NaN cells and one warning.")
 @click.option("--window", type=int, default=None,
               help="Split texts longer than N tokens into windows (default: longer than the context is an error).")
 @click.option("--no-bos", is_flag=True, help="Do not prepend the BOS token when the tokenizer does not add one.")
@@ -69,8 +73,8 @@ from ..params import AXES, BOUNDARIES, NORMALIZATIONS
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def compute_command(input, output, example, text_column, columns, encoding, split, model_name, axis, wavelet, level,
                     boundary, normalize, null_permutations, seed, batch_size, device, dtype, device_map, resume,
-                    restart, workers, scheduler, threads, save, save_dtype, window, no_bos, plot_path, overwrite,
-                    quiet):
+                    restart, workers, scheduler, threads, save, save_dtype, non_finite, window, no_bos, plot_path,
+                    overwrite, quiet):
     """Compute CSE for every token of INPUT (text, JSON Lines, CSV, Parquet, datasets folder) and write OUTPUT.
 
     Empty and whitespace-only texts are skipped with a warning; their rows keep
@@ -120,7 +124,8 @@ def compute_command(input, output, example, text_column, columns, encoding, spli
                          null_permutations=null_permutations, seed=seed, batch_size=batch_size, device=device,
                          dtype=dtype, device_map=device_map, window=window, add_bos=not no_bos, output=output,
                          resume=resume, restart=restart, workers=workers, scheduler=scheduler, threads=threads,
-                         save=list(save) or None, save_dtype=save_dtype, progress=not quiet, overwrite=overwrite,
+                         save=list(save) or None, save_dtype=save_dtype, non_finite=non_finite, progress=not quiet,
+                         overwrite=overwrite,
                          command=recorded_command(sys.argv[1:]))
         finally:
             logging.getLogger("cse").removeHandler(handler)

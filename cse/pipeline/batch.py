@@ -43,7 +43,7 @@ def pad_batch(sequences, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_batch(model, sequences, settings: MeasureSettings, pad_id: int = 0, reducer: str = "auto", *,
-              save=(), save_dtype: str = "float32") -> dict:
+              save=(), save_dtype: str = "float32", non_finite: str = "error") -> dict:
     """Forward one batch of sequences and return its stacked per-token results.
 
     Parameters
@@ -64,6 +64,9 @@ def run_batch(model, sequences, settings: MeasureSettings, pad_id: int = 0, redu
         updates (float64, summed from the float32 updates); ``'updates'`` the updates.
     save_dtype : {'float32', 'float16'}
         dtype of saved updates.
+    non_finite : {'error', 'warn'}
+        ``'error'``: raise `NonFiniteUpdates` for NaN or infinite updates; ``'warn'``:
+        return them (NaN cells; the caller warns).
 
     Raises
     ------
@@ -115,7 +118,7 @@ def run_batch(model, sequences, settings: MeasureSettings, pad_id: int = 0, redu
     out["surprisal"] = surprisal.numpy().reshape(-1)[valid]
     # A NaN or infinite update (a model or dtype that overflows) would give NaN CSE without a word.
     broken = ~np.isfinite(out["update_norm"]).all(axis=1)
-    if broken.any():
+    if broken.any() and non_finite == "error":
         raise NonFiniteUpdates(np.flatnonzero(broken))
     return out
 

@@ -306,7 +306,7 @@ def run_cluster(client, spec: ModelSpec, run, store, bar=None, threads: int | No
     size = max(1, min(MAX_BATCHES_PER_TASK, -(-len(todo) // (TASKS_PER_WORKER * n_workers))))
     prefix = f"cse-{uuid.uuid4().hex}"
     options = {"settings": run.settings, "pad_id": run.pad_id, "save": run.saved, "save_dtype": run.save_dtype,
-               "threads": 1 if threads is None else int(threads)}
+               "non_finite": run.non_finite, "threads": 1 if threads is None else int(threads)}
     futures = []
     for k in range(0, len(todo), size):
         items = [(i, *run.region(i), run.sequences(i)) for i in todo[k:k + size]]

@@ -85,7 +85,7 @@ def run_batches(model, run: Run, todo, sink, log=None, bar=None, max_pending: in
         for index in todo:
             try:
                 arrays = run_batch(model, run.sequences(index), run.settings, run.pad_id, save=run.saved,
-                                   save_dtype=run.save_dtype)
+                                   save_dtype=run.save_dtype, non_finite=run.non_finite)
             except NonFiniteUpdates as exc:
                 raise non_finite_error(exc, run.plan.coords["text"].to_numpy(), run.region(index)[0]) from None
             writer.put(index, *run.region(index), arrays)
