@@ -70,7 +70,33 @@ class _LazyGroup(click.Group):
         if module is not None:
             return getattr(import_module(module), f"{name}_command")
         plugin = plugin_commands().get(name)
-        return None if plugin is None else plugin.load()
+        return None if plugin is None else _load_plugin(plugin)
+
+
+def _load_plugin(plugin) -> click.Command:
+    """The plugin's click command; one that fails to import is a stand-in that says so in one line.
+
+    A broken plugin (its package missing a dependency, a syntax error) must not break
+    ``cse --help`` or the built-in commands: ``--help`` lists it with the reason, and
+    running it exits with status 2 and that line.
+    """
+    try:
+        command = plugin.load()
+        if not isinstance(command, click.Command):
+            raise TypeError(f"it is a {type(command).__name__}, not a click command")
+    except Exception as exc:  # noqa: BLE001  any import failure of another package
+        reason = one_line(f"{type(exc).__name__}: {exc}")[:300]
+        message = (f"the command {plugin.name!r} (plugin {plugin.value!r} of the entry-point group {PLUGIN_GROUP!r}) "
+                   f"failed to import: {reason}; reinstall or fix the package that provides it")
+
+        def broken(args):
+            raise CSEInputError(message)
+
+        return click.Command(plugin.name, callback=broken, help=message, short_help=f"(broken plugin: {reason})"[:120],
+                             add_help_option=False,
+                             params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+                             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    return command
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,9 +110,11 @@ def _raise_terminated(signum, frame):
 
 
 def install_signal_handlers() -> None:
-    """Make SIGTERM raise `cse.errors.Terminated` in the main thread (no-op in other threads)."""
+    """Make SIGTERM raise `cse.errors.Terminated` and ignore SIGXFSZ in the main thread (no-op in other threads)."""
     try:
         signal.signal(signal.SIGTERM, _raise_terminated)
+        if hasattr(signal, "SIGXFSZ"):  # past `ulimit -f` a write fails with EFBIG (one line), not a core dump
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     except ValueError:  # not the main thread of the main interpreter
         pass
 

@@ -285,3 +285,28 @@ def _reduce(u, settings: MeasureSettings, kernels: ModuleType, perms) -> dict:
         mean, std = (token_major(m) for m in null)
         out.update(cse_null_mean=mean, cse_null_std=std, cse_z=null_z(out["cse"], mean, std))
     return out
+
+
+def kernels_compiled() -> bool:
+    """Whether the Numba kernels' machine code is cached on this machine (False: the first run compiles it).
+
+    Looks for the index files Numba writes (``*.nbi``) in ``NUMBA_CACHE_DIR`` or beside
+    the kernels' module, without importing Numba. A cache elsewhere (Numba's per-user
+    folder, used when the package folder is read-only) reads as not compiled.
+
+    Returns
+    -------
+    bool
+    """
+    import os
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    spec = find_spec("cse_kernels")
+    if spec is None or not spec.submodule_search_locations:
+        return True  # nothing to compile here
+    folder = Path(list(spec.submodule_search_locations)[0])
+    places = [folder / "__pycache__"]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        places.insert(0, Path(os.environ["NUMBA_CACHE_DIR"]))
+    return any(next(place.rglob("_numba.*.nbi"), None) is not None for place in places if place.is_dir())

@@ -170,7 +170,10 @@ def test_non_finite_activations_give_nan_cells_never_zero(tmp_path, poisoned, va
     texts = TEXTS[:2]
     clean = compute(texts, model, tokenizer, batch_size=2)
     state["value"] = value
-    ds = compute(texts, model, tokenizer, batch_size=2, output=tmp_path / "r.zarr")
+    with pytest.raises(CSEInputError, match=r"NaN or infinite layer updates for \d+ token\(s\) of text\(s\) 0;"):
+        compute(texts, model, tokenizer, batch_size=2, output=tmp_path / "refused.zarr")  # the default (issue 27)
+    with pytest.warns(UserWarning, match=r"NaN or infinite layer updates for \d+ token\(s\) of 1 text\(s\)"):
+        ds = compute(texts, model, tokenizer, batch_size=2, output=tmp_path / "r.zarr", non_finite="warn")
     state["value"] = None
     ds = ds.load()
     first = ds["text"].values == 0

@@ -168,7 +168,8 @@ def test_real_model_identity(real_model):
     assert path == "model.layers" and len(blocks) == n_layers and model.dtype == torch.float32
     identity = model_identity(model)
     assert identity["model"] == title and identity["n_layers"] == n_layers and identity["d_model"] == d_model
-    with open(identity["model_file"], "rb") as handle:
+    assert identity["model_file"] == named_model_file(name).name  # the file's name, not this machine's path
+    with open(named_model_file(name), "rb") as handle:
         assert identity["model_sha256"] == hashlib.sha256(handle.read()).hexdigest()
     if NAMED_MODELS[name].sha256:
         assert identity["model_sha256"] == NAMED_MODELS[name].sha256

@@ -225,7 +225,7 @@ def _write_with_store(tmp_path, dtype="float32"):
     ds = with_gram()
     store = ds[["surprisal"]].drop_vars("surprisal").assign(
         updates=(("token", "layer", "hidden"), _stored()[1].astype(dtype)))
-    store = store.drop_vars([c for c in store.coords if c not in ("text", "position", "is_special", "layer")])
+    store = store.drop_vars([c for c in store.coords if c not in ("text", "position", "token_id", "is_special", "layer")])
     write_result(store, tmp_path / "r.nc.updates.zarr")
     write_result(ds.assign_attrs(updates_store="r.nc.updates.zarr", saved="gram,updates"), tmp_path / "r.nc")
     return tmp_path / "r.nc"

@@ -17,6 +17,7 @@ objects process-wide, so cse never imports them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import sys
@@ -199,10 +200,12 @@ def _bridge(bridge) -> HeldModel:
     except AttributeError as error:
         raise CSEInputError(f"Invalid value for 'model': this TransformerBridge holds no local torch module "
                             f"({error})") from None  # fmt: skip
+    if not isinstance(hf_model, torch.nn.Module):
+        raise CSEInputError(f"Invalid value for 'model': this {type(bridge).__name__} is no TransformerBridge that "
+                            f"runs here: its original_model is a {type(hf_model).__name__}, not a torch module")
     name, version = _wrapper_name(bridge)
     processing = _bridge_processing(bridge)
-    if "process_weights" in processing and bridge not in _WARNED:
-        _WARNED.add(bridge)
+    if "process_weights" in processing and _first_time(bridge):
         centred = ("; its writing weights are centred, which removes each layer update's mean over d_model "
                    "and changes its scale energies" if "writing_weights_centred" in processing else "")  # fmt: skip
         warnings.warn(
@@ -217,10 +220,24 @@ def _bridge(bridge) -> HeldModel:
                      tokenizer=getattr(bridge, "tokenizer", None))  # fmt: skip
 
 
+def _first_time(bridge) -> bool:
+    """True the first time a bridge is seen (always for an object that takes no weak reference)."""
+    try:
+        if bridge in _WARNED:
+            return False
+        _WARNED.add(bridge)
+    except TypeError:
+        pass
+    return True
+
+
 def _bridge_processing(bridge) -> str:
     """`HeldModel.weight_processing` of a bridge, measured once per bridge and processing state."""
     state = (bool(getattr(bridge, "compatibility_mode", False)), bool(getattr(bridge, "_weights_processed", False)))
-    cached = _PROCESSING.get(bridge)
+    try:
+        cached = _PROCESSING.get(bridge)
+    except TypeError:  # an object that takes no weak reference (a stand-in for a bridge): measured every time
+        cached = None
     if cached is not None and cached[0] == state:
         return cached[1]
     flags = ["compatibility_mode"] if state[0] else []
@@ -229,7 +246,8 @@ def _bridge_processing(bridge) -> str:
         if _writing_weights_centred(bridge):
             flags.append("writing_weights_centred")
     processing = ",".join(flags) or "none"
-    _PROCESSING[bridge] = (state, processing)
+    with contextlib.suppress(TypeError):
+        _PROCESSING[bridge] = (state, processing)
     return processing
 
 

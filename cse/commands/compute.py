@@ -59,6 +59,10 @@ from ..params import AXES, BOUNDARIES, NORMALIZATIONS
                    "Repeatable.")
 @click.option("--save-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Storage dtype of --save updates.")
+@click.option("--on-non-finite", "non_finite", type=click.Choice(["error", "warn"]), default="error",
+              show_default=True,
+              help="A forward pass giving NaN or infinite layer updates: stop naming the texts, or keep going with "
+                   "NaN cells and one warning.")
 @click.option("--window", type=int, default=None,
               help="Split texts longer than N tokens into windows (default: longer than the context is an error).")
 @click.option("--no-bos", is_flag=True, help="Do not prepend the BOS token when the tokenizer does not add one.")
@@ -69,8 +73,8 @@ from ..params import AXES, BOUNDARIES, NORMALIZATIONS
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def compute_command(input, output, example, text_column, columns, encoding, split, model_name, axis, wavelet, level,
                     boundary, normalize, null_permutations, seed, batch_size, device, dtype, device_map, resume,
-                    restart, workers, scheduler, threads, save, save_dtype, window, no_bos, plot_path, overwrite,
-                    quiet):
+                    restart, workers, scheduler, threads, save, save_dtype, non_finite, window, no_bos, plot_path,
+                    overwrite, quiet):
     """Compute CSE for every token of INPUT (text, JSON Lines, CSV, Parquet, datasets folder) and write OUTPUT.
 
     Empty and whitespace-only texts are skipped with a warning; their rows keep
@@ -108,6 +112,8 @@ def compute_command(input, output, example, text_column, columns, encoding, spli
         raise CSEInputError("missing --output: give a result path ending in .nc or .zarr")
     with warnings.catch_warnings():
         warnings.simplefilter("default")
+        # Unclosed sockets and files of the libraries (Dask's on Ctrl-C) are theirs to fix, not the user's business.
+        warnings.filterwarnings("ignore", category=ResourceWarning)
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
         warnings.filterwarnings("ignore", message=".*StringDType.*")
         warnings.formatwarning = lambda message, *a, **k: f"Warning: {message}\n"
@@ -118,7 +124,8 @@ def compute_command(input, output, example, text_column, columns, encoding, spli
                          null_permutations=null_permutations, seed=seed, batch_size=batch_size, device=device,
                          dtype=dtype, device_map=device_map, window=window, add_bos=not no_bos, output=output,
                          resume=resume, restart=restart, workers=workers, scheduler=scheduler, threads=threads,
-                         save=list(save) or None, save_dtype=save_dtype, progress=not quiet, overwrite=overwrite,
+                         save=list(save) or None, save_dtype=save_dtype, non_finite=non_finite, progress=not quiet,
+                         overwrite=overwrite,
                          command=recorded_command(sys.argv[1:]))
         finally:
             logging.getLogger("cse").removeHandler(handler)
@@ -137,11 +144,12 @@ def compute_command(input, output, example, text_column, columns, encoding, spli
         click.echo(f"saved plot to {plot_path}", err=True)
 
 
-#: Options that change how a result is computed, not what it is: left out of its `command` attribute,
-#: so that a resumed or distributed run records the same command as an uninterrupted local one.
+#: Options that say how a run went, not how its result was made: left out of its `command` attribute,
+#: so that a resumed run records the same command as an uninterrupted one.
 EXECUTION_FLAGS = ("--resume", "--restart", "--overwrite", "-q", "--quiet")
-EXECUTION_OPTIONS = ("--workers", "--scheduler")
-# --threads changes results by rounding (float32 sums), so it is recorded.
+#: --scheduler ADDRESS is left out too: an address of the computing site's network (as a path would be).
+EXECUTION_OPTIONS = ("--scheduler",)
+# --workers N and --threads N are recorded: the result says how it was made (the command that was run).
 
 
 def recorded_command(argv) -> str:
@@ -150,7 +158,7 @@ def recorded_command(argv) -> str:
     Examples
     --------
     >>> recorded_command(["compute", "in.txt", "-o", "out.zarr", "--workers", "2", "--resume"])
-    'cse compute in.txt -o out.zarr'
+    'cse compute in.txt -o out.zarr --workers 2'
     """
     kept, skip = [], False
     for arg in argv:
@@ -164,7 +172,9 @@ def recorded_command(argv) -> str:
             continue
         else:
             kept.append(arg)
-    return shlex.join(["cse", *kept])
+    from ..io.encoding import utf8_text
+
+    return utf8_text(shlex.join(["cse", *kept]))  # a non-ASCII path under a non-UTF-8 locale: still writable
 
 
 def _log_handler(quiet: bool) -> logging.Handler:

@@ -42,15 +42,18 @@ def remeasure_command(result, output, axis, wavelet, level, boundary, normalize,
     (atomically, never over RESULT, replacing a file only with --overwrite).
     """
     from ..io import check_output, write_result
+    from ..io.encoding import utf8_text
     from ..remeasuring import remeasure
+    from ..remeasuring.api import read_paths
 
-    check_output(output, inputs=[result] + ([updates] if updates else []), overwrite=overwrite)
+    # Every store it reads is an input: the result, and the updates store it names beside it (--updates or not).
+    check_output(output, inputs=read_paths(result, updates), overwrite=overwrite)
     options = {"axis": axis, "wavelet": wavelet, "level": level, "boundary": boundary, "normalize": normalize,
                "null_permutations": null_permutations, "seed": seed}
-    command = shlex.join(["cse", "remeasure", str(result), "-o", str(output)]
+    command = utf8_text(shlex.join(["cse", "remeasure", str(result), "-o", str(output)]
                          + [part for name, value in options.items() if value is not None
                             for part in (f"--{name.replace('_', '-')}", str(value))]
-                         + (["--updates", str(updates)] if updates else []))
+                         + (["--updates", str(updates)] if updates else [])))
     with remeasure(result, **options, updates=updates, command=command) as out:
         if out.attrs.get("source_updates_store") and _same_folder(result, output):
             out.attrs["updates_store"] = out.attrs["source_updates_store"]  # still beside the output

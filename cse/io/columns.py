@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from ..errors import CSEInputError
 from ..schema import reserved_names
 from .encoding import is_utf8
 
@@ -203,6 +204,9 @@ def per_word_columns(frame: pd.DataFrame) -> list[str]:
     A column qualifies when every value is a flat list (or a list literal, as in the VUA
     ``label_seq`` and ``pos_seq`` fields; see `parse_word_list`) whose length equals the
     text's number of words. Qualifying columns are replaced in `frame` by the parsed lists.
+    A column of lists whose length is the number of words in more than half of the rows
+    but not in all is an error naming the rows (a column of lists that fits in half the
+    rows or fewer is a per-text column).
 
     Parameters
     ----------
@@ -213,6 +217,11 @@ def per_word_columns(frame: pd.DataFrame) -> list[str]:
     -------
     list of str
         The names of the per-word columns.
+
+    Raises
+    ------
+    CSEInputError
+        A column that is per-word in most rows but not in all (the first five rows named).
     """
     n_words = frame["text"].map(lambda t: len(t.split()))
     found = []
@@ -223,7 +232,18 @@ def per_word_columns(frame: pd.DataFrame) -> list[str]:
         if not len(values) or parse_word_list(values.iloc[0]) is None:
             continue
         parsed = values.map(parse_word_list)
-        if parsed.map(lambda v: v is not None).all() and (parsed.map(len) == n_words).all():
+        if not parsed.map(lambda v: v is not None).all():
+            continue
+        fits = parsed.map(len) == n_words
+        if fits.all():
             frame[column] = parsed
             found.append(column)
+        elif 2 * int(fits.sum()) > len(fits):  # a per-word column with wrong rows: never a silent per-text column
+            bad = np.flatnonzero(~fits.to_numpy())
+            rows = ", ".join(f"{frame.index[k]} ({len(parsed.iloc[k])} entries, {n_words.iloc[k]} words)"
+                             for k in bad[:5])
+            raise CSEInputError(f"column {str(column)[:80]!r} holds one entry per word in {int(fits.sum())} of "
+                                f"{len(fits)} rows but not in data row(s) {rows}"
+                                + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+                                + "; fix those rows or leave the column out with --columns")
     return found

@@ -52,6 +52,31 @@ def is_utf8(text: str) -> bool:
     return True
 
 
+def utf8_text(text: str) -> str:
+    """`text` made writable as UTF-8: surrogate escapes (bytes a non-UTF-8 file-system encoding could not
+    decode, as in ``sys.argv`` and paths under ``PYTHONUTF8=0`` and a C locale) decoded as UTF-8, else
+    shown as ``\\xNN``.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    str
+        `text` itself when it is already valid.
+    """
+    if is_utf8(text):
+        return text
+    raw = text.encode("utf-8", "surrogateescape") if _escapes_only(text) else text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _escapes_only(text: str) -> bool:
+    """Whether every surrogate of `text` is a surrogate escape (U+DC80..U+DCFF) of one undecodable byte."""
+    return all(not "\ud800" <= c <= "\udfff" or "\udc80" <= c <= "\udcff" for c in text)
+
+
 def _is_utf(codec_name: str) -> bool:
     return codec_name.startswith(("utf-8", "utf-16", "utf-32"))
 

@@ -24,8 +24,9 @@ import xarray as xr
 
 from ..errors import CSEInputError
 from .allowlist import check_result_file, inspect_result
-from .encoding import is_utf8
+from .encoding import is_utf8, utf8_text
 from .limits import ResultLimits
+from .space import WRITE_ERRORS, check_room, in_child, netcdf_size, write_error_line
 from .paths import (
     RESULT_MARKER,
     atomic_path,
@@ -110,6 +111,10 @@ def _map_strings(ds: xr.Dataset, func, select) -> xr.Dataset:
     return ds.assign_coords(coords).assign(data_vars)
 
 
+def _utf8_attrs(attrs: dict) -> dict:
+    return {key: utf8_text(value) if isinstance(value, str) else value for key, value in attrs.items()}
+
+
 def write_netcdf(ds: xr.Dataset, path) -> None:
     """Write `ds` to exactly `path` as netCDF4 (h5netcdf), strings escaped for NUL.
 
@@ -127,14 +132,20 @@ def write_netcdf(ds: xr.Dataset, path) -> None:
     def fresh(var):
         return var.dtype.kind in _STRING_KINDS and NUL_ESCAPE_ATTR not in var.attrs
 
-    escaped = _map_strings(ds, escape_nul, fresh)
+    escaped = _map_strings(ds, escape_nul, fresh).copy(deep=False)  # its attributes are edited: not the caller's
+    # Text attributes holding surrogate escapes (a path or command under a non-UTF-8 locale) cannot be HDF5 UTF-8.
+    escaped.attrs = _utf8_attrs(escaped.attrs)
+    for var in escaped.variables.values():
+        var.attrs = _utf8_attrs(var.attrs)
     encoding = {}
     for name, var in escaped.variables.items():
         if var.dtype.kind in _STRING_KINDS:
             encoding[name] = {"dtype": str}
             if fresh(ds.variables[name]):
                 var.attrs[NUL_ESCAPE_ATTR] = "U+2400"
-    escaped.to_netcdf(path, engine="h5netcdf", encoding=encoding)
+    check_room(path, netcdf_size(escaped))  # a full disk is refused before libhdf5 meets it (see cse.io.space)
+    # In a child process: a failed write leaves libhdf5's state to crash the process later (see cse.io.space).
+    in_child(lambda: escaped.to_netcdf(path, engine="h5netcdf", encoding=encoding), path)
 
 
 def write_result(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
@@ -158,7 +169,9 @@ def write_result(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
     Raises
     ------
     CSEInputError
-        As `check_output`.
+        As `check_output`; in one line when the disk is full, the file-size limit
+        (``ulimit -f``) or a quota is reached, or the folder cannot be written (the
+        temporary file is removed).
     """
     from .. import __version__
 
@@ -168,12 +181,17 @@ def write_result(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
     if RESULT_MARKER not in ds.attrs:
         ds = ds.copy()
         ds.attrs[RESULT_MARKER] = __version__
-    with atomic_path(path, overwrite=overwrite) as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        if fmt == "netcdf":
-            write_netcdf(ds, tmp)
-        else:
-            ds.to_zarr(tmp, mode="w-", consolidated=True)
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+            if fmt == "netcdf":
+                write_netcdf(ds, tmp)
+            else:
+                ds.to_zarr(tmp, mode="w-", consolidated=True)
+    except OSError as error:  # the temporary file is removed by atomic_path
+        if error.errno not in WRITE_ERRORS:
+            raise
+        raise CSEInputError(write_error_line(path, error)) from None
     return path
 
 

@@ -104,12 +104,15 @@ def datasets_files(folder, split=None) -> list[Path]:
         if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits) or not splits:
             raise CSEInputError(f"{source}: dataset_dict.json lists no splits")
         if split is None:
-            raise CSEInputError(f"{source} is a DatasetDict folder with the splits {', '.join(splits)}; choose one "
-                                f"with split=NAME, e.g. split={splits[0]!r}, or give the split's "
-                                f"own folder, e.g. {folder / splits[0]}")
+            raise CSEInputError(f"{source} is a DatasetDict folder with the splits {_some(splits)}; choose one "
+                                f"with split=NAME, e.g. split={splits[0][:80]!r}, or give the split's "
+                                f"own folder, e.g. {folder / splits[0][:80]}")
         if split not in splits or not _plain_name(split):
-            raise CSEInputError(f"Invalid value for 'split': {split!r} is not a split of {source} (splits: "
-                                f"{', '.join(splits)})")
+            raise CSEInputError(f"Invalid value for 'split': {split[:80]!r} is not a split of {source} (splits: "
+                                f"{_some(splits)})")
+        if (folder / split).is_symlink():
+            raise CSEInputError(f"{source}: its split folder {split!r} is a symbolic link; cse reads nothing outside "
+                                f"a datasets folder: copy the split into it")
         return datasets_files(folder / split)
     if split is not None:
         raise CSEInputError(f"Invalid value for 'split': {source} is a single Dataset folder, not a DatasetDict; "
@@ -132,6 +135,12 @@ def datasets_files(folder, split=None) -> list[Path]:
             raise CSEInputError(f"{source}: its data file {name} is not a regular file")
         files.append(file)
     return files
+
+
+def _some(names: list, shown: int = 20) -> str:
+    """`names` for a message: the first `shown` (each cut at 80 characters), then how many in all."""
+    listed = ", ".join(name[:80] for name in names[:shown])
+    return listed if len(names) <= shown else f"{listed}, ... ({len(names)} in all)"
 
 
 def _plain_name(name: str) -> bool:
@@ -193,29 +202,77 @@ def _check_size(nbytes: int, source: str, limit: ResultLimits) -> None:
                             f"{limit.hint()}")
 
 
+#: Rows decoded at a time: the memory limit is checked after every batch, before the next one is decoded.
+_BATCH_ROWS = 16_384
+
+
 def _parquet(path: Path, source: str, max_columns, limit: ResultLimits):
+    """The table, decoded batch by batch within the limit; string columns stay dictionary-encoded until counted.
+
+    The footer's sizes are those of the encoded data: a dictionary-encoded column of one
+    long value repeated a million times declares kilobytes and decodes to gigabytes. Its
+    strings are therefore read as a dictionary (their decoded size is computed from the
+    dictionary's lengths, `_decoded_nbytes`) and every batch is counted before the next
+    one is read.
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     with pq.ParquetFile(path) as handle:
-        metadata = handle.metadata
-        _check_width(handle.schema_arrow.names, source, max_columns)
-        _check_size(sum(metadata.row_group(k).total_byte_size for k in range(metadata.num_row_groups)), source, limit)
-        return handle.read()
+        metadata, schema = handle.metadata, handle.schema_arrow
+    _check_width(schema.names, source, max_columns)
+    _check_size(sum(metadata.row_group(k).total_byte_size for k in range(metadata.num_row_groups)), source, limit)
+    _check_size(8 * metadata.num_rows * max(1, len(schema.names)), source, limit)  # a frame cell: 8 bytes or more
+    strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    with pq.ParquetFile(path, read_dictionary=strings or None) as handle:
+        batches, total = [], 0
+        for batch in handle.iter_batches(batch_size=_BATCH_ROWS):
+            total += _decoded_nbytes(batch)
+            _check_size(total, source, limit)
+            batches.append(batch)
+        if not batches:
+            return schema.empty_table()
+        return pa.Table.from_batches(batches)
 
 
 def _arrow_files(files: list, source: str, max_columns, limit: ResultLimits):
     import pyarrow as pa
 
     _check_size(sum(file.stat().st_size for file in files), source, limit)
-    tables = []
+    tables, total = [], 0
     for file in files:
         with pa.memory_map(str(file)) as handle:
             reader = pa.ipc.open_stream(handle)
             _check_width(reader.schema.names, source, max_columns)
-            tables.append(reader.read_all())
+            batches = []
+            for batch in reader:  # compressed batches: counted one by one as they are decompressed
+                total += _decoded_nbytes(batch)
+                _check_size(total, source, limit)
+                batches.append(batch)
+            tables.append(pa.Table.from_batches(batches, schema=reader.schema))
     if len(tables) > 1 and any(t.schema != tables[0].schema for t in tables[1:]):
         raise CSEInputError(f"{source}: its data files have different columns")
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def _decoded_nbytes(batch) -> int:
+    """Bytes of `batch` once every dictionary-encoded column is decoded to its values (as `_frame` does)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    total = 0
+    for column in batch.columns:
+        if pa.types.is_dictionary(column.type) and len(column):
+            values = column.dictionary
+            if pa.types.is_string(values.type) or pa.types.is_large_string(values.type) or \
+                    pa.types.is_binary(values.type):
+                lengths = pc.fill_null(pc.binary_length(values), 0)
+                total += int(pc.sum(pc.take(lengths, column.indices)).as_py() or 0) + 8 * (len(column) + 1)
+            else:
+                total += len(column) * max(1, values.type.bit_width // 8 if hasattr(values.type, "bit_width") else 8)
+        else:
+            total += column.nbytes
+    return total
 
 
 def _frame(table, source: str) -> pd.DataFrame:
@@ -285,10 +342,10 @@ def input_sha256(path) -> str:
     if not path.is_dir():
         return file_sha256(path)
     digest = hashlib.sha256()
-    files = sorted(
-        p for p in [*path.iterdir(), *(q for d in path.iterdir() if d.is_dir() for q in d.iterdir())]
-        if p.suffix in (".json", ".arrow") and p.is_file()
-    )
+    # Symbolic links are not followed (a link in the folder may point at anything outside it, of any size).
+    folders = [path, *(d for d in path.iterdir() if d.is_dir() and not d.is_symlink())]
+    files = sorted(p for d in folders for p in d.iterdir()
+                   if p.suffix in (".json", ".arrow") and p.is_file() and not p.is_symlink())
     for file in files:
         digest.update(os.fsencode(file.relative_to(path).as_posix()) + b"\0")
         with open(file, "rb") as handle:

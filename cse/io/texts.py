@@ -24,6 +24,7 @@ import pandas as pd
 from ..errors import CSEInputError
 from .columns import column_list, per_word_columns, rename_columns
 from .encoding import decode_text, is_utf8
+from .textbounds import check_input_size, iter_lines
 from .paths import check_file_kind
 from .tables import TABLE_SUFFIXES, read_table, table_format
 
@@ -147,17 +148,26 @@ def read_texts(path, text_column=None, encoding="utf-8", format=None, *, columns
         if frame.empty:
             raise CSEInputError(f"Input {str(path)!r} is empty")
         return _texts(frame, str(path), text_column, columns)
+    check_input_size(path)
     raw = _read_bytes(path)
     if not raw.strip():
         raise CSEInputError(f"Input file {str(path)!r} is empty")
     content = decode_text(raw, path, encoding)
+    del raw  # the text is held once
     if not content.strip():  # e.g. a lone UTF-16 byte-order mark
         raise CSEInputError(f"Input file {str(path)!r} is empty")
     if fmt == "txt":
         if text_column is not None or columns is not None:
             raise CSEInputError("text_column=NAME and columns=NAMES apply to CSV and JSON Lines input, not to plain text")
         return drop_empty(pd.DataFrame({"text": split_lines(content)}), str(path))
-    frame = _json_frame(content, path, text_column) if fmt == "jsonl" else _csv_frame(content, path, text_column)
+    if fmt == "jsonl":
+        frame = _json_frame(content, path, text_column)
+    else:
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        header = _csv_header(content, delimiter, path)
+        data = content.encode("utf-8", "surrogatepass")  # the parser's input as bytes; the text is let go
+        del content
+        frame = _csv_frame(data, header, delimiter, path, text_column)
     return _texts(frame, str(path), text_column, columns)
 
 
@@ -236,7 +246,7 @@ def _kept_columns(frame: pd.DataFrame, source: str, columns, text_name=None) -> 
 def _csv_header(content: str, delimiter: str, path: Path) -> list[str]:
     """The header's field names as written (pandas would rename repeated ones ``x.1`` and empty ones ``Unnamed: k``)."""
     try:
-        for row in csv.reader(io.StringIO(content), delimiter=delimiter):
+        for row in csv.reader(iter_lines(content), delimiter=delimiter):
             if row and any(field != "" for field in row):  # pandas skips blank lines before the header
                 return row
     except csv.Error as exc:
@@ -244,9 +254,7 @@ def _csv_header(content: str, delimiter: str, path: Path) -> list[str]:
     raise CSEInputError(f"Input file {str(path)!r} is empty")
 
 
-def _csv_frame(content: str, path: Path, text_column) -> pd.DataFrame:
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    header = _csv_header(content, delimiter, path)
+def _csv_frame(data: bytes, header: list, delimiter: str, path: Path, text_column) -> pd.DataFrame:
     slots = [f"c{k}" for k in range(len(header))]
     first = {name: slots[k] for k, name in reversed(list(enumerate(header)))}
     text_names = [text_column] if text_column is not None else ["text", "sentence"]
@@ -255,7 +263,8 @@ def _csv_frame(content: str, path: Path, text_column) -> pd.DataFrame:
             # pandas drops the extra fields of a row longer than the header with only a warning.
             warnings.simplefilter("error", pd.errors.ParserWarning)
             # The text column is read as str: '007' stays '007', '1e5' stays '1e5'.
-            frame = pd.read_csv(io.StringIO(content), sep=delimiter, header=0, names=slots, keep_default_na=False,
+            # As UTF-8 bytes: a StringIO of the text would hold it 4 bytes a character.
+            frame = pd.read_csv(io.BytesIO(data), encoding="utf-8", sep=delimiter, header=0, names=slots, keep_default_na=False,
                                 dtype={first[c]: str for c in text_names if c in first}, index_col=False)
     except pd.errors.ParserWarning:
         raise CSEInputError(f"{path}: not valid CSV (a row has more fields than the header; quote fields that "

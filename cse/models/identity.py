@@ -36,8 +36,10 @@ def model_identity(model, name=None) -> dict:
     identity : dict of str to str or int
         ``model`` (id or path), ``model_class`` (the Hugging Face class, also inside
         a wrapper), ``revision`` (the Hub commit hash, or ``""`` if unknown),
-        ``model_file`` and ``model_sha256`` (for a GGUF file: its path and the
-        SHA-256 of its bytes, computed once per file and cached; ``""`` otherwise),
+        ``model_file`` and ``model_sha256`` (for a GGUF file: its file name, without
+        the folder, so that a shared result does not reveal the computing machine's
+        directory layout, and the SHA-256 of its bytes, which identifies it; computed
+        once per file and cached; ``""`` otherwise),
         ``n_layers`` (the number of blocks found by `cse.capture.find_blocks`),
         ``d_model``, ``wrapper`` and ``wrapper_version`` (e.g.
         ``"transformer_lens.TransformerBridge"``, ``"4.3.0"``; ``""`` for a bare
@@ -74,7 +76,7 @@ def model_identity(model, name=None) -> dict:
         "model": str(os.fspath(model_name)),
         "model_class": type(hf_model).__name__,
         "revision": str(revision),
-        "model_file": file,
+        "model_file": os.path.basename(os.fspath(file)) if file else "",  # the name: no path of this machine
         "model_sha256": file_sha256(file) if file else "",
         "n_layers": len(blocks),
         "d_model": int(_config_int(config, WIDTH_ATTRS) or 0),

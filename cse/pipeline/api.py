@@ -32,7 +32,7 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
             batch_size=DEFAULT_BATCH_SIZE, device="auto", dtype=None, device_map=None, window=None, add_bos=True,
             output=None, overwrite=False, resume=False, restart=False, workers=None, scheduler=None,
             zarr_chunk=None, progress=False, command=None, columns=None, split=None, threads=None, save=None,
-            save_dtype="float32") -> xr.Dataset:
+            save_dtype="float32", non_finite="error") -> xr.Dataset:
     """Compute Conditional Scale Entropy for every token of every text.
 
     Parameters
@@ -130,6 +130,12 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
         result.
     save_dtype : {'float32', 'float16'}
         Storage dtype of saved updates (2 or 4 bytes per number).
+    non_finite : {'error', 'warn'}
+        What a forward pass giving NaN or infinite layer updates does: ``'error'``
+        (default) stops the run with a `CSEInputError` naming the texts (batches
+        computed before stay kept for ``resume``); ``'warn'`` keeps going, with NaN
+        cells where the values reached (never 0), and warns once with the count of
+        tokens and texts (``--on-non-finite warn``).
 
     Returns
     -------
@@ -198,7 +204,7 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
         batch_size=batch_size, window=window, add_bos=add_bos, save=save, save_dtype=save_dtype, output=output,
         overwrite=overwrite, resume=resume, restart=restart, zarr_chunk=zarr_chunk, workers=workers,
         scheduler=scheduler, threads=threads, device=device, dtype=dtype, device_map=device_map, progress=progress,
-        command=command,
+        command=command, non_finite=non_finite,
     )
     with contextlib.ExitStack() as stack:
         # 2. The model, here or on the workers (a cluster is closed before the output is written).
@@ -216,7 +222,24 @@ def compute(texts, model=None, tokenizer=None, *, text_column=None, encoding="ut
         executor_scope.close()
         bar.close()
         # 6. The output, atomically.
-        return store.finalize()
+        result = store.finalize()
+    if request.non_finite == "warn":
+        _warn_non_finite(result)
+    return result
+
+
+def _warn_non_finite(ds: xr.Dataset) -> None:
+    """One warning with the count of tokens (and texts) whose layer updates were NaN or infinite."""
+    import warnings
+
+    import numpy as np
+
+    broken = ~np.isfinite(np.asarray(ds["update_norm"].values)).all(axis=1)
+    if broken.any():
+        texts = np.unique(np.asarray(ds["text"].values)[broken])
+        warnings.warn(f"the model's forward pass gave NaN or infinite layer updates for {int(broken.sum())} token(s) "
+                      f"of {len(texts)} text(s) (first: {', '.join(str(int(k)) for k in texts[:5])}); their cells "
+                      f"are NaN", UserWarning, stacklevel=3)
 
 
 def _progress_bar(total: int, progress: bool, initial: int = 0):

@@ -43,7 +43,7 @@ def pad_batch(sequences, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_batch(model, sequences, settings: MeasureSettings, pad_id: int = 0, reducer: str = "auto", *,
-              save=(), save_dtype: str = "float32") -> dict:
+              save=(), save_dtype: str = "float32", non_finite: str = "error") -> dict:
     """Forward one batch of sequences and return its stacked per-token results.
 
     Parameters
@@ -64,6 +64,14 @@ def run_batch(model, sequences, settings: MeasureSettings, pad_id: int = 0, redu
         updates (float64, summed from the float32 updates); ``'updates'`` the updates.
     save_dtype : {'float32', 'float16'}
         dtype of saved updates.
+    non_finite : {'error', 'warn'}
+        ``'error'``: raise `NonFiniteUpdates` for NaN or infinite updates; ``'warn'``:
+        return them (NaN cells; the caller warns).
+
+    Raises
+    ------
+    NonFiniteUpdates
+        When a real token's update is NaN or infinite (its tokens; the caller names the texts).
 
     Returns
     -------
@@ -108,7 +116,36 @@ def run_batch(model, sequences, settings: MeasureSettings, pad_id: int = 0, redu
         out["updates"] = real.transpose(0, 1).to(getattr(torch, save_dtype)).cpu().numpy()
     del updates
     out["surprisal"] = surprisal.numpy().reshape(-1)[valid]
+    # A NaN or infinite update (a model or dtype that overflows) would give NaN CSE without a word.
+    broken = ~np.isfinite(out["update_norm"]).all(axis=1)
+    if broken.any() and non_finite == "error":
+        raise NonFiniteUpdates(np.flatnonzero(broken))
     return out
+
+
+class NonFiniteUpdates(ArithmeticError):
+    """The forward pass gave NaN or infinite layer updates at these tokens of the batch (0-based, real tokens)."""
+
+    def __init__(self, tokens):
+        super().__init__(f"non-finite layer updates at {len(tokens)} token(s) of the batch")
+        self.tokens = np.asarray(tokens, dtype=np.int64)
+
+
+def non_finite_error(exc: NonFiniteUpdates, texts, start: int):
+    """The one line for `exc` raised by the batch whose tokens start at `start`; `texts` is the ``text`` coordinate.
+
+    Returns
+    -------
+    cse.errors.CSEInputError
+        Naming the texts (0-based, as in the result's ``text`` coordinate) and the count of tokens.
+    """
+    from ..errors import CSEInputError
+
+    ids = np.unique(np.asarray(texts)[start + exc.tokens])
+    shown = ", ".join(str(int(k)) for k in ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+    return CSEInputError(f"the model's forward pass gave NaN or infinite layer updates for {len(exc.tokens)} token(s) "
+                         f"of text(s) {shown}; nothing was written for them: check the model's weights and dtype "
+                         f"(a float16 model can overflow: try --dtype float32) or leave those texts out")
 
 
 @contextlib.contextmanager

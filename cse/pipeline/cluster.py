@@ -144,9 +144,11 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None):
             warnings.filterwarnings("ignore", message="Port .* is already in use")
             # The workers' own log lines (a cancelled task on Ctrl-C, a slow exit) are not the user's
             # business: every error of a task reaches the client and is reported there, in one line.
+            _quiet_resource_tracker()
             try:
-                cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL)
+                with _workers_ignore_ctrl_c():
+                    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                           host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL)
             except (OSError, RuntimeError, TimeoutError) as error:
                 reason = str(error).splitlines()[0] if str(error) else type(error).__name__
                 raise CSEInputError(f"cannot start a local Dask cluster of {workers} workers ({reason}); run "
@@ -196,7 +198,7 @@ def _run_task(spec: ModelSpec, store: str, updates_store: str | None, done_dir: 
     """Compute and write a group of batches on a worker; return the number of tokens written."""
     from pathlib import Path
 
-    from .batch import run_batch, torch_threads
+    from .batch import NonFiniteUpdates, run_batch, torch_threads
 
     if not Path(store, "zarr.json").is_file():
         raise CSEInputError(f"the worker cannot see the staging store {store}; the output folder must be on a "
@@ -208,11 +210,62 @@ def _run_task(spec: ModelSpec, store: str, updates_store: str | None, done_dir: 
     threads = run_options.pop("threads")
     for index, start, stop, sequences in items:
         with model_lock, torch_threads(threads):
-            arrays = run_batch(model, sequences, **run_options)
+            try:
+                arrays = run_batch(model, sequences, **run_options)
+            except NonFiniteUpdates as exc:  # the client names the texts: token indices of the whole run
+                raise NonFiniteUpdates(start + exc.tokens) from None
         sink.write_batch(index, start, stop, arrays)
         log.mark(index)
         n_tokens += stop - start
     return n_tokens
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """Start processes with SIGINT ignored: Ctrl-C in a terminal reaches the whole process group, and the
+    workers would print their own KeyboardInterrupt tracebacks; the client stops them instead."""
+    import signal
+
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: nothing to change
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with its stderr on the null device, if it is not running yet.
+
+    On Ctrl-C in a terminal the workers of a local cluster die with the client; the
+    tracker then removes the semaphores they held and prints "There appear to be N
+    leaked semaphore objects to clean up at shutdown" after cse's one line. It still
+    removes them; only its message goes.
+    """
+    import os
+    import sys
+    from multiprocessing import resource_tracker
+
+    if getattr(resource_tracker._resource_tracker, "_fd", None) is not None:  # noqa: SLF001  already running
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        return
+    try:
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(quiet, 2)
+        os.close(quiet)
+        resource_tracker.ensure_running()
+    except OSError:
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def run_cluster(client, spec: ModelSpec, run, store, bar=None, threads: int | None = None) -> None:
@@ -238,6 +291,8 @@ def run_cluster(client, spec: ModelSpec, run, store, bar=None, threads: int | No
     """
     from dask.distributed import as_completed
 
+    from .batch import NonFiniteUpdates, non_finite_error
+
     todo = store.todo
     if not todo:
         return
@@ -247,7 +302,7 @@ def run_cluster(client, spec: ModelSpec, run, store, bar=None, threads: int | No
     size = max(1, min(MAX_BATCHES_PER_TASK, -(-len(todo) // (TASKS_PER_WORKER * n_workers))))
     prefix = f"cse-{uuid.uuid4().hex}"
     options = {"settings": run.settings, "pad_id": run.pad_id, "save": run.saved, "save_dtype": run.save_dtype,
-               "threads": 1 if threads is None else int(threads)}
+               "non_finite": run.non_finite, "threads": 1 if threads is None else int(threads)}
     futures = []
     for k in range(0, len(todo), size):
         items = [(i, *run.region(i), run.sequences(i)) for i in todo[k:k + size]]
@@ -258,6 +313,9 @@ def run_cluster(client, spec: ModelSpec, run, store, bar=None, threads: int | No
             n_tokens = future.result()
             if bar is not None:
                 bar.update(n_tokens)
+    except NonFiniteUpdates as exc:
+        client.cancel(futures)
+        raise non_finite_error(exc, run.plan.coords["text"].to_numpy(), 0) from None
     except BaseException:
         client.cancel(futures)
         raise

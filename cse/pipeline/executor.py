@@ -16,9 +16,10 @@ between runs with the same threads per process (float32 sums depend on their ord
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from ..errors import CSEInputError
-from .batch import run_batch, torch_threads
+from .batch import NonFiniteUpdates, non_finite_error, run_batch, torch_threads
 from .plan import Run
 from .sinks import BackgroundWriter
 
@@ -58,8 +59,11 @@ def run_batches(model, run: Run, todo, sink, log=None, bar=None, max_pending: in
     reported = 0
     try:
         for index in todo:
-            arrays = run_batch(model, run.sequences(index), run.settings, run.pad_id, save=run.saved,
-                               save_dtype=run.save_dtype)
+            try:
+                arrays = run_batch(model, run.sequences(index), run.settings, run.pad_id, save=run.saved,
+                                   save_dtype=run.save_dtype, non_finite=run.non_finite)
+            except NonFiniteUpdates as exc:
+                raise non_finite_error(exc, run.plan.coords["text"].to_numpy(), run.region(index)[0]) from None
             writer.put(index, *run.region(index), arrays)
             reported = _advance(bar, run, writer.written, reported)
     finally:
@@ -93,6 +97,11 @@ class LocalExecutor:
 
     def run(self, run: Run, store, bar=None) -> None:
         """Compute the batches ``store.todo`` into the store."""
+        from ..reduce import kernels_compiled
+
+        if store.todo and not kernels_compiled():  # else the bar sits at 0 % for about a minute, unexplained
+            logging.getLogger("cse").info("compiling the wavelet kernels (Numba) for this machine: the first run "
+                                          "waits about a minute before its first batch; later runs do not")
         log = store.done_log()
         try:
             with torch_threads(self.threads):

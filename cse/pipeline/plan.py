@@ -74,6 +74,8 @@ class Run:
         ``save``: nnsight, once imported, gives every object a ``save`` attribute,
         which a dataclass would take for the field's default.
     save_dtype : str
+    non_finite : {'error', 'warn'}
+        What NaN or infinite layer updates do (`cse.compute`).
         Storage dtype of saved layer updates.
     """
 
@@ -86,6 +88,7 @@ class Run:
     pad_id: int
     saved: tuple = ()
     save_dtype: str = "float32"
+    non_finite: str = "error"
 
     def region(self, index: int) -> tuple[int, int]:
         """Token region [start, stop) of batch `index` in the stacked ``token`` dim."""
@@ -130,7 +133,7 @@ def plan_run(request, info) -> Run:
     settings.check_memory(settings.series_length(info.n_layers, int(lengths.max()), info.d_model))
     attrs = run_attributes(info, settings, request)
     return Run(plan, settings, plan.batches(request.batch_size), attrs, info.n_layers, info.d_model, info.pad_id,
-               request.saved, request.save_dtype)
+               request.saved, request.save_dtype, request.non_finite)
 
 
 def run_attributes(info, settings: MeasureSettings, request) -> dict:

@@ -139,6 +139,8 @@ class Request:
     scheduler : str or None
     progress : bool
     command : str or None
+    non_finite : {'error', 'warn'}
+        What NaN or infinite layer updates do (``non_finite`` of `cse.compute`).
     """
 
     source: Source
@@ -154,6 +156,7 @@ class Request:
     scheduler: str | None
     progress: bool
     command: str | None
+    non_finite: str = "error"
 
     @property
     def distributed(self) -> bool:
@@ -163,7 +166,7 @@ class Request:
 
 def make_request(texts, model, tokenizer, *, text_column, encoding, columns, split, settings: dict, batch_size,
                  window, add_bos, save, save_dtype, output, overwrite, resume, restart, zarr_chunk, workers, scheduler,
-                 threads, device, dtype, device_map, progress, command) -> Request:
+                 threads, device, dtype, device_map, progress, command, non_finite="error") -> Request:
     """Validate every argument of `cse.compute` that needs no model, then read the texts.
 
     Parameters
@@ -172,7 +175,7 @@ def make_request(texts, model, tokenizer, *, text_column, encoding, columns, spl
         As in `cse.compute`.
     add_bos, save, save_dtype, output, overwrite, resume, restart, zarr_chunk : object
         As in `cse.compute`.
-    workers, scheduler, threads, device, dtype, device_map, progress, command : object
+    workers, scheduler, threads, device, dtype, device_map, progress, command, non_finite : object
         As in `cse.compute`.
     settings : dict
         The measure's parameters of `cse.compute` (axis, wavelet, level, boundary,
@@ -196,6 +199,7 @@ def make_request(texts, model, tokenizer, *, text_column, encoding, columns, spl
         threads = check_int("threads", threads, 1, 4096)
     save = _check_save(save, resolved)
     check_choice("save_dtype", save_dtype, SAVE_DTYPES)
+    check_choice("non_finite", non_finite, ("error", "warn"))
     _check_execution(model, workers, scheduler, output, resume, restart)
     source_path = Path(texts) if isinstance(texts, (str, Path)) else None
     out = None
@@ -218,7 +222,7 @@ def make_request(texts, model, tokenizer, *, text_column, encoding, columns, spl
         model=ModelRequest(model, tokenizer, device, dtype, device_map, threads),
         settings=resolved, batch_size=batch_size, window=window, add_bos=bool(add_bos), saved=save,
         save_dtype=save_dtype, output=out, workers=workers, scheduler=scheduler, progress=bool(progress),
-        command=command,
+        command=command, non_finite=non_finite,
     )
 
 

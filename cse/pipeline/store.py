@@ -105,7 +105,7 @@ def updates_layout(run: Run, *, lazy: bool, chunk: int | None = None) -> xr.Data
     -------
     xarray.Dataset
         The variable in ``run.save_dtype``, NaN-filled; coordinates ``text``,
-        ``position``, ``is_special`` on ``token`` and ``layer``; the run's attributes.
+        ``position``, ``token_id`` (matched by re-measuring), ``is_special`` on ``token`` and ``layer``; the run's attributes.
     """
     from ..schema import COORD_ATTRS, variable_attrs
 
@@ -119,7 +119,7 @@ def updates_layout(run: Run, *, lazy: bool, chunk: int | None = None) -> xr.Data
     else:
         data = np.full(shape, np.nan, dtype=run.save_dtype)
     coords = {name: ("token", run.plan.coords[name].to_numpy(), COORD_ATTRS[name])
-              for name in ("text", "position", "is_special")}
+              for name in ("text", "position", "token_id", "is_special")}
     coords["layer"] = ("layer", np.arange(run.n_layers, dtype=np.int64), COORD_ATTRS["layer"])
     return xr.Dataset({"updates": (("token", "layer", "hidden"), data, variable_attrs("updates"))}, coords=coords,
                       attrs={**run.attrs, "title": "Layer updates of transformer blocks (cse compute --save updates)"})
@@ -213,6 +213,11 @@ class StagedStore:
         """All batches, or those an interrupted run did not finish (with resume), its finished ones read back."""
         staging, out = self.staging, self.output
         previous = None if out.restart else staging.read_manifest()
+        if previous is None and not out.overwrite and os.path.lexists(self.path):
+            # Another run finished this output between this run's checks and its lock (a --resume racing it).
+            _remove_debris(staging, self.path)
+            raise CSEInputError(f"{self.path} was completed by another run while this one started; nothing to "
+                                f"compute (pass --overwrite to compute it again)")
         done = staging.done_batches() if previous is not None else set()
         if previous is not None and out.resume:
             check_manifest(previous, self.manifest, self.path)
@@ -314,7 +319,7 @@ class StagedStore:
         return open_result(self.path, chunks={})
 
 
-_FILE_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO, errno.ENOTDIR,
+_FILE_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO, errno.ENOTDIR,
                 errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ENOENT)
 
 

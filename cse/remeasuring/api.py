@@ -14,7 +14,7 @@ from ..layout import measure_coords
 from ..params import AXES, check_choice
 from ..schema import COORD_ATTRS, NULL_VARIABLES, VARIABLES, variable_attrs
 from ..settings import MeasureSettings
-from .sources import open_source
+from .sources import open_source, updates_path
 
 #: Variables that depend on the measure's settings: replaced by `remeasure`.
 MEASURE_VARIABLES = ("cse", "scale_fraction") + NULL_VARIABLES
@@ -138,6 +138,38 @@ def remeasure(ds, *, axis=None, wavelet=None, level=None, boundary=None, normali
         if opened:
             ds.close()  # a result this call opened is not left open by a refusal or an interrupt
         raise
+
+
+def read_paths(result, updates=None) -> list:
+    """The files and stores `remeasure` of the result file `result` reads: the result and its updates store.
+
+    The updates store is `updates`, or the one the result's attribute ``updates_store``
+    names beside it (read lazily from the result's metadata only); an output must be
+    none of them (`cse.io.check_output`).
+
+    Parameters
+    ----------
+    result : str or Path
+        A result file (``.nc`` or ``.zarr``).
+    updates : str or Path, optional
+        The updates store given explicitly.
+
+    Returns
+    -------
+    list of Path
+
+    Raises
+    ------
+    CSEInputError
+        As `cse.open_result` for an unreadable result, or an ``updates_store``
+        attribute that is not a plain ``.zarr`` file name.
+    """
+    path = Path(result)
+    if updates is not None:
+        return [path, Path(updates)]
+    with open_result(path, chunks={}) as ds:
+        store = updates_path(ds, str(path), None, path.parent)
+    return [path] + ([store] if store is not None else [])
 
 
 def _open(ds):

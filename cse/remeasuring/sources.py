@@ -28,6 +28,10 @@ CHUNK_BYTES = 64 * 2**20
 #: (a batched matrix product on a GPU may round (m, n) and (n, m) differently).
 SYMMETRY_TOLERANCE = 1e-8
 
+#: Relative slack of the Cauchy-Schwarz check of stored Gram matrices (float32 products
+#: of nearly parallel updates round both sides by a few 1e-7).
+CAUCHY_SCHWARZ_TOLERANCE = 1e-5
+
 
 def sequence_starts(text, position) -> np.ndarray:
     """Index of the first token of every model input sequence, and the number of tokens at the end.
@@ -113,7 +117,7 @@ class GramSource:
             full = np.empty((len(values), self.n_layers, self.n_layers))
             full[:, self.rows, self.cols] = values
             full[:, self.cols, self.rows] = values
-            return full
+            return self._valid(full, start)
         # |G[m, n]| <= max_k G[k, k] for a Gram matrix (Cauchy-Schwarz): the token's scale.
         with np.errstate(invalid="ignore", over="ignore"):
             asymmetry = values - values.transpose(0, 2, 1)
@@ -124,7 +128,32 @@ class GramSource:
             token = start + int(np.flatnonzero(asymmetric)[0])
             raise CSEInputError(f"{self.origin}: its variable 'gram' is not symmetric at token {token}: not a Gram "
                                 f"matrix of layer updates")
-        return np.ascontiguousarray(values)
+        return self._valid(np.ascontiguousarray(values), start)
+
+    def _valid(self, gram: np.ndarray, start: int) -> np.ndarray:
+        """`gram` (tokens, L, L), after checking what every Gram matrix satisfies: finite, diagonal >= 0, Cauchy-Schwarz.
+
+        |G[m, n]|^2 <= G[m, m] G[n, n] is the positive semi-definiteness of every 2 x 2
+        principal minor; a file that breaks it would change every CSE cell silently. The
+        cost is two passes over the chunk, small next to the reduction.
+        """
+        diagonal = np.einsum("tmm->tm", gram)
+        with np.errstate(invalid="ignore", over="ignore"):
+            bound = diagonal[:, :, None] * diagonal[:, None, :]
+            scale = np.abs(diagonal).max(axis=1, initial=0.0)[:, None, None] ** 2
+            problems = {
+                "non-finite values": ~np.isfinite(gram).reshape(len(gram), -1).all(axis=1),
+                "a negative diagonal (squared norm)": (diagonal < 0).any(axis=1),
+                "entries beyond the Cauchy-Schwarz bound |G[m, n]|^2 <= G[m, m] G[n, n]": (
+                    gram * gram > bound * (1 + CAUCHY_SCHWARZ_TOLERANCE) + CAUCHY_SCHWARZ_TOLERANCE * scale
+                ).reshape(len(gram), -1).any(axis=1),
+            }
+        for what, bad in problems.items():
+            if bad.any():
+                tokens = np.flatnonzero(bad)
+                raise CSEInputError(f"{self.origin}: its variable {self.kind!r} has {what} at {len(tokens)} token(s), "
+                                    f"first token {start + int(tokens[0])}: not a Gram matrix of layer updates")
+        return gram
 
     def measure(self, settings: MeasureSettings) -> dict:
         """The result arrays of every token under `settings` (depth axis), token-major."""
@@ -206,30 +235,51 @@ def _plain_name(name: str) -> bool:
             and name.isprintable() and not name.startswith("."))
 
 
+def updates_path(ds: xr.Dataset, origin: str, updates=None, folder=None) -> Path | None:
+    """The layer-updates store a re-measure of `ds` reads: `updates`, or the one its attribute names, beside it.
+
+    None where the result holds its updates as a variable or names no store.
+
+    Raises
+    ------
+    CSEInputError
+        If the attribute ``updates_store`` is not a plain file name ending in ``.zarr``,
+        or names a store beside an in-memory result (no folder).
+    """
+    if "updates" in ds.data_vars:
+        return None
+    if updates is not None:
+        return Path(updates)
+    name = ds.attrs.get("updates_store")
+    if not name:
+        return None
+    name = str(name)
+    if not _plain_name(name):
+        raise CSEInputError(f"{origin}: its attribute updates_store={name[:80]!r} is not a plain file name ending "
+                            f"in .zarr; pass the updates store explicitly (--updates)")
+    if folder is None:
+        raise CSEInputError(f"{origin}: its updates are in {name!r} beside the result file, which an in-memory "
+                            f"result does not know; pass updates=PATH")
+    return Path(folder) / name
+
+
 def _stored_updates(ds: xr.Dataset, origin: str, updates, folder) -> xr.DataArray | None:
     """The result's updates: its ``updates`` variable, the store `updates`, or the one its attribute names."""
     if "updates" in ds.data_vars:
         return ds["updates"]
-    path = updates
+    path = updates_path(ds, origin, updates, folder)
     if path is None:
-        name = ds.attrs.get("updates_store")
-        if not name:
-            return None
-        name = str(name)
-        if not _plain_name(name):
-            raise CSEInputError(f"{origin}: its attribute updates_store={name[:80]!r} is not a plain file name ending "
-                                f"in .zarr; pass the updates store explicitly (--updates)")
-        if folder is None:
-            raise CSEInputError(f"{origin}: its updates are in {name!r} beside the result file, which an in-memory "
-                                f"result does not know; pass updates=PATH")
-        path = Path(folder) / name
+        return None
     store = open_result(path, chunks={}, require=("updates",))
-    for coord in ("text", "position"):
+    for coord in ("text", "position", "token_id"):
         if store.sizes.get("token") != ds.sizes["token"] or (
                 coord in store.coords and coord in ds.coords
                 and not np.array_equal(store[coord].values, ds[coord].values)):
             raise CSEInputError(f"{path}: its tokens are not those of {origin} ({coord!r} or the token count "
                                 f"differs); it is the updates store of another result")
+    if "token_id" in ds.coords and "token_id" not in store.coords:
+        raise CSEInputError(f"{path}: it records no token ids, so it cannot be matched to the tokens of {origin}; "
+                            f"recompute it with 'cse compute --save updates'")
     return store["updates"]
 
 
