@@ -240,6 +240,22 @@ def updates_path(ds: xr.Dataset, origin: str, updates=None, folder=None) -> Path
 
     None where the result holds its updates as a variable or names no store.
 
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The result to re-measure (its ``updates_store`` attribute, or an ``updates`` variable).
+    origin : str
+        How `ds` is named in errors (its path, or "the result").
+    updates : str, os.PathLike or None
+        An updates store given explicitly (``--updates``); it wins over the attribute.
+    folder : str, os.PathLike or None
+        The folder of the result file (None for an in-memory result).
+
+    Returns
+    -------
+    pathlib.Path or None
+        The store's path, unresolved.
+
     Raises
     ------
     CSEInputError
