@@ -197,6 +197,7 @@ def test_real_model_dask_run_is_identical_at_equal_threads(tmp_path, metaphor_di
     xr.testing.assert_identical(distributed.load(), single)
 
 
+@pytest.mark.slow
 def test_a_journaled_resume_reads_what_a_store_holds(tmp_path, model_dir, frame, single, monkeypatch):
     """A netCDF run interrupted while it filled a Zarr store is resumed journaled (in memory), and vice versa."""
     from cse.pipeline import store as store_module

@@ -171,10 +171,14 @@ def clean_run(tmp_path_factory, model_dir, wrapper):
     return open_result(folder / "out.nc").load()
 
 
+SLOW = pytest.mark.slow  # the fast tier keeps one case of each path (a store's chunk, a journaled batch's file)
+
+
 @pytest.mark.parametrize("fault, words, output", [
-    ("ENOSPC", "space", "out.zarr"), ("EROFS", "read-only", "out.zarr"), ("EACCES", "ermission", "out.zarr"),
-    ("pending:ENOSPC", "space", "out.zarr"),  # a Zarr output: the store's chunks, or a batch's file
-    ("pending:ENOSPC", "space", "out.nc"), ("pending:EROFS", "read-only", "out.nc"),  # journaled: its files
+    ("ENOSPC", "space", "out.zarr"), pytest.param("EROFS", "read-only", "out.zarr", marks=SLOW),
+    pytest.param("EACCES", "ermission", "out.zarr", marks=SLOW),
+    pytest.param("pending:ENOSPC", "space", "out.zarr", marks=SLOW),  # a Zarr output: a batch's file
+    ("pending:ENOSPC", "space", "out.nc"), pytest.param("pending:EROFS", "read-only", "out.nc", marks=SLOW),
 ])
 def test_a_file_system_fault_is_one_line_and_resumable(tmp_path, model_dir, wrapper, clean_run, fault, words, output):
     texts_file(tmp_path)
@@ -227,8 +231,9 @@ def test_read_only_output_folder_is_refused_before_compute(tmp_path, model_dir, 
 # --------------------------------------------------------------------------- signals after some batches
 
 
-@pytest.mark.parametrize("signum, status, workers", [(signal.SIGINT, 130, None), (signal.SIGTERM, 143, None),
-                                                     (signal.SIGINT, 130, 2)])
+@pytest.mark.parametrize("signum, status, workers", [(signal.SIGINT, 130, None),
+                                                     pytest.param(signal.SIGTERM, 143, None, marks=SLOW),
+                                                     pytest.param(signal.SIGINT, 130, 2, marks=SLOW)])
 def test_interrupt_after_some_batches_says_what_was_kept(tmp_path, model_dir, wrapper, signum, status, workers):
     """One line whatever runs the batches: this process or a local Dask cluster (whose workers stay quiet)."""
     path = tmp_path / "in.txt"

@@ -125,6 +125,7 @@ def _mark_boundary_and_z(compute_results, boundary: int):
     return wrapped
 
 
+@pytest.mark.slow
 def test_metaphor_two_models_new_corpus_boundary_and_cse_z(metaphor_dir, tmp_path, monkeypatch):
     """Several models, a corpus given by option, and the activation of the boundary/cse_z code paths."""
     from cse_studies.metaphor import run as run_module
