@@ -177,6 +177,7 @@ def test_device_map_and_dtype_reach_the_model(model_dir, single, frame):
     np.testing.assert_allclose(half["cse"].values[~special], single["cse"].values[~special], atol=0.1)
 
 
+@pytest.mark.slow
 def test_threads_reach_the_workers(tmp_path, model_dir, frame, single):
     """`threads` holds on every worker: a run at two threads per worker equals one at two threads here."""
     local_two = compute(frame, model_dir, batch_size=3, device="cpu", command=COMMAND, threads=2)

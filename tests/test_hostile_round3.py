@@ -230,6 +230,7 @@ def test_a_full_disk_without_the_check_is_still_one_line(tmp_path, small_disk, c
     assert list(small_disk.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_compute_whose_final_netcdf_does_not_fit_keeps_its_batches(tmp_path):
     """The staging (small batch files) fits under the file-size limit, the final .nc does not: one line, resumable."""
     from saved_models import TEXTS, save_tiny_model

@@ -156,6 +156,7 @@ def _kill_midway(args, staging: Staging, cwd, at_least: int, timeout: float = 30
     return len(staging.done_batches())
 
 
+@pytest.mark.slow
 def test_sigkilled_cli_run_resumes_identically(tmp_path, model_dir, input_file):
     # Six copies of the corpus, one text per batch: 162 batches, killed after a few.
     input_file.write_text("\n".join(TEXTS * 6) + "\n")
