@@ -78,7 +78,6 @@ sphinx_gallery_conf = {
 # -- HTML ----------------------------------------------------------------------------
 html_theme = "pydata_sphinx_theme"
 html_title = f"cse {version}"
-html_static_path = ["_static"]
 html_theme_options = {
     "navbar_end": ["theme-switcher", "navbar-icon-links"],
     "show_toc_level": 2,

@@ -71,7 +71,7 @@ def permutation_options(func):
         click.option("--tail", type=click.Choice(list(TAIL_NAMES)), default="two-sided", show_default=True,
                      help="greater: B > A; less: B < A."),
         click.option("--threshold", type=float, default=None,
-                     help="Cluster-forming |t| [default: critical value at --cluster-alpha of t(G - 1) for cr "
+                     help="Cluster-forming absolute t [default: critical value at --cluster-alpha of t(G - 1) for cr "
                           "with G blocks, of N(0, 1) for other z statistics, else of t(df)]."),
         click.option("--cluster-alpha", type=float, default=0.05, show_default=True),
         click.option("--tfce-e", type=float, default=0.5, show_default=True, help="TFCE extent exponent E."),
