@@ -69,6 +69,7 @@ def test_saved_gram_matrices_and_updates_on_a_cluster(tmp_path, model_dir, frame
     np.testing.assert_array_equal(stores[1]["text"].values, sharded["text"].values)
 
 
+@pytest.mark.slow
 def test_local_cluster_from_workers_option(tmp_path, model_dir, frame, single):
     result = compute(frame, model_dir, batch_size=3, device="cpu", command=COMMAND, output=tmp_path / "r.nc",
                      workers=2)

@@ -368,6 +368,7 @@ def test_nul_escape_round_trips_exactly(values):
 
 @SETTINGS
 @given(values=_strings)
+@pytest.mark.slow
 def test_nul_round_trips_through_netcdf_and_zarr(tmp_path, values):
     ds = small_result(values)
     for name in ("n.nc", "n.zarr"):
