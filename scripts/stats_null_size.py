@@ -25,7 +25,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from cse.io.paths import atomic_path  # noqa: E402
 from cse.stats.engine import compare_arrays  # noqa: E402
 from stats_data import block_design_draw, noise, ordered  # noqa: E402
 
@@ -96,10 +96,8 @@ def main(argv=None) -> None:
                          + " ".join(f"{c[k] / args.sets:8.4f}" for k in CORRECTIONS))  # fmt: skip
         print("\n".join(lines[-2:]), flush=True)
     lines.append(f"# {time.time() - start:.0f} s")
-    out = Path(args.out)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out)
+    with atomic_path(args.out, overwrite=True) as tmp:  # written beside it, then renamed into place
+        tmp.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
