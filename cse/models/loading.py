@@ -177,7 +177,10 @@ def load_model(model=None, device="auto", dtype=None, device_map=None, *, name=N
     CSEInputError
         If a named model's wheel is missing (the message gives the pip command),
         `device` or `dtype` is invalid, or the model cannot be loaded offline (one
-        line with the reason).
+        line with the reason and what was tried: the folder or GGUF file). A Python
+        import that fails while loading (a missing dependency, or a module of the
+        same name in the current folder shadowing an installed package) is named as
+        such, with the module and where it was found, not as a missing model.
 
     Notes
     -----
